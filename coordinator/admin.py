@@ -1,0 +1,85 @@
+"""The auditor's side of round administration: open a round, watch it, fetch its result."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from monoculture.core.errors import MonocultureError, RoundFailed
+from monoculture.core.protocol import TERMINAL_PHASES, RoundPhase
+from monoculture.v1 import monoculture_pb2 as pb
+from monoculture.v1 import monoculture_pb2_grpc as pb_grpc
+
+
+class AuditorClient:
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self._channel = grpc.insecure_channel(address)
+        self._stub = pb_grpc.AuditorServiceStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> AuditorClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: Callable[..., Any], request: Any) -> Any:
+        try:
+            return method(request, timeout=30)
+        except grpc.RpcError as exc:
+            code = exc.code()
+            if code == grpc.StatusCode.UNAVAILABLE:
+                raise MonocultureError(
+                    f"coordinator at {self.address} is unreachable",
+                    hint="check the address and that `monoculture coordinator serve` is running",
+                ) from None
+            raise MonocultureError(f"coordinator refused: {exc.details()}", where=code.name) from None
+
+    def open_round(self, companies: list[str], min_list_size: int = 1) -> pb.RoundStatus:
+        request = pb.OpenRoundRequest(companies=companies, min_list_size=min_list_size)
+        status: pb.RoundStatus = self._call(self._stub.OpenRound, request)
+        return status
+
+    def status(self, round_id: str) -> pb.RoundStatus:
+        status: pb.RoundStatus = self._call(self._stub.GetRoundStatus, pb.RoundRef(round_id=round_id))
+        return status
+
+    def result(self, round_id: str) -> dict[str, Any]:
+        reply: pb.RoundResult = self._call(self._stub.GetRoundResult, pb.RoundRef(round_id=round_id))
+        result: dict[str, Any] = json.loads(reply.result_json)
+        return result
+
+    def wait(
+        self,
+        round_id: str,
+        timeout: float,
+        on_status: Callable[[pb.RoundStatus], None] | None = None,
+        interval: float = 0.2,
+    ) -> pb.RoundStatus:
+        """Poll until the round ends; a failed round raises RoundFailed naming the party."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.status(round_id)
+            if on_status is not None:
+                on_status(status)
+            if status.phase in TERMINAL_PHASES:
+                break
+            if time.monotonic() > deadline:
+                raise RoundFailed(
+                    f"round {round_id} still {status.phase} after {timeout:.0f} s "
+                    f"({status.hops_done}/{status.hops_total} list hops done)",
+                    hint="check that every company's daemon is running (`monoculture client run`)",
+                )
+            time.sleep(interval)
+        if status.phase == RoundPhase.FAILED:
+            raise RoundFailed(
+                f"round {round_id} failed: {status.failure_reason}", where=status.failed_party or ""
+            )
+        return status

@@ -1,0 +1,86 @@
+"""`monoculture bench`: a simulated round timed against the elliptic-curve floor.
+
+The floor is the EC work the protocol must do, at the cost this machine takes
+for one operation, spread over every core:
+    floor = sum over companies (own records x cost of hash-to-curve+multiply
+                                + relayed records x cost of a multiply) / cores
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+import time
+from pathlib import Path
+
+from monoculture.core.dataset import InputSpec
+from monoculture.core.psi_crypto import POINT_SIZE, TAG_SIZE, BlindingKey
+from monoculture.core.wire import CHUNK_ELEMENTS
+from monoculture.simulate import CompanyInput, run_round
+from monoculture.synthetic import SyntheticSpec, generate
+
+_SAMPLE = 4000
+
+
+def measure_operation_costs(sample: int = _SAMPLE, repeats: int = 3) -> tuple[float, float]:
+    """Seconds per (hash-to-curve + multiply) and per multiply, on one core (best of repeats)."""
+    key = BlindingKey.fresh()
+    ids = [secrets.token_hex(8) for _ in range(sample)]
+    create, process = float("inf"), float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        points = key.hash_and_blind(ids)
+        create = min(create, (time.perf_counter() - started) / sample)
+        started = time.perf_counter()
+        key.reblind(points)
+        process = min(process, (time.perf_counter() - started) / sample)
+    return create, process
+
+
+def wire_bytes_per_element() -> float:
+    """Bytes one element costs in a ListChunk: point with framing, tag; chunk headers amortised."""
+    return POINT_SIZE + 2 + TAG_SIZE + 64 / CHUNK_ELEMENTS
+
+
+def run_bench(parties: int, records: int, overlap: float, seed: int) -> int:
+    cores = os.cpu_count() or 1
+    print(f"monoculture bench: {parties} parties x {records} records, {cores} cores")
+    create_cost, multiply_cost = measure_operation_costs()
+    print(
+        f"cost of one operation (one core): hash-to-curve + multiply {create_cost * 1e6:.1f} us, "
+        f"multiply {multiply_cost * 1e6:.1f} us"
+    )
+    with tempfile.TemporaryDirectory(prefix="monoculture-bench-") as tmp:
+        workdir = Path(tmp)
+        spec = SyntheticSpec(parties, records, seed, overlap=1.0 if overlap >= 1 else overlap)
+        population = generate(spec, workdir / "data")
+        companies = [
+            CompanyInput(n, InputSpec(p)) for n, p in zip(population.companies, population.files, strict=True)
+        ]
+        started = time.perf_counter()
+        run = run_round(companies, workdir)
+        total = time.perf_counter() - started
+    floor = 0.0
+    print("EC operations per company:")
+    for counts in sorted(run.operation_counts, key=lambda c: c["company"]):
+        own = counts["hash_to_curve"]
+        relayed = counts["multiplications"] - own
+        floor += own * create_cost + relayed * multiply_cost
+        print(
+            f"  {counts['company']}: {own} hash-to-curve + multiply, {relayed} multiply "
+            f"({counts['blind_seconds']:.1f} s blinding)"
+        )
+    floor /= cores
+    exact = run.result["pattern_counts"] == {
+        k: v for k, v in zip(run.result["pattern_counts"], population.truth.counts, strict=True)
+    }
+    print(f"wall time, round open to result: {run.wall_seconds:.2f} s (with process start-up: {total:.2f} s)")
+    print(f"EC floor (operations x cost / {cores} cores): {floor:.2f} s")
+    print(f"ratio of wall time to EC floor: {run.wall_seconds / floor:.3f}")
+    print(f"bytes on the wire per record per hop: {wire_bytes_per_element():.1f}")
+    print(
+        f"result equals plaintext ground truth: {'yes' if exact else 'NO'} "
+        f"(H = {run.result['homogenization']})"
+    )
+    return 0 if exact else 1

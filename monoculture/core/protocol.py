@@ -1,0 +1,259 @@
+"""The round's state machine (docs/PROTOCOL.md, "States"), without any I/O.
+
+The coordinator keeps one `RoundState` per round and asks it what each
+company should do next and whether an upload is allowed; `count_patterns`
+turns the fully blinded lists into the 2^k pattern table.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import numpy as np
+
+from monoculture.core.errors import ProtocolError
+from monoculture.core.metrics import PatternTable
+from monoculture.core.psi_crypto import NONCE_SIZE, POINT_SIZE, CompanyTags
+
+MAX_PARTIES = 16
+COMPANY_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
+
+
+class RoundPhase(StrEnum):
+    """Phases of a round (docs/PROTOCOL.md, "States")."""
+
+    OPEN = "OPEN"  # companies enrol and upload their own blinded list (hop 0)
+    RELAYING = "RELAYING"  # lists travel the ring; each hop re-blinds and re-shuffles
+    COUNTING = "COUNTING"  # all lists fully blinded; the coordinator matches and counts
+    COMPLETE = "COMPLETE"  # the result is published
+    FAILED = "FAILED"  # ended without a result; the reason names the party
+
+
+TRANSITIONS: dict[RoundPhase, frozenset[RoundPhase]] = {
+    RoundPhase.OPEN: frozenset({RoundPhase.RELAYING, RoundPhase.FAILED}),
+    RoundPhase.RELAYING: frozenset({RoundPhase.COUNTING, RoundPhase.FAILED}),
+    RoundPhase.COUNTING: frozenset({RoundPhase.COMPLETE, RoundPhase.FAILED}),
+    RoundPhase.COMPLETE: frozenset(),
+    RoundPhase.FAILED: frozenset(),
+}
+
+TERMINAL_PHASES = frozenset({RoundPhase.COMPLETE, RoundPhase.FAILED})
+
+
+def new_round_id() -> str:
+    return "r-" + secrets.token_hex(8)
+
+
+def check_company_name(name: str) -> None:
+    """Company names become pattern labels and config keys: keep them plain."""
+    if not name or len(name) > 64 or not set(name) <= COMPANY_NAME_CHARS:
+        raise ProtocolError(
+            f"company name {name!r} is not allowed",
+            hint="use 1-64 characters from a-z, 0-9, '-', '_' and '.'",
+        )
+
+
+@dataclass(frozen=True)
+class Ring:
+    """The ring order of a round: list i visits companies i, i+1, ..., i+k-1 (mod k)."""
+
+    roster: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not 2 <= len(self.roster) <= MAX_PARTIES:
+            raise ProtocolError(
+                f"a round needs 2 to {MAX_PARTIES} companies, got {len(self.roster)}",
+                hint="name at least two companies (k = 1 gives H = 1 trivially)",
+            )
+        if len(set(self.roster)) != len(self.roster):
+            raise ProtocolError("a company is named twice in the roster")
+        for name in self.roster:
+            check_company_name(name)
+
+    @property
+    def parties(self) -> int:
+        return len(self.roster)
+
+    @property
+    def final_hop(self) -> int:
+        return self.parties - 1
+
+    def position(self, company: str) -> int:
+        try:
+            return self.roster.index(company)
+        except ValueError:
+            raise ProtocolError("not on this round's roster", where=company) from None
+
+    def blinder(self, owner: str, hop: int) -> str:
+        """The company that produces list `owner` at `hop` (hop 0: the owner itself)."""
+        return self.roster[(self.position(owner) + hop) % self.parties]
+
+
+@dataclass(frozen=True)
+class Work:
+    """One task for one company: join (hop 0 of its own list) or relay."""
+
+    round_id: str
+    list_owner: str
+    hop: int
+
+
+@dataclass
+class RoundState:
+    """What the coordinator knows about one round. No ids, no keys, no bits."""
+
+    round_id: str
+    ring: Ring
+    min_list_size: int = 1
+    phase: RoundPhase = RoundPhase.OPEN
+    list_sizes: dict[str, int] = field(default_factory=dict)
+    done: set[tuple[str, int]] = field(default_factory=set)  # (owner, hop) uploaded
+    dispatched: set[tuple[str, int]] = field(default_factory=set)
+    failure_reason: str = ""
+    failed_party: str = ""
+
+    def advance(self, target: RoundPhase) -> None:
+        if target not in TRANSITIONS[self.phase]:
+            raise ProtocolError(f"round {self.round_id} cannot go from {self.phase} to {target}")
+        self.phase = target
+
+    def fail(self, reason: str, party: str = "") -> None:
+        if self.phase in TERMINAL_PHASES:
+            return
+        self.failure_reason = reason
+        self.failed_party = party
+        self.advance(RoundPhase.FAILED)
+
+    @property
+    def hops_total(self) -> int:
+        return self.ring.parties * self.ring.parties
+
+    def enroll(self, company: str, list_size: int) -> None:
+        self.ring.position(company)
+        self._require_phase(RoundPhase.OPEN, company)
+        if company in self.list_sizes:
+            raise ProtocolError("already enrolled in this round", where=company)
+        if list_size < self.min_list_size:
+            raise ProtocolError(
+                f"list of {list_size} records is below this round's minimum of {self.min_list_size}",
+                where=company,
+            )
+        self.list_sizes[company] = list_size
+
+    def check_upload(self, sender: str, owner: str, hop: int, list_size: int) -> None:
+        """Refuse an upload the protocol does not expect now (raises ProtocolError)."""
+        self.ring.position(sender)
+        self.ring.position(owner)
+        if not 0 <= hop <= self.ring.final_hop:
+            raise ProtocolError(f"hop {hop} is outside 0..{self.ring.final_hop}", where=sender)
+        self._require_phase(RoundPhase.OPEN if hop == 0 else RoundPhase.RELAYING, sender)
+        if self.ring.blinder(owner, hop) != sender:
+            raise ProtocolError(
+                f"list of {owner} at hop {hop} is {self.ring.blinder(owner, hop)}'s to produce",
+                where=sender,
+            )
+        if (owner, hop) in self.done:
+            raise ProtocolError(f"list of {owner} at hop {hop} was already uploaded", where=sender)
+        if owner not in self.list_sizes:
+            raise ProtocolError("enrol before uploading", where=sender)
+        if list_size != self.list_sizes[owner]:
+            raise ProtocolError(
+                f"list of {owner} has {self.list_sizes[owner]} elements, upload declares {list_size}",
+                where=sender,
+            )
+
+    def check_download(self, company: str, owner: str, hop: int) -> None:
+        """Only the next blinder may download a list, and never a fully blinded one."""
+        if hop >= self.ring.final_hop:
+            raise ProtocolError("fully blinded lists go to the coordinator only", where=company)
+        self._require_phase(RoundPhase.RELAYING, company)
+        if self.ring.blinder(owner, hop + 1) != company:
+            raise ProtocolError(f"list of {owner} at hop {hop} is not yours to relay", where=company)
+        if (owner, hop) not in self.done:
+            raise ProtocolError(f"list of {owner} at hop {hop} is not complete", where=company)
+
+    def record_upload(self, owner: str, hop: int) -> None:
+        self.done.add((owner, hop))
+        if self.phase == RoundPhase.OPEN and all((o, 0) in self.done for o in self.ring.roster):
+            self.advance(RoundPhase.RELAYING)
+        if self.phase == RoundPhase.RELAYING and self.all_lists_final():
+            self.advance(RoundPhase.COUNTING)
+
+    def all_lists_final(self) -> bool:
+        return all((o, self.ring.final_hop) in self.done for o in self.ring.roster)
+
+    def next_work(self, company: str) -> Work | None:
+        """The next task for `company`, marking it dispatched; None when it has none now."""
+        for owner in self._candidate_owners(company):
+            hop = self._hop_for(company, owner)
+            if hop is None or (owner, hop) in self.dispatched or (owner, hop) in self.done:
+                continue
+            if hop > 0 and ((owner, hop - 1) not in self.done or self.phase != RoundPhase.RELAYING):
+                continue
+            self.dispatched.add((owner, hop))
+            return Work(self.round_id, owner, hop)
+        return None
+
+    def _candidate_owners(self, company: str) -> list[str]:
+        if self.phase == RoundPhase.OPEN:
+            return [company]
+        if self.phase == RoundPhase.RELAYING:
+            return list(self.ring.roster)
+        return []
+
+    def _hop_for(self, company: str, owner: str) -> int | None:
+        hop = (self.ring.position(company) - self.ring.position(owner)) % self.ring.parties
+        return hop
+
+    def _require_phase(self, phase: RoundPhase, company: str) -> None:
+        if self.phase != phase:
+            raise ProtocolError(
+                f"round {self.round_id} is {self.phase}, this step needs {phase}", where=company
+            )
+
+
+@dataclass(frozen=True)
+class FinalList:
+    """One fully blinded list as the coordinator received it."""
+
+    owner: str
+    tokens: bytes  # concatenated POINT_SIZE tokens
+    tags: list[bytes]
+
+
+def _token_array(final: FinalList) -> np.ndarray:
+    tokens = np.frombuffer(final.tokens, dtype=f"S{POINT_SIZE}")
+    if len(tokens) != len(final.tags):
+        raise ProtocolError("tokens and tags differ in number", where=f"list of {final.owner}")
+    if len(np.unique(tokens)) != len(tokens):
+        raise ProtocolError("a token repeats within one list", where=f"list of {final.owner}")
+    nonces = {tag[:NONCE_SIZE] for tag in final.tags}
+    if len(nonces) != len(final.tags):
+        raise ProtocolError("a failure tag repeats within one list", where=f"list of {final.owner}")
+    return tokens
+
+
+def count_patterns(
+    roster: Sequence[str], finals: Sequence[FinalList], openers: dict[str, CompanyTags]
+) -> PatternTable:
+    """Match tokens present in all k lists, open only their tags, count patterns.
+
+    Nothing per token outlives this call: the caller drops the lists after it.
+    """
+    by_owner = {f.owner: f for f in finals}
+    arrays = [_token_array(by_owner[owner]) for owner in roster]
+    shared = arrays[0]
+    for tokens in arrays[1:]:
+        shared = np.intersect1d(shared, tokens, assume_unique=True)
+    index = np.zeros(len(shared), dtype=np.int64)
+    for owner, tokens in zip(roster, arrays, strict=True):
+        order = np.argsort(tokens)
+        positions = order[np.searchsorted(tokens, shared, sorter=order)]
+        tags = by_owner[owner].tags
+        bits = openers[owner].open([tags[int(p)] for p in positions])
+        index = (index << 1) | bits.astype(np.int64)
+    counts = np.bincount(index, minlength=2 ** len(roster))
+    return PatternTable(tuple(roster), tuple(int(c) for c in counts))

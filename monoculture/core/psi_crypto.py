@@ -1,0 +1,184 @@
+"""The crypto wrapper: the only module that imports openmined-psi.
+
+- `BlindingKey`: one company's fresh per-round P-256 scalar. openmined-psi does
+  every hash-to-curve (`client.CreateRequest`) and every scalar multiplication
+  (`server.ProcessRequest`); both objects are built from the same key bytes, so
+  they act as one scalar. With reveal_intersection = True, ProcessRequest keeps
+  the order of its input (with False it sorts, which would separate points
+  from their failure tags).
+- Failure tags: AES-256-GCM under a key the list's owner agrees with the
+  coordinator by X25519 + HKDF-SHA256. A relaying company sees 29 opaque bytes
+  per element; only the coordinator can open them.
+- `random_permutation`: shuffles from the operating system's CSPRNG.
+
+openmined-psi objects are not thread-safe: a `BlindingKey` must stay on the
+thread (or process) that uses it; build another from `key_bytes` elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+import private_set_intersection.python as psi
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from google.protobuf.message import DecodeError
+
+from monoculture.core.errors import ProtocolError
+
+POINT_SIZE = 33  # compressed P-256 point
+NONCE_SIZE = 12
+TAG_SIZE = NONCE_SIZE + 1 + 16  # nonce, one encrypted byte, GCM tag
+PUBLIC_KEY_SIZE = 32
+_TAG_KEY_INFO = b"monoculture/v1 failure tag key"
+
+
+class InvalidPoint(ProtocolError):
+    """A list held bytes that do not decode to a curve point."""
+
+
+class BlindingKey:
+    """A company's secret scalar for one round. Never logged, never stored in the clear."""
+
+    def __init__(self, key_bytes: bytes) -> None:
+        self._key_bytes = key_bytes
+        try:
+            self._hasher = psi.client.CreateFromKey(key_bytes, True)
+            self._multiplier = psi.server.CreateFromKey(key_bytes, True)
+        except RuntimeError as exc:  # out of range
+            raise ValueError("blinding key must be a P-256 scalar in [1, order)") from exc
+
+    @classmethod
+    def fresh(cls) -> BlindingKey:
+        """A new random scalar from openmined-psi's CSPRNG."""
+        return cls(psi.client.CreateWithNewKey(True).GetPrivateKeyBytes())
+
+    @property
+    def key_bytes(self) -> bytes:
+        return self._key_bytes
+
+    def __repr__(self) -> str:
+        return "BlindingKey(<secret>)"
+
+    def hash_and_blind(self, ids: Sequence[str]) -> list[bytes]:
+        """H(id)^k for every id, in input order: one hash-to-curve + one multiplication each."""
+        request = self._hasher.CreateRequest(list(ids))
+        return list(request.encrypted_elements)
+
+    def reblind(self, points: Sequence[bytes]) -> list[bytes]:
+        """P^k for every point, in input order: one multiplication each."""
+        request = psi.Request(reveal_intersection=True, encrypted_elements=points)
+        try:
+            response = self._multiplier.ProcessRequest(request)
+        except RuntimeError as exc:
+            raise InvalidPoint(f"a list element is not a valid curve point ({exc})") from exc
+        return list(response.encrypted_elements)
+
+
+def encode_points(points: Sequence[bytes]) -> bytes:
+    """Points as an opaque bytes field: a serialized psi.Request."""
+    return bytes(psi.Request(reveal_intersection=True, encrypted_elements=points).SerializeToString())
+
+
+def decode_points(blob: bytes) -> list[bytes]:
+    """Inverse of `encode_points`; every element must be POINT_SIZE bytes."""
+    try:
+        request = psi.Request.FromString(blob)
+    except DecodeError as exc:
+        raise ProtocolError(f"points field is not a serialized psi.Request ({exc})") from exc
+    points = list(request.encrypted_elements)
+    if any(len(p) != POINT_SIZE for p in points):
+        raise ProtocolError(f"every point must be {POINT_SIZE} bytes")
+    return points
+
+
+def random_permutation(size: int) -> npt.NDArray[np.int64]:
+    """A uniformly random permutation of range(size), keyed by os.urandom.
+
+    Sorting 64-bit random keys: ties have probability below size^2 / 2^64.
+    """
+    keys = np.frombuffer(os.urandom(8 * size), dtype=np.uint64)
+    return np.argsort(keys, kind="stable").astype(np.int64)
+
+
+def _tag_key(shared_secret: bytes, round_id: str, company: str) -> AESGCM:
+    info = b"|".join([_TAG_KEY_INFO, round_id.encode(), company.encode()])
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(shared_secret)
+    return AESGCM(key)
+
+
+def _tag_aad(round_id: str, company: str) -> bytes:
+    return f"monoculture/v1 tag|{round_id}|{company}".encode()
+
+
+class TagSealer:
+    """A company's side of the failure tags for one round."""
+
+    def __init__(self, round_id: str, company: str, coordinator_public_key: bytes) -> None:
+        if len(coordinator_public_key) != PUBLIC_KEY_SIZE:
+            raise ProtocolError("coordinator public key must be 32 bytes (X25519)")
+        private = X25519PrivateKey.generate()
+        self.public_key = private.public_key().public_bytes_raw()
+        shared = private.exchange(X25519PublicKey.from_public_bytes(coordinator_public_key))
+        self._aead = _tag_key(shared, round_id, company)
+        self._aad = _tag_aad(round_id, company)
+
+    def seal(self, failure_bits: npt.ArrayLike) -> bytes:
+        """One TAG_SIZE tag per bit; the nonce is the element's position in this list."""
+        bits = np.asarray(failure_bits, dtype=np.uint8)
+        tags = bytearray()
+        for position, bit in enumerate(bits.tolist()):
+            nonce = position.to_bytes(NONCE_SIZE, "big")
+            tags += nonce + self._aead.encrypt(nonce, bytes((bit,)), self._aad)
+        return bytes(tags)
+
+
+class TagOpener:
+    """The coordinator's side of the failure tags for one round."""
+
+    def __init__(self) -> None:
+        self._private = X25519PrivateKey.generate()
+        self.public_key = self._private.public_key().public_bytes_raw()
+
+    def opener_for(self, round_id: str, company: str, company_public_key: bytes) -> CompanyTags:
+        if len(company_public_key) != PUBLIC_KEY_SIZE:
+            raise ProtocolError("tag public key must be 32 bytes (X25519)", where=company)
+        shared = self._private.exchange(X25519PublicKey.from_public_bytes(company_public_key))
+        return CompanyTags(_tag_key(shared, round_id, company), _tag_aad(round_id, company), company)
+
+
+class CompanyTags:
+    """Opens one company's tags."""
+
+    def __init__(self, aead: AESGCM, aad: bytes, company: str) -> None:
+        self._aead = aead
+        self._aad = aad
+        self._company = company
+
+    def open(self, tags: Sequence[bytes]) -> npt.NDArray[np.uint8]:
+        """Failure bits of the given tags; a forged, altered or moved tag fails the round."""
+        bits = np.empty(len(tags), dtype=np.uint8)
+        for i, tag in enumerate(tags):
+            try:
+                plain = self._aead.decrypt(tag[:NONCE_SIZE], tag[NONCE_SIZE:], self._aad)
+            except InvalidTag as exc:
+                raise ProtocolError(
+                    "a failure tag does not authenticate", where=f"list of {self._company}"
+                ) from exc
+            if plain not in (b"\x00", b"\x01"):
+                raise ProtocolError("a failure tag holds no 0/1 bit", where=f"list of {self._company}")
+            bits[i] = plain[0]
+        return bits
+
+
+def split_tags(blob: bytes) -> list[bytes]:
+    """Concatenated tags to a list; the blob must be a whole number of tags."""
+    if len(blob) % TAG_SIZE:
+        raise ProtocolError(f"tags field must be a multiple of {TAG_SIZE} bytes")
+    return [blob[i : i + TAG_SIZE] for i in range(0, len(blob), TAG_SIZE)]

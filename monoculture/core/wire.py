@@ -1,0 +1,127 @@
+"""Conversion between lists and their wire form: chunks under gRPC's 4 MiB limit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from monoculture.core.errors import ProtocolError
+from monoculture.core.psi_crypto import POINT_SIZE, TAG_SIZE, decode_points, encode_points
+from monoculture.v1 import monoculture_pb2 as pb
+
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+# 16,384 elements x (33-byte point + 2 bytes framing + 29-byte tag) is about 1 MiB.
+CHUNK_ELEMENTS = 16384
+MAX_CHUNK_ELEMENTS = (MAX_MESSAGE_BYTES - 4096) // (POINT_SIZE + 2 + TAG_SIZE)
+
+
+@dataclass(frozen=True)
+class ListAddress:
+    """Which list at which hop of which round."""
+
+    round_id: str
+    list_owner: str
+    hop: int
+
+    def describe(self) -> str:
+        return f"round {self.round_id}, list of {self.list_owner}, hop {self.hop}"
+
+
+def chunk_count(list_size: int, chunk_elements: int = CHUNK_ELEMENTS) -> int:
+    return max(1, -(-list_size // chunk_elements))
+
+
+def list_chunks(
+    address: ListAddress,
+    sender: str,
+    points: Sequence[bytes],
+    tags: bytes,
+    chunk_elements: int = CHUNK_ELEMENTS,
+) -> Iterator[pb.ListChunk]:
+    """Split a list into self-describing chunks, each well under 4 MiB."""
+    if not 0 < chunk_elements <= MAX_CHUNK_ELEMENTS:
+        raise ValueError(f"chunk_elements must be in 1..{MAX_CHUNK_ELEMENTS}")
+    size = len(points)
+    count = chunk_count(size, chunk_elements)
+    for index in range(count):
+        lo, hi = index * chunk_elements, min(size, (index + 1) * chunk_elements)
+        yield pb.ListChunk(
+            round_id=address.round_id,
+            sender=sender,
+            list_owner=address.list_owner,
+            hop=address.hop,
+            chunk_index=index,
+            chunk_count=count,
+            list_size=size,
+            points=encode_points(points[lo:hi]),
+            tags=tags[lo * TAG_SIZE : hi * TAG_SIZE],
+        )
+
+
+class ChunkSequence:
+    """Checks that chunks arrive complete, in order, for one list, from one sender.
+
+    Keeps the validated chunks' points and tags for the caller.
+    """
+
+    def __init__(self, expected: ListAddress | None = None, sender: str | None = None) -> None:
+        self.expected = expected
+        self.sender = sender
+        self.address: ListAddress | None = None
+        self.list_size = 0
+        self.chunk_count = 0
+        self.point_blobs: list[bytes] = []
+        self.tag_blobs: list[bytes] = []
+        self.elements = 0
+
+    def add(self, chunk: pb.ListChunk) -> list[bytes]:
+        """Validate one chunk; returns its decoded points."""
+        address = ListAddress(chunk.round_id, chunk.list_owner, chunk.hop)
+        if self.address is None:
+            self._first(chunk, address)
+        elif address != self.address or chunk.chunk_count != self.chunk_count:
+            raise ProtocolError("chunks of one stream name different lists", where=chunk.sender)
+        if self.sender is not None and chunk.sender != self.sender:
+            raise ProtocolError(f"chunk claims sender {chunk.sender!r}", where=self.sender)
+        if chunk.list_size != self.list_size:
+            raise ProtocolError("chunks of one list declare different sizes", where=chunk.sender)
+        if chunk.chunk_index != len(self.point_blobs):
+            raise ProtocolError(
+                f"chunk {chunk.chunk_index} arrived where chunk {len(self.point_blobs)} was due",
+                where=chunk.sender,
+            )
+        points = decode_points(chunk.points)
+        if len(chunk.tags) != len(points) * TAG_SIZE:
+            raise ProtocolError("a chunk's points and tags differ in number", where=chunk.sender)
+        self.elements += len(points)
+        if self.elements > self.list_size:
+            raise ProtocolError("more elements than the list declares", where=chunk.sender)
+        self.point_blobs.append(chunk.points)
+        self.tag_blobs.append(chunk.tags)
+        return points
+
+    def _first(self, chunk: pb.ListChunk, address: ListAddress) -> None:
+        if self.expected is not None and address != self.expected:
+            raise ProtocolError(
+                f"sent {address.describe()} where {self.expected.describe()} was asked for",
+                where=chunk.sender,
+            )
+        if not 1 <= chunk.chunk_count <= max(1, chunk.list_size):
+            raise ProtocolError("chunk count does not fit the list size", where=chunk.sender)
+        self.address = address
+        self.list_size = chunk.list_size
+        self.chunk_count = chunk.chunk_count
+
+    def finish(self) -> None:
+        """The stream ended: every chunk and every element must be there."""
+        if self.address is None:
+            raise ProtocolError("the stream held no chunks", where=self.sender or "")
+        if len(self.point_blobs) != self.chunk_count or self.elements != self.list_size:
+            raise ProtocolError(
+                f"{self.address.describe()}: stream ended after {len(self.point_blobs)} of "
+                f"{self.chunk_count} chunks ({self.elements} of {self.list_size} elements)",
+                where=self.sender or "",
+            )
+
+    def tags(self) -> bytes:
+        return b"".join(self.tag_blobs)

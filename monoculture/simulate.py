@@ -1,0 +1,174 @@
+"""`monoculture simulate`: a real multi-party round on one machine.
+
+Starts one coordinator process and one company daemon process per company on
+127.0.0.1 with OS-assigned ports, opens a round through the auditor API exactly
+as `monoculture round open` does, waits for it and returns the result. Nothing
+imports this module but the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from contextlib import ExitStack, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from coordinator.admin import AuditorClient
+from monoculture.core.dataset import InputSpec, load_records
+from monoculture.core.errors import MonocultureError, RoundFailed
+from monoculture.v1 import monoculture_pb2 as pb
+
+STARTUP_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class CompanyInput:
+    name: str
+    spec: InputSpec
+
+
+@dataclass
+class SimulationRun:
+    result: dict[str, Any]
+    wall_seconds: float  # round open -> result
+    operation_counts: list[dict[str, Any]] = field(default_factory=list)
+    workdir: Path | None = None
+
+
+def _toml_string(value: str | Path) -> str:
+    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
+
+
+def _spawn(args: list[str], log_path: Path, stack: ExitStack) -> subprocess.Popen[bytes]:
+    log_file: IO[bytes] = stack.enter_context(log_path.open("wb"))
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "monoculture", *args],
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    stack.callback(_stop_process, process)
+    return process
+
+
+def _stop_process(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _log_tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def start_coordinator(workdir: Path, stack: ExitStack, extra: str = "") -> str:
+    """Start `monoculture coordinator serve` on port 0; returns its address."""
+    port_file = workdir / "coordinator.port"
+    config = workdir / "coordinator.toml"
+    config.write_text(
+        f'[coordinator]\nlisten = "127.0.0.1:0"\nport_file = {_toml_string(port_file)}\n' + extra
+    )
+    log_path = workdir / "coordinator.log"
+    process = _spawn(["coordinator", "serve", "--config", str(config)], log_path, stack)
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while not port_file.exists():
+        if process.poll() is not None:
+            raise MonocultureError(f"the coordinator exited at start:\n{_log_tail(log_path)}")
+        if time.monotonic() > deadline:
+            raise MonocultureError("the coordinator did not start within a minute", where=str(log_path))
+        time.sleep(0.05)
+    return f"127.0.0.1:{int(port_file.read_text())}"
+
+
+def start_company(
+    company: CompanyInput, address: str, workdir: Path, stack: ExitStack, rounds: int = 1
+) -> subprocess.Popen[bytes]:
+    spec = company.spec
+    config = workdir / f"client-{company.name}.toml"
+    config.write_text(
+        "[client]\n"
+        f"company = {_toml_string(company.name)}\n"
+        f"coordinator = {_toml_string(address)}\n"
+        "poll_seconds = 2.0\n"
+        f"stats_file = {_toml_string(workdir / 'operations.jsonl')}\n"
+        f"exit_after_rounds = {rounds}\n"
+        "[data]\n"
+        f"path = {_toml_string(spec.path.resolve())}\n"
+        f"format = {_toml_string(spec.file_format)}\n"
+        f"id_column = {_toml_string(spec.id_column)}\n"
+        f"failure_column = {_toml_string(spec.failure_column)}\n"
+        f"duplicates = {_toml_string(spec.duplicates.value)}\n"
+        f"max_id_length = {spec.max_id_length}\n"
+    )
+    return _spawn(["client", "run", "--config", str(config)], workdir / f"client-{company.name}.log", stack)
+
+
+def check_inputs(companies: list[CompanyInput]) -> None:
+    """Refuse bad input before any process starts (the daemons check again)."""
+    names = [c.name for c in companies]
+    if len(set(names)) != len(names):
+        raise MonocultureError("a company is named twice", hint="give every --company a distinct NAME")
+    for company in companies:
+        try:
+            load_records(company.spec)
+        except MonocultureError as exc:
+            exc.message = f"company {company.name}: {exc.message}"
+            raise
+
+
+def run_round(
+    companies: list[CompanyInput],
+    workdir: Path,
+    *,
+    timeout: float = 3600.0,
+    on_status: Callable[[pb.RoundStatus], None] | None = None,
+    coordinator_extra: str = "",
+) -> SimulationRun:
+    """Run one round with real processes; raises RoundFailed naming the party at fault."""
+    check_inputs(companies)
+    workdir.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        address = start_coordinator(workdir, stack, coordinator_extra)
+        clients = [start_company(c, address, workdir, stack) for c in companies]
+        with AuditorClient(address) as auditor:
+            started = time.perf_counter()
+            status = auditor.open_round([c.name for c in companies])
+
+            def watch(current: pb.RoundStatus) -> None:
+                for company, process in zip(companies, clients, strict=True):
+                    if process.poll() not in (None, 0):
+                        raise RoundFailed(
+                            f"the daemon of {company.name} exited with status {process.returncode}:\n"
+                            + _log_tail(workdir / f"client-{company.name}.log"),
+                            where=company.name,
+                        )
+                if on_status is not None:
+                    on_status(current)
+
+            auditor.wait(status.round_id, timeout, watch)
+            result = auditor.result(status.round_id)
+            wall = time.perf_counter() - started
+        for process in clients:  # they exit after their one round
+            with suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=15)
+    return SimulationRun(result, wall, _read_counts(workdir / "operations.jsonl"), workdir)
+
+
+def _read_counts(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
