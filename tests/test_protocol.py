@@ -1,0 +1,123 @@
+"""The round's state machine and ring schedule."""
+
+from __future__ import annotations
+
+import pytest
+
+from monoculture.core.errors import ProtocolError
+from monoculture.core.protocol import TRANSITIONS, Ring, RoundPhase, RoundState
+
+
+def _state(k: int = 3) -> RoundState:
+    return RoundState("r-1", Ring(tuple(f"c{i}" for i in range(k))))
+
+
+def test_ring_schedule_visits_every_company_once_per_list() -> None:
+    ring = Ring(("a", "b", "c", "d"))
+    for owner in ring.roster:
+        blinders = [ring.blinder(owner, hop) for hop in range(ring.parties)]
+        assert blinders[0] == owner
+        assert sorted(blinders) == sorted(ring.roster)
+    # At every hop each company blinds exactly one list: the work is balanced.
+    for hop in range(ring.parties):
+        assert sorted(ring.blinder(o, hop) for o in ring.roster) == sorted(ring.roster)
+
+
+@pytest.mark.parametrize("roster", [("a",), ("a", "a"), ("a", "B"), ("a", "x y"), ()])
+def test_bad_rosters_are_refused(roster: tuple[str, ...]) -> None:
+    with pytest.raises(ProtocolError):
+        Ring(roster)
+
+
+def test_terminal_phases_have_no_way_out() -> None:
+    assert TRANSITIONS[RoundPhase.COMPLETE] == frozenset()
+    assert TRANSITIONS[RoundPhase.FAILED] == frozenset()
+    state = _state()
+    with pytest.raises(ProtocolError, match="cannot go from OPEN to COMPLETE"):
+        state.advance(RoundPhase.COMPLETE)
+
+
+def _run_hop0(state: RoundState, size: int = 5) -> None:
+    for company in state.ring.roster:
+        state.enroll(company, size)
+    for company in state.ring.roster:
+        assert state.next_work(company) is not None
+        state.check_upload(company, company, 0, size)
+        state.record_upload(company, 0)
+
+
+def test_a_whole_round_walks_open_relaying_counting() -> None:
+    state = _state(3)
+    _run_hop0(state)
+    assert state.phase == RoundPhase.RELAYING
+    relayed = []
+    while state.phase == RoundPhase.RELAYING:
+        progressed = False
+        for company in state.ring.roster:
+            work = state.next_work(company)
+            if work is None:
+                continue
+            # A company only ever gets a list whose previous hop is complete, and only its own hop.
+            assert state.ring.blinder(work.list_owner, work.hop) == company
+            assert work.hop >= 1
+            state.check_download(company, work.list_owner, work.hop - 1)
+            state.check_upload(company, work.list_owner, work.hop, 5)
+            state.record_upload(work.list_owner, work.hop)
+            relayed.append((work.list_owner, work.hop))
+            progressed = True
+        assert progressed
+    assert sorted(relayed) == sorted((o, h) for o in state.ring.roster for h in (1, 2))
+    assert state.phase == RoundPhase.COUNTING
+    assert all(state.next_work(c) is None for c in state.ring.roster)
+
+
+def test_uploads_out_of_turn_are_refused() -> None:
+    state = _state(3)
+    for company in state.ring.roster:
+        state.enroll(company, 5)
+    with pytest.raises(ProtocolError, match="c0's to produce"):
+        state.check_upload("c1", "c0", 0, 5)  # someone else's own list
+    with pytest.raises(ProtocolError, match="needs RELAYING"):
+        state.check_upload("c1", "c0", 1, 5)  # relay before every list is in
+    with pytest.raises(ProtocolError, match="not on this round's roster"):
+        state.check_upload("mallory", "c0", 0, 5)
+    with pytest.raises(ProtocolError, match="declares 4"):
+        state.check_upload("c0", "c0", 0, 4)
+    with pytest.raises(ProtocolError, match="outside"):
+        state.check_upload("c0", "c0", 7, 5)
+
+
+def test_a_list_cannot_be_uploaded_twice() -> None:
+    state = _state(2)
+    _run_hop0(state)
+    with pytest.raises(ProtocolError):
+        state.check_upload("c0", "c0", 0, 5)
+
+
+def test_fully_blinded_lists_never_go_to_a_company() -> None:
+    state = _state(2)
+    _run_hop0(state)
+    state.check_upload("c1", "c0", 1, 5)
+    state.record_upload("c0", 1)
+    with pytest.raises(ProtocolError, match="coordinator only"):
+        state.check_download("c1", "c0", 1)
+    with pytest.raises(ProtocolError, match="not yours"):
+        state.check_download("c0", "c0", 0)  # an owner never gets its own list back
+
+
+def test_enrolment_checks() -> None:
+    state = RoundState("r-1", Ring(("a", "b")), min_list_size=10)
+    with pytest.raises(ProtocolError, match="below this round's minimum"):
+        state.enroll("a", 9)
+    state.enroll("a", 10)
+    with pytest.raises(ProtocolError, match="already enrolled"):
+        state.enroll("a", 10)
+
+
+def test_failing_names_the_party_and_is_final() -> None:
+    state = _state()
+    state.fail("withdrew", "c1")
+    assert state.phase == RoundPhase.FAILED and state.failed_party == "c1"
+    state.fail("again", "c2")  # no effect once ended
+    assert state.failed_party == "c1"
+    assert state.next_work("c0") is None
