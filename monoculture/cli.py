@@ -317,8 +317,7 @@ def _plaintext(args: argparse.Namespace) -> int:
         try:
             outcomes.append(load_records(spec).as_mapping())
         except MonocultureError as exc:
-            exc.message = f"company {name}: {exc.message}"
-            raise
+            raise exc.for_party(name) from None
     result = result_dict(plaintext_table([n for n, _ in specs], outcomes))
     print(format_summary(result))
     _write_result(result, args.out)

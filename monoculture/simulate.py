@@ -126,8 +126,7 @@ def check_inputs(companies: list[CompanyInput]) -> None:
         try:
             load_records(company.spec)
         except MonocultureError as exc:
-            exc.message = f"company {company.name}: {exc.message}"
-            raise
+            raise exc.for_party(company.name) from None
 
 
 def run_round(

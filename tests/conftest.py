@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from monoculture.v1 import monoculture_pb2 as pb
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "api-predictions"
 
@@ -20,3 +22,18 @@ def write_csv(path: Path, rows: list[tuple[str, object]], header: str = "id,fail
 @pytest.fixture
 def tmp(tmp_path: Path) -> Path:
     return tmp_path
+
+
+def stored_chunks(stored: bytes) -> list[pb.ListChunk]:
+    """The list chunks in a coordinator's record_dir/stored.bin."""
+    chunks, offset = [], 0
+    while offset < len(stored):
+        kind_len = int.from_bytes(stored[offset : offset + 2], "big")
+        kind = stored[offset + 2 : offset + 2 + kind_len].decode()
+        offset += 2 + kind_len
+        size = int.from_bytes(stored[offset : offset + 8], "big")
+        payload = stored[offset + 8 : offset + 8 + size]
+        offset += 8 + size
+        if kind == "list-chunk":
+            chunks.append(pb.ListChunk.FromString(payload))
+    return chunks

@@ -62,8 +62,13 @@ def test_secure_round_equals_plaintext(tmp_path: Path, population: dict, chunk: 
     records = [(name, load_records(InputSpec(path))) for name, path in files]
     secure = result_dict(run_round_in_process(records, chunk))
     plain = _plaintext(files)
-    for key in ("shared_individuals", "failures", "systemic_failures", "failure_count_histogram",
-                "pattern_counts"):
+    for key in (
+        "shared_individuals",
+        "failures",
+        "systemic_failures",
+        "failure_count_histogram",
+        "pattern_counts",
+    ):
         assert secure[key] == plain[key], key
     assert secure["homogenization"] == plain["homogenization"]
 

@@ -96,7 +96,9 @@ def _read_rows(spec: InputSpec) -> list[tuple[int, str, int]]:
     if spec.path.is_dir():
         raise InputError("is a folder, not a file", where=str(spec.path))
     reader = _parquet_rows if _file_format(spec) == "parquet" else _csv_rows
-    rows = [_check_row(spec, line, raw_id, raw_failed) for line, raw_id, raw_failed in reader(spec)]
+    rows = [
+        _check_row(spec, where, line, raw_id, raw_failed) for where, line, raw_id, raw_failed in reader(spec)
+    ]
     if not rows:
         raise InputError(
             "holds a header but no records", where=str(spec.path), hint="give at least one record"
@@ -104,8 +106,7 @@ def _read_rows(spec: InputSpec) -> list[tuple[int, str, int]]:
     return rows
 
 
-def _check_row(spec: InputSpec, line: int, raw_id: Any, raw_failed: Any) -> tuple[int, str, int]:
-    where = f"{spec.path}:{line}"
+def _check_row(spec: InputSpec, where: str, line: int, raw_id: Any, raw_failed: Any) -> tuple[int, str, int]:
     if raw_id is None or (isinstance(raw_id, float) and math.isnan(raw_id)):
         raise InputError(f"column {spec.id_column!r} is empty", where=where)
     if not isinstance(raw_id, str | int) or isinstance(raw_id, bool):
@@ -135,14 +136,14 @@ def _check_row(spec: InputSpec, line: int, raw_id: Any, raw_failed: Any) -> tupl
 def _failure_value(raw: Any) -> int | None:
     if isinstance(raw, bool):
         return int(raw)
-    if isinstance(raw, int):
-        return raw if raw in (0, 1) else None
+    if isinstance(raw, int | float):  # Parquet numbers: exactly 0 or 1 (NaN is neither)
+        return int(raw) if raw in (0, 1) else None
     if isinstance(raw, str):
         return parse_failure(raw)
     return None
 
 
-def _csv_rows(spec: InputSpec) -> Iterator[tuple[int, Any, Any]]:
+def _csv_rows(spec: InputSpec) -> Iterator[tuple[str, int, Any, Any]]:
     try:
         handle = spec.path.open("r", encoding="utf-8-sig", newline="")
     except OSError as exc:
@@ -160,7 +161,7 @@ def _csv_rows(spec: InputSpec) -> Iterator[tuple[int, Any, Any]]:
                         f"has {len(fields)} fields, the header has {len(header)}",
                         where=f"{spec.path}:{reader.line_num}",
                     )
-                yield reader.line_num, fields[id_at], fields[failed_at]
+                yield f"{spec.path}:{reader.line_num}", reader.line_num, fields[id_at], fields[failed_at]
         except csv.Error as exc:
             raise InputError(f"is not valid CSV ({exc})", where=f"{spec.path}:{reader.line_num}") from None
 
@@ -178,6 +179,8 @@ def _decoded_lines(handle: Iterable[str], path: Path) -> Iterator[str]:
             where=f"{path}:{line_number + 1}",
             hint="save the file as UTF-8, or give a Parquet file",
         ) from None
+    except OSError as exc:
+        raise InputError(f"cannot be read ({exc.strerror})", where=f"{path}:{line_number + 1}") from None
 
 
 def _csv_header(spec: InputSpec, reader: Any) -> list[str]:
@@ -199,7 +202,7 @@ def _csv_header(spec: InputSpec, reader: Any) -> list[str]:
     return header
 
 
-def _parquet_rows(spec: InputSpec) -> Iterator[tuple[int, Any, Any]]:
+def _parquet_rows(spec: InputSpec) -> Iterator[tuple[str, int, Any, Any]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -222,7 +225,7 @@ def _parquet_rows(spec: InputSpec) -> Iterator[tuple[int, Any, Any]]:
     failures = table.column(spec.failure_column).to_pylist()
     # Parquet has no lines: "row N" counts records from 1.
     for row, (raw_id, raw_failed) in enumerate(zip(ids, failures, strict=True), start=1):
-        yield row, raw_id, raw_failed
+        yield f"{spec.path}, row {row}", row, raw_id, raw_failed
 
 
 def _apply_duplicate_policy(spec: InputSpec, rows: list[tuple[int, str, int]]) -> CompanyRecords:
@@ -269,6 +272,7 @@ def _duplicate_error(
         examples.append(f"    {record_id!r} ({where}{', ...' if len(seen) > 4 else ''})")
     extra_rows = sum(len(seen) for seen in repeats.values())
     message = (
+        f"{len(first_line)} distinct ids in {len(rows)} rows: "
         f"{len(repeats)} ids appear on more than one row ({extra_rows} repeated rows); "
         f"{len(conflicting)} of them with conflicting failure values. Examples:\n" + "\n".join(examples)
     )

@@ -16,6 +16,11 @@ class MonocultureError(Exception):
         self.where = where
         self.hint = hint
 
+    def for_party(self, party: str) -> MonocultureError:
+        """Name the party whose file or step this error is about (returns self)."""
+        self.where = f"company {party}: {self.where}" if self.where else f"company {party}"
+        return self
+
     def diagnostics(self) -> str:
         lines = [f"error: {self.where}: {self.message}" if self.where else f"error: {self.message}"]
         if self.hint:
