@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from monoculture.core.dataset import InputSpec
+from monoculture.core.metrics import result_dict
 from monoculture.core.psi_crypto import POINT_SIZE, TAG_SIZE, BlindingKey
 from monoculture.core.wire import CHUNK_ELEMENTS
 from monoculture.simulate import CompanyInput, run_round
@@ -72,9 +73,7 @@ def run_bench(parties: int, records: int, overlap: float, seed: int) -> int:
             f"({counts['blind_seconds']:.1f} s blinding)"
         )
     floor /= cores
-    exact = run.result["pattern_counts"] == {
-        k: v for k, v in zip(run.result["pattern_counts"], population.truth.counts, strict=True)
-    }
+    exact = run.result["pattern_counts"] == result_dict(population.truth)["pattern_counts"]
     print(f"wall time, round open to result: {run.wall_seconds:.2f} s (with process start-up: {total:.2f} s)")
     print(f"EC floor (operations x cost / {cores} cores): {floor:.2f} s")
     print(f"ratio of wall time to EC floor: {run.wall_seconds / floor:.3f}")

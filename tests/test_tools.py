@@ -1,0 +1,106 @@
+"""The researcher-facing commands: synthetic simulate, plaintext, bench, deploy configs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, example
+
+from client.config import load_client_config
+from coordinator.config import load_coordinator_config
+from monoculture.synthetic import SyntheticSpec, generate
+
+
+def monoculture(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "monoculture", *args], capture_output=True, text=True, timeout=600
+    )
+
+
+def test_synthetic_population_has_the_asked_shape(tmp_path: Path) -> None:
+    spec = SyntheticSpec(3, 20_000, seed=5, overlap=0.5, failure_rates=(0.1, 0.2, 0.3), correlation=0.0)
+    population = generate(spec, tmp_path)
+    truth = population.truth
+    n = truth.shared_individuals
+    assert 0.45 < n / 20_000 < 0.55
+    for i, rate in enumerate((0.1, 0.2, 0.3)):
+        assert abs(truth.failures(i) / n - rate) < 0.02
+    # correlation 0: independent failures, H close to 1
+    h = truth.systemic_failures / n / (truth.failures(0) * truth.failures(1) * truth.failures(2) / n**3)
+    assert 0.6 < h < 1.4
+
+
+def test_synthetic_correlation_raises_h(tmp_path: Path) -> None:
+    spec = SyntheticSpec(3, 20_000, seed=6, overlap=1.0, failure_rates=(0.2,), correlation=0.5)
+    truth = generate(spec, tmp_path).truth
+    n = truth.shared_individuals
+    assert n == 20_000
+    h = (
+        truth.systemic_failures
+        / n
+        / ((truth.failures(0) / n) * (truth.failures(1) / n) * (truth.failures(2) / n))
+    )
+    assert spec.model_homogenization() == pytest.approx(0.5 * 0.2 / 0.008 + 0.5)
+    assert h == pytest.approx(spec.model_homogenization(), rel=0.1)
+
+
+@pytest.mark.e2e
+def test_simulate_synthetic_prints_truth_beside_result(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    done = monoculture(
+        "simulate",
+        "--parties",
+        "3",
+        "--individuals",
+        "500",
+        "--seed",
+        "3",
+        "--correlation",
+        "0.5",
+        "--out",
+        str(out),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "pattern table identical: yes" in done.stdout
+    assert "ground truth" in done.stdout
+    assert json.loads(out.read_text())["companies"] == ["company-1", "company-2", "company-3"]
+
+
+def test_plaintext_command(tmp_path: Path) -> None:
+    out = tmp_path / "plain.json"
+    args = ["plaintext", "--out", str(out)]
+    for name in ("google", "microsoft", "ibm"):
+        args += ["--company", f"{name}={example('digit', name)}"]
+    done = monoculture(*args)
+    assert done.returncode == 0, done.stderr
+    assert round(json.loads(out.read_text())["homogenization"], 4) == 4.6676
+
+
+@pytest.mark.e2e
+def test_bench_prints_every_figure() -> None:
+    done = monoculture("--log-level", "WARNING", "bench", "--parties", "2", "--records", "300")
+    assert done.returncode == 0, done.stderr
+    for figure in (
+        "cost of one operation",
+        "EC operations per company",
+        "300 hash-to-curve + multiply, 300 multiply",
+        "wall time",
+        "EC floor",
+        "ratio of wall time to EC floor",
+        "bytes on the wire per record per hop",
+        "result equals plaintext ground truth: yes",
+    ):
+        assert figure in done.stdout
+
+
+def test_deploy_configs_are_valid() -> None:
+    coordinator = load_coordinator_config(ROOT / "deploy" / "coordinator.toml")
+    assert coordinator.listen == "127.0.0.1:50051"
+    for name in ("google", "microsoft", "ibm"):
+        config = load_client_config(ROOT / "deploy" / f"client-{name}.toml")
+        assert config.company == name
+        assert config.data.path.exists()
