@@ -1,4 +1,4 @@
-"""The company daemon's TOML configuration (deploy/client.toml shows every key)."""
+"""The company daemon's TOML configuration (deploy/client-*.toml show every key)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from monoculture.core.config import Key, check_sections, read_toml, resolve_path
 from monoculture.core.dataset import DEFAULT_MAX_ID_LENGTH, DuplicatePolicy, InputSpec
 from monoculture.core.errors import ConfigError, MonocultureError
 from monoculture.core.protocol import check_company_name
+from monoculture.core.wire import CHUNK_ELEMENTS, MAX_CHUNK_ELEMENTS
+from monoculture.transport import TlsFiles
 
 _CLIENT = {
     "company": Key(str, required=True),
@@ -16,7 +18,9 @@ _CLIENT = {
     "poll_seconds": Key(float, 10.0),
     "stats_file": Key(str, ""),
     "exit_after_rounds": Key(int, 0),
+    "chunk_elements": Key(int, CHUNK_ELEMENTS),
 }
+_TLS = {"ca_file": Key(str, ""), "cert_file": Key(str, ""), "key_file": Key(str, "")}
 _DATA = {
     "path": Key(str, required=True),
     "format": Key(str, "auto"),
@@ -32,20 +36,39 @@ class ClientConfig:
     company: str
     coordinator: str
     data: InputSpec
+    tls: TlsFiles | None = None  # None only with --insecure
     poll_seconds: float = 10.0
     stats_file: Path | None = None  # JSON lines of per-round EC operation counts
     exit_after_rounds: int = 0  # 0: serve forever
+    chunk_elements: int = CHUNK_ELEMENTS
 
 
-def load_client_config(path: Path) -> ClientConfig:
+def _tls(path: Path, values: dict[str, str], insecure: bool) -> TlsFiles | None:
+    given = [k for k, v in values.items() if v]
+    if insecure:
+        return None
+    if len(given) != 3:
+        raise ConfigError(
+            "[tls] needs ca_file, cert_file and key_file",
+            where=str(path),
+            hint="get them from the auditor (`monoculture certs issue --company NAME`), "
+            "or pass --insecure (plaintext, loopback only)",
+        )
+    return TlsFiles(*(resolve_path(path, values[k]) for k in ("ca_file", "cert_file", "key_file")))
+
+
+def load_client_config(path: Path, *, insecure: bool = False) -> ClientConfig:
     document = read_toml(path)
-    check_sections(path, document, {"client", "data"})
+    check_sections(path, document, {"client", "tls", "data"})
     client = section(path, document, "client", _CLIENT)
     data = section(path, document, "data", _DATA)
+    tls = _tls(path, section(path, document, "tls", _TLS), insecure)
     try:
         check_company_name(client["company"])
     except MonocultureError as exc:
         raise ConfigError(f"[client] company: {exc.message}", where=str(path), hint=exc.hint) from None
+    if not 1 <= client["chunk_elements"] <= MAX_CHUNK_ELEMENTS:
+        raise ConfigError(f"[client] chunk_elements must be 1..{MAX_CHUNK_ELEMENTS}", where=str(path))
     try:
         policy = DuplicatePolicy(data["duplicates"])
     except ValueError:
@@ -58,9 +81,11 @@ def load_client_config(path: Path) -> ClientConfig:
     return ClientConfig(
         company=client["company"],
         coordinator=client["coordinator"],
+        tls=tls,
         poll_seconds=client["poll_seconds"],
         stats_file=resolve_path(path, client["stats_file"]) if client["stats_file"] else None,
         exit_after_rounds=client["exit_after_rounds"],
+        chunk_elements=client["chunk_elements"],
         data=InputSpec(
             path=resolve_path(path, data["path"]),
             id_column=data["id_column"],

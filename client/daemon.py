@@ -1,10 +1,12 @@
 """`monoculture client run`: the company daemon's main loop.
 
-Long-polls the coordinator for work and does it: join (blind and upload the
-own list), relay (download, re-blind, re-shuffle, upload), forget a round's key
-when the round ends. The input file is read and checked before anything is
-sent for a round; if it is refused, the daemon withdraws from the round with a
-reason that holds no id, no file name and no line.
+Long-polls the coordinator for work and does it: join (check the input,
+enrol signed per-round keys), blind (hop 0: the own list; later hops: download
+a list sealed to us, re-shuffle, re-blind, upload it sealed to the next
+company), forget a round's keys when it ends. The input file is read and
+checked before anything is sent; if it is refused, the daemon withdraws with a
+reason that holds no id, no file name and no line. A relayed list that fails
+authentication or holds an invalid point makes it withdraw, naming the hop.
 """
 
 from __future__ import annotations
@@ -19,29 +21,36 @@ from dataclasses import asdict, dataclass, field
 import grpc
 
 from client.config import ClientConfig
-from monoculture.core.company import OperationCounts, blind_own_list, relay_list
+from monoculture.core.company import (
+    OperationCounts,
+    blind_own_list,
+    open_chunks,
+    outgoing_chunks,
+    relay_list,
+)
 from monoculture.core.dataset import CompanyRecords, load_records
-from monoculture.core.errors import InputError, MonocultureError
+from monoculture.core.errors import InputError, MonocultureError, ProtocolError
 from monoculture.core.psi_crypto import BlindingKey, InvalidPoint, TagSealer
-from monoculture.core.wire import MAX_MESSAGE_BYTES, ChunkSequence, ListAddress, list_chunks
+from monoculture.core.relay import RelayKeys, RelayPeer
+from monoculture.core.wire import ChunkSequence, ListAddress
+from monoculture.transport import channel, warn_insecure
 from monoculture.v1 import monoculture_pb2 as pb
 from monoculture.v1 import monoculture_pb2_grpc as pb_grpc
 
 log = logging.getLogger("monoculture.client")
 
-CHANNEL_OPTIONS = [
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-]
 _RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
 
 @dataclass
 class CompanyRound:
-    """What a company holds for one round: its key (memory only) and its work counts."""
+    """What a company holds for one round: keys (memory only), its records until hop 0, counts."""
 
     round_id: str
     key: BlindingKey
+    tags: TagSealer
+    relay: RelayKeys
+    records: CompanyRecords | None
     counts: OperationCounts = field(default_factory=OperationCounts)
     blind_seconds: float = 0.0
 
@@ -66,7 +75,12 @@ class CompanyDaemon:
     def __init__(self, config: ClientConfig, stop: threading.Event | None = None) -> None:
         self.config = config
         self._stop = stop or threading.Event()
-        self._channel = grpc.insecure_channel(config.coordinator, options=CHANNEL_OPTIONS)
+        if config.tls is None:
+            warn_insecure()
+        self._ca_pem = config.tls.ca_pem() if config.tls else None
+        self._cert_pem = config.tls.cert_pem() if config.tls else b""
+        self._key_pem = config.tls.key_pem() if config.tls else None
+        self._channel = channel(config.coordinator, config.tls)
         self._stub = pb_grpc.CompanyServiceStub(self._channel)
         self._rounds: dict[str, CompanyRound] = {}
         self._rounds_ended = 0
@@ -87,15 +101,15 @@ class CompanyDaemon:
                 failures = 0
             except grpc.RpcError as exc:
                 if exc.code() not in _RETRYABLE:
-                    raise
+                    raise MonocultureError(
+                        f"the coordinator refuses this daemon: {exc.details()}", where=self.company
+                    ) from None
                 failures += 1
                 delay = min(30.0, 0.2 * 2 ** min(failures, 8)) * (0.5 + random.random())
                 log.warning(
-                    "%s: coordinator unreachable (%s); retry in %.1f s",
-                    self.company,
-                    exc.code().name,
-                    delay,
-                )
+                    "%s: coordinator unreachable (%s: %s); retry in %.1f s",
+                    self.company, exc.code().name, exc.details(), delay,
+                )  # fmt: skip
                 self._stop.wait(delay)
                 continue
             self._handle(response)
@@ -109,8 +123,8 @@ class CompanyDaemon:
         try:
             if kind == "join_round":
                 self._join(response.join_round)
-            elif kind == "relay_list":
-                self._relay(response.relay_list)
+            elif kind == "blind_list":
+                self._blind(response.blind_list)
             elif kind == "round_ended":
                 self._end(response.round_ended)
         except grpc.RpcError as exc:
@@ -124,27 +138,28 @@ class CompanyDaemon:
         records = self._load_for_round(round_id, join.min_list_size)
         if records is None:
             return
-        company_round = CompanyRound(round_id, BlindingKey.fresh())
+        company_round = CompanyRound(
+            round_id,
+            BlindingKey.fresh(),
+            TagSealer(round_id, self.company, join.coordinator_public_key),
+            RelayKeys(),
+            records,
+        )
         self._rounds[round_id] = company_round
-        sealer = TagSealer(round_id, self.company, join.coordinator_public_key)
+        signed = company_round.relay.signed(
+            round_id, self.company, company_round.tags.public_key, self._cert_pem, self._key_pem
+        )
         self._stub.Enroll(
             pb.EnrollRequest(
                 round_id=round_id,
                 company=self.company,
-                tag_public_key=sealer.public_key,
+                tag_public_key=company_round.tags.public_key,
                 list_size=len(records),
+                relay_public_key=signed.relay_public_key,
+                signature=signed.signature,
+                certificate_pem=signed.certificate_pem,
             )
         )
-        started = time.perf_counter()
-        points, tags = blind_own_list(
-            records,
-            company_round.key,
-            sealer,
-            company_round.counts,
-            ProgressLog(f"{self.company}: round {round_id}: blinding own list"),
-        )
-        company_round.blind_seconds += time.perf_counter() - started
-        self._upload(ListAddress(round_id, self.company, 0), points, tags)
 
     def _load_for_round(self, round_id: str, min_list_size: int) -> CompanyRecords | None:
         try:
@@ -158,65 +173,84 @@ class CompanyDaemon:
             log.error("%s: round %s: input refused\n%s", self.company, round_id, exc.diagnostics())
             # The reason sent holds no id, path or line: those stay in the company's own log.
             reason = f"its input was refused by its daemon ({type(exc).__name__}); see {self.company}'s log"
-            self._stub.Withdraw(pb.WithdrawRequest(round_id=round_id, company=self.company, reason=reason))
+            self._withdraw(round_id, reason)
             return None
         if records.rows_merged or records.ids_dropped:
             log.warning(
                 "%s: duplicate policy %s merged %d repeated rows and dropped %d ids",
-                self.company,
-                self.config.data.duplicates.value,
-                records.rows_merged,
-                records.ids_dropped,
-            )
+                self.company, self.config.data.duplicates.value, records.rows_merged, records.ids_dropped,
+            )  # fmt: skip
         return records
 
-    # ----------------------------------------------------------------- relay
+    # ----------------------------------------------------------------- blind
 
-    def _relay(self, relay: pb.RelayList) -> None:
-        company_round = self._rounds.get(relay.round_id)
+    def _blind(self, work: pb.BlindList) -> None:
+        company_round = self._rounds.get(work.round_id)
         if company_round is None:
-            reason = "asked to relay a list of a round it holds no key for (restarted?)"
-            self._withdraw(relay.round_id, reason)
+            self._withdraw(work.round_id, "asked to blind a list of a round it holds no key for (restarted?)")
             return
-        source = ListAddress(relay.round_id, relay.list_owner, relay.hop - 1)
-        points, tags, sender = self._download(source)
-        started = time.perf_counter()
+        target = ListAddress(work.round_id, work.list_owner, work.hop)
         try:
-            blinded, shuffled_tags = relay_list(
-                points,
-                tags,
-                company_round.key,
-                company_round.counts,
-                ProgressLog(f"{self.company}: {source.describe()}: re-blinding"),
-            )
-        except InvalidPoint:
-            self._withdraw(
-                relay.round_id,
-                f"{source.describe()}, produced by {sender}, holds an invalid curve point",
-            )
+            sealer = None
+            if work.HasField("receiver"):
+                receiver = RelayPeer.from_message(work.receiver)
+                receiver.verify(work.round_id, receiver.company, self._ca_pem)
+                sealer = company_round.relay.sealer(
+                    receiver, work.round_id, self.company, work.list_owner, work.hop
+                )
+            points, tags = self._blinded(company_round, work)
+        except MonocultureError as exc:
+            self._withdraw(work.round_id, f"cannot produce {target.describe()}: {exc}", exc.where)
             return
-        company_round.blind_seconds += time.perf_counter() - started
-        self._upload(ListAddress(relay.round_id, relay.list_owner, relay.hop), blinded, shuffled_tags)
+        chunks = outgoing_chunks(target, self.company, points, tags, sealer, self.config.chunk_elements)
+        receipt = self._stub.UploadList(chunks)
+        log.info("%s: uploaded %s (%d elements)", self.company, target.describe(), receipt.elements)
 
-    def _download(self, source: ListAddress) -> tuple[list[bytes], bytes, str]:
-        request = pb.DownloadListRequest(
-            round_id=source.round_id,
-            company=self.company,
-            list_owner=source.list_owner,
-            hop=source.hop,
+    def _blinded(self, company_round: CompanyRound, work: pb.BlindList) -> tuple[list[bytes], bytes]:
+        started = time.perf_counter()
+        progress = ProgressLog(
+            f"{self.company}: round {work.round_id}: list of {work.list_owner}, hop {work.hop}"
         )
-        sequence = ChunkSequence(expected=source)
-        points: list[bytes] = []
-        sender = ""
-        for chunk in self._stub.DownloadList(request):
-            sender = chunk.sender
-            points += sequence.add(chunk)
-        sequence.finish()
-        return points, sequence.tags(), sender
+        if work.hop == 0:
+            if company_round.records is None:
+                raise ProtocolError("own list asked for twice")
+            points, tags = blind_own_list(
+                company_round.records, company_round.key, company_round.tags, company_round.counts, progress
+            )
+            company_round.records = None
+        else:
+            received, incoming = self._download(company_round, work)
+            try:
+                points, tags = relay_list(
+                    received, incoming, company_round.key, company_round.counts, progress
+                )
+            except InvalidPoint as exc:
+                sender = work.sender.company
+                raise ProtocolError(f"{exc.message}; the list came from {sender}", where=sender) from None
+        company_round.blind_seconds += time.perf_counter() - started
+        return points, tags
 
-    def _upload(self, address: ListAddress, points: list[bytes], tags: bytes) -> None:
-        receipt = self._stub.UploadList(list_chunks(address, self.company, points, tags))
-        log.info("%s: uploaded %s (%d elements)", self.company, address.describe(), receipt.elements)
+    def _download(self, company_round: CompanyRound, work: pb.BlindList) -> tuple[list[bytes], bytes]:
+        source = ListAddress(work.round_id, work.list_owner, work.hop - 1)
+        sender = RelayPeer.from_message(work.sender)
+        sender.verify(work.round_id, sender.company, self._ca_pem)
+        opener = company_round.relay.opener(
+            sender, work.round_id, self.company, work.list_owner, work.hop - 1
+        )
+        request = pb.DownloadListRequest(
+            round_id=source.round_id, company=self.company, list_owner=source.list_owner, hop=source.hop
+        )
+        sequence = ChunkSequence(expected=source, sender=sender.company)
+        try:
+            for chunk in self._stub.DownloadList(request):
+                sequence.add(chunk)
+            sequence.finish()
+            return open_chunks(sequence.chunks, opener)
+        except ProtocolError as exc:
+            raise ProtocolError(
+                f"{source.describe()} from {sender.company} to {self.company}: {exc.message}",
+                where="coordinator",
+            ) from None
 
     # ------------------------------------------------------------------- end
 
@@ -236,6 +270,7 @@ class CompanyDaemon:
             with self.config.stats_file.open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(line) + "\n")
 
-    def _withdraw(self, round_id: str, reason: str) -> None:
+    def _withdraw(self, round_id: str, reason: str, blamed: str = "") -> None:
         log.error("%s: withdrawing from round %s: %s", self.company, round_id, reason)
-        self._stub.Withdraw(pb.WithdrawRequest(round_id=round_id, company=self.company, reason=reason))
+        request = pb.WithdrawRequest(round_id=round_id, company=self.company, reason=reason, blamed=blamed)
+        self._stub.Withdraw(request)

@@ -11,14 +11,18 @@ import grpc
 
 from monoculture.core.errors import MonocultureError, RoundFailed
 from monoculture.core.protocol import TERMINAL_PHASES, RoundPhase
+from monoculture.transport import TlsFiles, channel, warn_insecure
 from monoculture.v1 import monoculture_pb2 as pb
 from monoculture.v1 import monoculture_pb2_grpc as pb_grpc
 
 
 class AuditorClient:
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, tls: TlsFiles | None) -> None:
+        """`tls`: the auditor's certificate and key and the CA; None only with --insecure."""
         self.address = address
-        self._channel = grpc.insecure_channel(address)
+        if tls is None:
+            warn_insecure()
+        self._channel = channel(address, tls)
         self._stub = pb_grpc.AuditorServiceStub(self._channel)
 
     def close(self) -> None:
@@ -37,8 +41,9 @@ class AuditorClient:
             code = exc.code()
             if code == grpc.StatusCode.UNAVAILABLE:
                 raise MonocultureError(
-                    f"coordinator at {self.address} is unreachable",
-                    hint="check the address and that `monoculture coordinator serve` is running",
+                    f"coordinator at {self.address} is unreachable ({exc.details()})",
+                    hint="check the address, that `monoculture coordinator serve` is running, and that "
+                    "both sides use certificates from the same CA (or both --insecure)",
                 ) from None
             raise MonocultureError(f"coordinator refused: {exc.details()}", where=code.name) from None
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import signal
 import threading
@@ -14,9 +13,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from coordinator.config import CoordinatorConfig
 from coordinator.rounds import RoundBook, StoreRecorder
-from coordinator.service import AuditorServicer, CompanyServicer
+from coordinator.service import AuditorServicer, Authenticator, CompanyServicer
 from monoculture.core.errors import ConfigError
-from monoculture.core.wire import MAX_MESSAGE_BYTES
+from monoculture.transport import MESSAGE_OPTIONS, require_loopback, server_credentials, warn_insecure
 from monoculture.v1 import monoculture_pb2_grpc as pb_grpc
 
 log = logging.getLogger("monoculture.coordinator")
@@ -24,36 +23,30 @@ log = logging.getLogger("monoculture.coordinator")
 SERVICE_NAMES = ("monoculture.v1.CompanyService", "monoculture.v1.AuditorService")
 
 
-def check_loopback(listen: str) -> None:
-    """Plaintext transport is for loopback only (TLS is not built yet)."""
-    host = listen.rsplit(":", 1)[0].strip("[]")
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
-        raise ConfigError(
-            f"listen address {listen!r} is not loopback",
-            hint="this release speaks plaintext gRPC and only listens on 127.0.0.1 / ::1",
-        )
-
-
 def start_server(config: CoordinatorConfig) -> tuple[grpc.Server, int, RoundBook]:
-    check_loopback(config.listen)
+    if config.tls is None:
+        require_loopback(config.listen)
+        warn_insecure()
     recorder = StoreRecorder(config.record_dir) if config.record_dir else None
-    book = RoundBook(recorder)
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=config.max_workers),
-        options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ],
+    book = RoundBook(
+        limits=config.limits,
+        release_policy=config.release,
+        ca_pem=config.tls.ca_pem() if config.tls else None,
+        recorder=recorder,
     )
-    pb_grpc.add_CompanyServiceServicer_to_server(CompanyServicer(book), server)
-    pb_grpc.add_AuditorServiceServicer_to_server(AuditorServicer(book), server)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.max_workers), options=MESSAGE_OPTIONS)
+    auth = Authenticator(secure=config.tls is not None)
+    pb_grpc.add_CompanyServiceServicer_to_server(CompanyServicer(book, auth), server)
+    pb_grpc.add_AuditorServiceServicer_to_server(AuditorServicer(book, auth), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    port = server.add_insecure_port(config.listen)
+    try:
+        if config.tls is None:
+            port = server.add_insecure_port(config.listen)
+        else:
+            port = server.add_secure_port(config.listen, server_credentials(config.tls))
+    except RuntimeError:
+        port = 0
     if port == 0:
         raise ConfigError(f"cannot listen on {config.listen!r} (address in use or invalid)")
     server.start()
@@ -65,7 +58,7 @@ def start_server(config: CoordinatorConfig) -> tuple[grpc.Server, int, RoundBook
 def serve(config: CoordinatorConfig) -> int:
     server, port, _ = start_server(config)
     host = config.listen.rsplit(":", 1)[0]
-    log.info("coordinator listening on %s:%d", host, port)
+    log.info("coordinator listening on %s:%d (%s)", host, port, "mTLS" if config.tls else "PLAINTEXT")
     if config.port_file is not None:
         tmp = config.port_file.with_suffix(".tmp")
         tmp.write_text(f"{port}\n")

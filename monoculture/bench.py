@@ -44,9 +44,10 @@ def wire_bytes_per_element() -> float:
     return POINT_SIZE + 2 + TAG_SIZE + 64 / CHUNK_ELEMENTS
 
 
-def run_bench(parties: int, records: int, overlap: float, seed: int) -> int:
+def run_bench(parties: int, records: int, overlap: float, seed: int, insecure: bool = False) -> int:
     cores = os.cpu_count() or 1
-    print(f"monoculture bench: {parties} parties x {records} records, {cores} cores")
+    transport = "plaintext (--insecure)" if insecure else "mTLS + sealed relays"
+    print(f"monoculture bench: {parties} parties x {records} records, {cores} cores, {transport}")
     create_cost, multiply_cost = measure_operation_costs()
     print(
         f"cost of one operation (one core): hash-to-curve + multiply {create_cost * 1e6:.1f} us, "
@@ -60,7 +61,7 @@ def run_bench(parties: int, records: int, overlap: float, seed: int) -> int:
             CompanyInput(n, InputSpec(p)) for n, p in zip(population.companies, population.files, strict=True)
         ]
         started = time.perf_counter()
-        run = run_round(companies, workdir)
+        run = run_round(companies, workdir, insecure=insecure)
         total = time.perf_counter() - started
     floor = 0.0
     print("EC operations per company:")

@@ -20,6 +20,7 @@ from monoculture import __version__
 from monoculture.core.dataset import DuplicatePolicy, InputSpec, load_records
 from monoculture.core.errors import ConfigError, MonocultureError
 from monoculture.core.metrics import plaintext_table, result_dict
+from monoculture.core.release import MECHANISMS, ReleasePolicy
 from monoculture.report import format_summary, format_truth_comparison
 
 EXIT_ERROR = 2
@@ -80,6 +81,52 @@ def _input_specs(args: argparse.Namespace) -> list[tuple[str, InputSpec]]:
     ]
 
 
+def _add_insecure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="plaintext gRPC without authentication; loopback only (loudly warned)",
+    )
+
+
+def _add_release_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--min-shared",
+        type=int,
+        default=0,
+        help="release: publish nothing below this many shared individuals",
+    )
+    parser.add_argument(
+        "--min-cell-count",
+        type=int,
+        default=0,
+        help="release: withhold pattern cells with fewer individuals (and complements)",
+    )
+    parser.add_argument(
+        "--dp-mechanism",
+        default="none",
+        choices=list(MECHANISMS),
+        help="release: differential privacy on the pattern counts",
+    )
+    parser.add_argument("--dp-epsilon", type=float, default=0.0, help="release: epsilon per round")
+    parser.add_argument("--dp-delta", type=float, default=0.0, help="release: delta (discrete Gaussian)")
+
+
+def _release_section(args: argparse.Namespace) -> str:
+    policy = ReleasePolicy(
+        args.min_shared, args.min_cell_count, args.dp_mechanism, args.dp_epsilon, args.dp_delta
+    )
+    policy.check()
+    return (
+        "[release]\n"
+        f"min_shared_individuals = {policy.min_shared_individuals}\n"
+        f"min_cell_count = {policy.min_cell_count}\n"
+        f'dp_mechanism = "{policy.mechanism}"\n'
+        f"dp_epsilon = {policy.epsilon!r}\n"
+        f"dp_delta = {policy.delta!r}\n"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="monoculture",
@@ -116,18 +163,47 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.3,
         help="synthetic: share of individuals failed jointly (0 = independent, H ~ 1)",
     )
-    sim.add_argument("--workdir", type=Path, help="keep configs and daemon logs here")
+    sim.add_argument("--workdir", type=Path, help="keep configs, certificates and daemon logs here")
     sim.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the round")
+    _add_insecure(sim)
+    _add_release_options(sim)
 
     coordinator = commands.add_parser("coordinator", help="the auditor's coordinator daemon")
     coordinator_commands = coordinator.add_subparsers(dest="action", required=True)
     serve = coordinator_commands.add_parser("serve", help="run the coordinator")
     serve.add_argument("--config", type=Path, required=True, help="TOML file (deploy/coordinator.toml)")
+    _add_insecure(serve)
 
     client = commands.add_parser("client", help="a company's daemon")
     client_commands = client.add_subparsers(dest="action", required=True)
     run = client_commands.add_parser("run", help="run the company daemon")
-    run.add_argument("--config", type=Path, required=True, help="TOML file (deploy/client.toml)")
+    run.add_argument("--config", type=Path, required=True, help="TOML file (deploy/client-*.toml)")
+    _add_insecure(run)
+
+    certs = commands.add_parser("certs", help="the auditor's certificates (mTLS identities)")
+    certs_commands = certs.add_subparsers(dest="action", required=True)
+    for name, text in (("init", "create the deployment's CA"), ("issue", "issue a certificate")):
+        sub = certs_commands.add_parser(name, help=text)
+        sub.add_argument(
+            "--dir",
+            type=Path,
+            default=Path(os.environ.get("MONOCULTURE_CERTS", "certs")),
+            help="the PKI folder (env MONOCULTURE_CERTS; default ./certs)",
+        )
+        sub.add_argument("--days", type=int, default=365, help="validity in days")
+        if name == "init":
+            sub.add_argument("--force", action="store_true", help="replace an existing CA")
+        else:
+            who = sub.add_mutually_exclusive_group(required=True)
+            who.add_argument("--company", help="a company's client certificate")
+            who.add_argument("--coordinator", metavar="HOST", help="the coordinator's server certificate")
+            who.add_argument(
+                "--auditor",
+                nargs="?",
+                const="auditor",
+                metavar="NAME",
+                help="the auditor's client certificate (round administration)",
+            )
 
     round_parser = commands.add_parser("round", help="round administration (the auditor)")
     round_commands = round_parser.add_subparsers(dest="action", required=True)
@@ -143,6 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
             default=default_address,
             help="coordinator address (env MONOCULTURE_COORDINATOR)",
         )
+        sub.add_argument(
+            "--certs",
+            type=Path,
+            default=Path(os.environ.get("MONOCULTURE_CERTS", "certs")),
+            help="folder with ca.pem, auditor.pem and auditor.key (env MONOCULTURE_CERTS)",
+        )
+        _add_insecure(sub)
         if name == "open":
             sub.add_argument(
                 "--companies",
@@ -161,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--records", type=int, default=100_000, help="records per company")
     bench.add_argument("--overlap", type=float, default=1.0)
     bench.add_argument("--seed", type=int, default=1)
+    bench.add_argument(
+        "--insecure", action="store_true", help="plaintext transport (to measure what mTLS costs)"
+    )
 
     plain = commands.add_parser(
         "plaintext", help="the same result computed in the clear, from files you hold"
@@ -193,18 +279,20 @@ def _dispatch(args: argparse.Namespace) -> int:
         from coordinator.config import load_coordinator_config
         from coordinator.server import serve
 
-        return serve(load_coordinator_config(args.config))
+        return serve(load_coordinator_config(args.config, insecure=args.insecure))
     if args.command == "client":
         from client.config import load_client_config
         from client.daemon import CompanyDaemon
 
-        return CompanyDaemon(load_client_config(args.config)).run()
+        return CompanyDaemon(load_client_config(args.config, insecure=args.insecure)).run()
+    if args.command == "certs":
+        return _certs(args)
     if args.command == "round":
         return _round(args)
     if args.command == "bench":
         from monoculture.bench import run_bench
 
-        return run_bench(args.parties, args.records, args.overlap, args.seed)
+        return run_bench(args.parties, args.records, args.overlap, args.seed, insecure=args.insecure)
     if args.command == "plaintext":
         return _plaintext(args)
     raise ConfigError(f"unknown command {args.command}")
@@ -251,9 +339,12 @@ def _simulate(args: argparse.Namespace) -> int:
             companies = [CompanyInput(name, spec) for name, spec in _input_specs(args)]
             if len(companies) < 2:
                 raise ConfigError("a round needs at least two --company NAME=PATH")
-        run = run_round(companies, workdir, timeout=args.timeout, on_status=_print_progress())
+        run = run_round(
+            companies, workdir, timeout=args.timeout, on_status=_print_progress(),
+            coordinator_sections=_release_section(args), insecure=args.insecure,
+        )  # fmt: skip
     print(format_summary(run.result))
-    if truth is not None:
+    if truth is not None and not run.result.get("suppressed"):
         print(format_truth_comparison(run.result, result_dict(truth[0]), truth[1]))
     _write_result(run.result, args.out)
     return 0
@@ -271,10 +362,32 @@ def _print_progress() -> Any:
     return show
 
 
+def _certs(args: argparse.Namespace) -> int:
+    from monoculture.core.identity import Identity, Role
+    from monoculture.pki import init_ca, issue_certificate
+
+    if args.action == "init":
+        path = init_ca(args.dir, args.days, args.force)
+        print(f"CA written to {path} (key beside it, mode 0600: keep it offline)")
+        return 0
+    if args.company:
+        identity, host = Identity(Role.COMPANY, args.company), None
+    elif args.coordinator:
+        identity, host = Identity(Role.COORDINATOR, args.coordinator), args.coordinator
+    else:
+        identity, host = Identity(Role.AUDITOR, args.auditor), None
+    files = issue_certificate(args.dir, identity, host=host, days=args.days)
+    print(f"{identity}: certificate {files.cert_file}, key {files.key_file}; CA {files.ca_file}")
+    return 0
+
+
 def _round(args: argparse.Namespace) -> int:
     from coordinator.admin import AuditorClient
+    from monoculture.core.identity import Identity, Role
+    from monoculture.pki import tls_files
 
-    with AuditorClient(args.coordinator) as auditor:
+    tls = None if args.insecure else tls_files(args.certs, Identity(Role.AUDITOR, "auditor"))
+    with AuditorClient(args.coordinator, tls) as auditor:
         if args.action == "open":
             companies = [c.strip() for c in args.companies.split(",") if c.strip()]
             status = auditor.open_round(companies, args.min_list_size)

@@ -1,31 +1,40 @@
 """Every role of a round in one process, without a network: the real state
-machine, the real crypto and the real wire chunks, driven in ring order.
+machine, the real crypto (blinding, tags, sealed relays) and the real wire
+chunks, driven in ring order.
 
 For property tests and quick experiments; the CLI's `simulate` runs separate
-processes over gRPC instead.
+processes over gRPC instead. Relay keys are not certified here (as with
+--insecure): there is no transport to authenticate.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
-from monoculture.core.company import OperationCounts, blind_own_list, relay_list
+from monoculture.core.company import (
+    OperationCounts,
+    blind_own_list,
+    open_chunks,
+    outgoing_chunks,
+    relay_list,
+)
 from monoculture.core.dataset import CompanyRecords
 from monoculture.core.metrics import PatternTable
 from monoculture.core.protocol import FinalList, Ring, RoundState, count_patterns, new_round_id
 from monoculture.core.psi_crypto import BlindingKey, TagOpener, TagSealer, split_tags
-from monoculture.core.wire import ChunkSequence, ListAddress, list_chunks
+from monoculture.core.relay import RelayKeys, RelayPeer
+from monoculture.core.wire import ChunkSequence, ListAddress, chunk_content
+from monoculture.v1 import monoculture_pb2 as pb
 
 
-def _through_wire(
-    address: ListAddress, sender: str, points: list[bytes], tags: bytes, chunk: int
-) -> tuple[list[bytes], bytes]:
-    sequence = ChunkSequence(expected=address, sender=sender)
-    received: list[bytes] = []
-    for message in list_chunks(address, sender, points, tags, chunk):
-        received += sequence.add(message)
-    sequence.finish()
-    return received, sequence.tags()
+@dataclass
+class _Company:
+    name: str
+    records: CompanyRecords
+    key: BlindingKey = field(default_factory=BlindingKey.fresh)
+    relay: RelayKeys = field(default_factory=RelayKeys)
+    counts: OperationCounts = field(default_factory=OperationCounts)
 
 
 def run_round_in_process(
@@ -34,32 +43,54 @@ def run_round_in_process(
     names = tuple(name for name, _ in companies)
     state = RoundState(new_round_id(), Ring(names))
     opener = TagOpener()
-    keys = {name: BlindingKey.fresh() for name in names}
-    counts = {name: OperationCounts() for name in names}
-    lists: dict[tuple[str, int], tuple[list[bytes], bytes]] = {}
-    company_tags = {}
-    for name, records in companies:
-        sealer = TagSealer(state.round_id, name, opener.public_key)
-        state.enroll(name, len(records))
-        company_tags[name] = opener.opener_for(state.round_id, name, sealer.public_key)
-        points, tags = blind_own_list(records, keys[name], sealer, counts[name])
-        state.check_upload(name, name, 0, len(points))
-        lists[(name, 0)] = _through_wire(
-            ListAddress(state.round_id, name, 0), name, points, tags, chunk_elements
-        )
-        state.record_upload(name, 0)
-    for hop in range(1, state.ring.parties):
+    parties = {name: _Company(name, records) for name, records in companies}
+    sealers, peers, company_tags = {}, {}, {}
+    for name, party in parties.items():
+        sealers[name] = TagSealer(state.round_id, name, opener.public_key)
+        peers[name] = party.relay.signed(state.round_id, name, sealers[name].public_key, b"", None)
+        company_tags[name] = opener.opener_for(state.round_id, name, sealers[name].public_key)
+        state.enroll(name, len(party.records))
+    lists: dict[tuple[str, int], list[pb.ListChunk]] = {}
+    for hop in range(state.ring.parties):
         for owner in names:
-            blinder = state.ring.blinder(owner, hop)
-            state.check_download(blinder, owner, hop - 1)
-            points, tags = lists.pop((owner, hop - 1))
-            points, tags = relay_list(points, tags, keys[blinder], counts[blinder])
-            state.check_upload(blinder, owner, hop, len(points))
-            address = ListAddress(state.round_id, owner, hop)
-            lists[(owner, hop)] = _through_wire(address, blinder, points, tags, chunk_elements)
-            state.record_upload(owner, hop)
+            blinder = parties[state.ring.blinder(owner, hop)]
+            if hop == 0:
+                points, tags = blind_own_list(blinder.records, blinder.key, sealers[owner], blinder.counts)
+            else:
+                state.check_download(blinder.name, owner, hop - 1)
+                sender = peers[state.ring.blinder(owner, hop - 1)]
+                relay_opener = blinder.relay.opener(sender, state.round_id, blinder.name, owner, hop - 1)
+                points, tags = open_chunks(lists.pop((owner, hop - 1)), relay_opener)
+                points, tags = relay_list(points, tags, blinder.key, blinder.counts)
+            lists[(owner, hop)] = _send(state, blinder, peers, owner, hop, points, tags, chunk_elements)
     finals = []
     for owner in names:
-        points, tags = lists.pop((owner, state.ring.final_hop))
-        finals.append(FinalList(owner, b"".join(points), split_tags(tags)))
+        chunks = lists.pop((owner, state.ring.final_hop))
+        points = [p for chunk in chunks for p in chunk_content(chunk)]
+        finals.append(FinalList(owner, b"".join(points), split_tags(b"".join(c.tags for c in chunks))))
     return count_patterns(names, finals, company_tags)
+
+
+def _send(
+    state: RoundState,
+    sender: _Company,
+    peers: dict[str, RelayPeer],
+    owner: str,
+    hop: int,
+    points: list[bytes],
+    tags: bytes,
+    chunk_elements: int,
+) -> list[pb.ListChunk]:
+    """Upload one list at one hop: sealed to the next company, open at the last hop."""
+    state.check_upload(sender.name, owner, hop, len(points))
+    sealer = None
+    if hop < state.ring.final_hop:
+        receiver = peers[state.ring.blinder(owner, hop + 1)]
+        sealer = sender.relay.sealer(receiver, state.round_id, sender.name, owner, hop)
+    address = ListAddress(state.round_id, owner, hop)
+    sequence = ChunkSequence(expected=address, sender=sender.name)
+    for chunk in outgoing_chunks(address, sender.name, points, tags, sealer, chunk_elements):
+        sequence.add(chunk)
+    sequence.finish()
+    state.record_upload(owner, hop)
+    return sequence.chunks

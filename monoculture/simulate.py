@@ -22,6 +22,9 @@ from typing import IO, Any
 from coordinator.admin import AuditorClient
 from monoculture.core.dataset import InputSpec, load_records
 from monoculture.core.errors import MonocultureError, RoundFailed
+from monoculture.core.identity import Identity, Role
+from monoculture.pki import local_deployment, tls_files
+from monoculture.transport import TlsFiles
 from monoculture.v1 import monoculture_pb2 as pb
 
 STARTUP_SECONDS = 60.0
@@ -75,15 +78,40 @@ def _log_tail(path: Path, lines: int = 15) -> str:
         return ""
 
 
-def start_coordinator(workdir: Path, stack: ExitStack, extra: str = "") -> str:
-    """Start `monoculture coordinator serve` on port 0; returns its address."""
+def _tls_section(tls: TlsFiles | None) -> str:
+    if tls is None:
+        return ""
+    return (
+        "[tls]\n"
+        f"ca_file = {_toml_string(tls.ca_file)}\n"
+        f"cert_file = {_toml_string(tls.cert_file)}\n"
+        f"key_file = {_toml_string(tls.key_file)}\n"
+    )
+
+
+def _insecure_flag(tls: TlsFiles | None) -> list[str]:
+    return ["--insecure"] if tls is None else []
+
+
+def start_coordinator(
+    workdir: Path, stack: ExitStack, extra: str = "", tls: TlsFiles | None = None, sections: str = ""
+) -> str:
+    """Start `monoculture coordinator serve` on port 0; returns its address.
+
+    `extra`: more [coordinator] keys; `sections`: more TOML sections; `tls` None: --insecure.
+    """
     port_file = workdir / "coordinator.port"
+    port_file.unlink(missing_ok=True)
     config = workdir / "coordinator.toml"
     config.write_text(
-        f'[coordinator]\nlisten = "127.0.0.1:0"\nport_file = {_toml_string(port_file)}\n' + extra
+        f'[coordinator]\nlisten = "127.0.0.1:0"\nport_file = {_toml_string(port_file)}\n'
+        + extra
+        + _tls_section(tls)
+        + sections
     )
     log_path = workdir / "coordinator.log"
-    process = _spawn(["coordinator", "serve", "--config", str(config)], log_path, stack)
+    args = ["coordinator", "serve", "--config", str(config), *_insecure_flag(tls)]
+    process = _spawn(args, log_path, stack)
     deadline = time.monotonic() + STARTUP_SECONDS
     while not port_file.exists():
         if process.poll() is not None:
@@ -95,9 +123,17 @@ def start_coordinator(workdir: Path, stack: ExitStack, extra: str = "") -> str:
 
 
 def start_company(
-    company: CompanyInput, address: str, workdir: Path, stack: ExitStack, rounds: int = 1
+    company: CompanyInput,
+    address: str,
+    workdir: Path,
+    stack: ExitStack,
+    rounds: int = 1,
+    tls: TlsFiles | None = None,
+    chunk_elements: int | None = None,
 ) -> subprocess.Popen[bytes]:
+    """Start `monoculture client run` for one company (`tls` None: --insecure)."""
     spec = company.spec
+    chunking = f"chunk_elements = {chunk_elements}\n" if chunk_elements else ""
     config = workdir / f"client-{company.name}.toml"
     config.write_text(
         "[client]\n"
@@ -105,8 +141,7 @@ def start_company(
         f"coordinator = {_toml_string(address)}\n"
         "poll_seconds = 2.0\n"
         f"stats_file = {_toml_string(workdir / 'operations.jsonl')}\n"
-        f"exit_after_rounds = {rounds}\n"
-        "[data]\n"
+        f"exit_after_rounds = {rounds}\n" + chunking + _tls_section(tls) + "[data]\n"
         f"path = {_toml_string(spec.path.resolve())}\n"
         f"format = {_toml_string(spec.file_format)}\n"
         f"id_column = {_toml_string(spec.id_column)}\n"
@@ -114,7 +149,8 @@ def start_company(
         f"duplicates = {_toml_string(spec.duplicates.value)}\n"
         f"max_id_length = {spec.max_id_length}\n"
     )
-    return _spawn(["client", "run", "--config", str(config)], workdir / f"client-{company.name}.log", stack)
+    args = ["client", "run", "--config", str(config), *_insecure_flag(tls)]
+    return _spawn(args, workdir / f"client-{company.name}.log", stack)
 
 
 def check_inputs(companies: list[CompanyInput]) -> None:
@@ -135,15 +171,30 @@ def run_round(
     *,
     timeout: float = 3600.0,
     on_status: Callable[[pb.RoundStatus], None] | None = None,
-    coordinator_extra: str = "",
+    coordinator_sections: str = "",
+    insecure: bool = False,
 ) -> SimulationRun:
-    """Run one round with real processes; raises RoundFailed naming the party at fault."""
+    """Run one round with real processes; raises RoundFailed naming the party at fault.
+
+    mTLS with certificates made for this run in `workdir`/certs, unless `insecure`.
+    """
     check_inputs(companies)
     workdir.mkdir(parents=True, exist_ok=True)
+    certs = workdir / "certs"
+    if not insecure:
+        local_deployment(certs, [c.name for c in companies])
+
+    def tls(role: Role, name: str) -> TlsFiles | None:
+        return None if insecure else tls_files(certs, Identity(role, name))
+
     with ExitStack() as stack:
-        address = start_coordinator(workdir, stack, coordinator_extra)
-        clients = [start_company(c, address, workdir, stack) for c in companies]
-        with AuditorClient(address) as auditor:
+        address = start_coordinator(
+            workdir, stack, tls=tls(Role.COORDINATOR, ""), sections=coordinator_sections
+        )
+        clients = [
+            start_company(c, address, workdir, stack, tls=tls(Role.COMPANY, c.name)) for c in companies
+        ]
+        with AuditorClient(address, tls(Role.AUDITOR, "auditor")) as auditor:
             started = time.perf_counter()
             status = auditor.open_round([c.name for c in companies])
 

@@ -94,7 +94,9 @@ def test_duplicates_with_an_explicit_policy_run(tmp_path: Path) -> None:
         (["simulate", "--company", "a=x.csv"], "at least two"),
         (["simulate", "--parties", "3"], "both --parties and --individuals"),
         (["simulate", "--parties", "3", "--individuals", "10", "--failure-rate", "0.1,0.2"], "one rate or 3"),
-        (["round", "status", "--coordinator", "127.0.0.1:1", "r-x"], "unreachable"),
+        (["round", "status", "--insecure", "--coordinator", "127.0.0.1:1", "r-x"], "unreachable"),
+        (["round", "status", "--certs", "/nonexistent", "r-x"], "/nonexistent/ca.pem: cannot read"),
+        (["round", "status", "--insecure", "--coordinator", "10.1.2.3:1", "r-x"], "loopback only"),
     ],
 )
 def test_cli_usage_errors_are_explained(args: list[str], message: str) -> None:
@@ -123,17 +125,21 @@ def test_cli_usage_errors_are_explained(args: list[str], message: str) -> None:
 def test_client_config_errors(tmp_path: Path, config: str, message: str) -> None:
     path = tmp_path / "client.toml"
     path.write_text(config)
-    done = monoculture("client", "run", "--config", str(path), timeout=60)
+    insecure = [] if "[tls]" in message else ["--insecure"]
+    done = monoculture("client", "run", "--config", str(path), *insecure, timeout=60)
     assert done.returncode == 2
     assert message in done.stderr and str(path) in done.stderr
     assert "Traceback" not in done.stderr
 
 
-def test_coordinator_refuses_a_non_loopback_plaintext_listener(tmp_path: Path) -> None:
+def test_coordinator_needs_certificates_or_an_explicit_insecure(tmp_path: Path) -> None:
     path = tmp_path / "coordinator.toml"
     path.write_text('[coordinator]\nlisten = "0.0.0.0:0"\n')
     done = monoculture("coordinator", "serve", "--config", str(path), timeout=60)
-    assert done.returncode == 2 and "not loopback" in done.stderr
+    assert done.returncode == 2 and "no [tls] files" in done.stderr and "--insecure" in done.stderr
+    done = monoculture("coordinator", "serve", "--config", str(path), "--insecure", timeout=60)
+    assert done.returncode == 2 and "loopback only" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 @pytest.mark.e2e
@@ -149,7 +155,7 @@ def test_a_daemon_with_bad_input_withdraws_and_sends_nothing(tmp_path: Path) -> 
             start_company(good_second, address, tmp_path, stack, rounds=2),
             start_company(CompanyInput("broken", InputSpec(bad)), address, tmp_path, stack),
         ]
-        with AuditorClient(address) as auditor:
+        with AuditorClient(address, None) as auditor:
             first = auditor.open_round(["google", "broken", "ibm"])
             with pytest.raises(RoundFailed) as failed:
                 auditor.wait(first.round_id, timeout=120)

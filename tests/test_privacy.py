@@ -1,6 +1,11 @@
 """Privacy by observation (Must show 3): everything the coordinator receives and
 stores holds no raw id, no id hashed by a fixed function and no per-record
-failure bit in the clear."""
+failure bit in the clear.
+
+The round runs with --insecure on purpose: with mTLS the tap would see only
+TLS records. In plaintext it sees exactly the protobuf bytes the coordinator's
+gRPC layer decodes, so the test observes what the coordinator itself receives.
+"""
 
 from __future__ import annotations
 
@@ -40,7 +45,7 @@ def observed_round(tmp_path_factory: pytest.TempPathFactory) -> dict:
         for name in COMPANIES:
             company = CompanyInput(name, InputSpec(example("digit", name)))
             start_company(company, f"127.0.0.1:{tap.port}", workdir, stack)
-        with AuditorClient(address) as auditor:
+        with AuditorClient(address, None) as auditor:
             status = auditor.open_round(COMPANIES)
             auditor.wait(status.round_id, timeout=300)
             result = auditor.result(status.round_id)

@@ -37,11 +37,20 @@ def test_terminal_phases_have_no_way_out() -> None:
         state.advance(RoundPhase.COMPLETE)
 
 
-def _run_hop0(state: RoundState, size: int = 5) -> None:
+def _enrol_all(state: RoundState, size: int = 5) -> None:
     for company in state.ring.roster:
+        join = state.next_work(company)
+        assert join is not None and join.join
+        assert state.next_work(company) is None  # one join per company
         state.enroll(company, size)
-    for company in state.ring.roster:
-        assert state.next_work(company) is not None
+
+
+def _run_hop0(state: RoundState, size: int = 5) -> None:
+    _enrol_all(state, size)
+    assert state.phase == RoundPhase.RELAYING
+    works = {company: state.next_work(company) for company in state.ring.roster}
+    for company, work in works.items():
+        assert work is not None and work.hop == 0 and work.list_owner == company
         state.check_upload(company, company, 0, size)
         state.record_upload(company, 0)
 
@@ -73,12 +82,15 @@ def test_a_whole_round_walks_open_relaying_counting() -> None:
 
 def test_uploads_out_of_turn_are_refused() -> None:
     state = _state(3)
-    for company in state.ring.roster:
+    state.enroll("c0", 5)
+    with pytest.raises(ProtocolError, match="needs RELAYING"):
+        state.check_upload("c0", "c0", 0, 5)  # before everyone enrolled
+    for company in ("c1", "c2"):
         state.enroll(company, 5)
     with pytest.raises(ProtocolError, match="c0's to produce"):
         state.check_upload("c1", "c0", 0, 5)  # someone else's own list
-    with pytest.raises(ProtocolError, match="needs RELAYING"):
-        state.check_upload("c1", "c0", 1, 5)  # relay before every list is in
+    with pytest.raises(ProtocolError, match="c1's to produce"):
+        state.check_upload("c2", "c0", 1, 5)
     with pytest.raises(ProtocolError, match="not on this round's roster"):
         state.check_upload("mallory", "c0", 0, 5)
     with pytest.raises(ProtocolError, match="declares 4"):

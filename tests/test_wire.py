@@ -13,6 +13,7 @@ from monoculture.core.wire import (
     MAX_MESSAGE_BYTES,
     ChunkSequence,
     ListAddress,
+    chunk_content,
     chunk_count,
     list_chunks,
 )
@@ -31,13 +32,13 @@ def _list(size: int) -> tuple[list[bytes], bytes]:
 def test_chunks_reassemble_to_the_list(size: int, chunk: int) -> None:
     points, tags = _list(size)
     sequence = ChunkSequence(expected=ADDRESS, sender="globex")
-    received: list[bytes] = []
     messages = list(list_chunks(ADDRESS, "globex", points, tags, chunk))
     assert len(messages) == chunk_count(size, chunk)
     for message in messages:
-        received += sequence.add(message)
+        sequence.add(message)
     sequence.finish()
-    assert received == points and sequence.tags() == tags
+    assert [p for c in sequence.chunks for p in chunk_content(c)] == points
+    assert b"".join(c.tags for c in sequence.chunks) == tags
 
 
 def test_largest_chunk_stays_under_the_grpc_limit() -> None:
@@ -94,7 +95,7 @@ def test_the_wrong_list_is_refused() -> None:
 def test_tags_that_do_not_match_points_are_refused() -> None:
     message = _messages()[0]
     message.tags = message.tags[:-1]
-    with pytest.raises(ProtocolError, match="differ in number"):
+    with pytest.raises(ProtocolError, match="declares 3 elements but holds 3 points and"):
         ChunkSequence().add(message)
 
 
@@ -108,4 +109,18 @@ def test_more_elements_than_declared_are_refused() -> None:
     message.list_size = 2
     message.chunk_count = 1
     with pytest.raises(ProtocolError, match="more elements"):
+        ChunkSequence().add(message)
+
+
+def test_a_sealed_chunk_with_clear_content_is_refused() -> None:
+    message = _messages()[0]
+    message.sealed = b"x" * 40
+    with pytest.raises(ProtocolError, match="also carries clear"):
+        ChunkSequence().add(message)
+
+
+def test_a_chunk_declaring_no_elements_is_refused() -> None:
+    message = _messages()[0]
+    message.chunk_elements = 0
+    with pytest.raises(ProtocolError, match="declares no elements"):
         ChunkSequence().add(message)

@@ -5,17 +5,23 @@
   failure bit in a tag only the coordinator can open.
 - `relay_list` (hops 1..k-1): shuffle again and multiply every point by the
   round key (one multiplication per record); tags travel with their points.
+- `open_chunks` / `outgoing_chunks`: a relayed list arrives sealed to this
+  company by the one before it and leaves sealed to the one after it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from monoculture.core.dataset import CompanyRecords
+from monoculture.core.errors import ProtocolError
 from monoculture.core.psi_crypto import TAG_SIZE, BlindingKey, TagSealer, random_permutation
+from monoculture.core.relay import ChunkOpener, ChunkSealer
+from monoculture.core.wire import CHUNK_ELEMENTS, ListAddress, chunk_content, list_chunks
+from monoculture.v1 import monoculture_pb2 as pb
 
 # Blinding runs in batches so progress can be shown and memory stays flat.
 BLIND_BATCH = 16384
@@ -73,3 +79,29 @@ def relay_list(
         progress(len(blinded), len(shuffled))
     counts.multiplications += len(blinded)
     return blinded, shuffled_tags
+
+
+def open_chunks(chunks: Sequence[pb.ListChunk], opener: ChunkOpener) -> tuple[list[bytes], bytes]:
+    """Points and tags of a relayed list; every chunk must be sealed to us and open cleanly."""
+    points: list[bytes] = []
+    tags: list[bytes] = []
+    for chunk in chunks:
+        if not chunk.sealed:
+            raise ProtocolError(f"chunk {chunk.chunk_index} came unsealed", where=chunk.sender)
+        opened = opener.open(chunk)
+        points += chunk_content(opened)
+        tags.append(opened.tags)
+    return points, b"".join(tags)
+
+
+def outgoing_chunks(
+    address: ListAddress,
+    sender: str,
+    points: Sequence[bytes],
+    tags: bytes,
+    sealer: ChunkSealer | None,
+    chunk_elements: int = CHUNK_ELEMENTS,
+) -> Iterator[pb.ListChunk]:
+    """A list's chunks, sealed to the next company (or open at the last hop: sealer None)."""
+    for chunk in list_chunks(address, sender, points, tags, chunk_elements):
+        yield sealer.seal(chunk) if sealer is not None else chunk

@@ -43,5 +43,17 @@ class ProtocolError(MonocultureError):
     """A party sent something the protocol does not allow at this point."""
 
 
+class NotPermitted(ProtocolError):
+    """The caller's identity does not allow this request."""
+
+
+class UnknownRound(ProtocolError):
+    """No such round, or none the caller takes part in (the two look the same)."""
+
+
+class LimitExceeded(ProtocolError):
+    """A configured limit (list size, chunks, rounds in flight) would be exceeded."""
+
+
 class RoundFailed(MonocultureError):
     """A round ended without a result; `where` names the party at fault."""

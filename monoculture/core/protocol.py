@@ -25,8 +25,8 @@ COMPANY_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
 class RoundPhase(StrEnum):
     """Phases of a round (docs/PROTOCOL.md, "States")."""
 
-    OPEN = "OPEN"  # companies enrol and upload their own blinded list (hop 0)
-    RELAYING = "RELAYING"  # lists travel the ring; each hop re-blinds and re-shuffles
+    OPEN = "OPEN"  # companies check their input and enrol their signed per-round keys
+    RELAYING = "RELAYING"  # lists travel the ring from hop 0; each hop re-blinds and re-shuffles
     COUNTING = "COUNTING"  # all lists fully blinded; the coordinator matches and counts
     COMPLETE = "COMPLETE"  # the result is published
     FAILED = "FAILED"  # ended without a result; the reason names the party
@@ -94,11 +94,12 @@ class Ring:
 
 @dataclass(frozen=True)
 class Work:
-    """One task for one company: join (hop 0 of its own list) or relay."""
+    """One task for one company: join (enrol), or blind list `list_owner` at `hop`."""
 
     round_id: str
     list_owner: str
     hop: int
+    join: bool = False
 
 
 @dataclass
@@ -110,6 +111,7 @@ class RoundState:
     min_list_size: int = 1
     phase: RoundPhase = RoundPhase.OPEN
     list_sizes: dict[str, int] = field(default_factory=dict)
+    joined: set[str] = field(default_factory=set)  # JoinRound sent
     done: set[tuple[str, int]] = field(default_factory=set)  # (owner, hop) uploaded
     dispatched: set[tuple[str, int]] = field(default_factory=set)
     failure_reason: str = ""
@@ -142,6 +144,8 @@ class RoundState:
                 where=company,
             )
         self.list_sizes[company] = list_size
+        if len(self.list_sizes) == self.ring.parties:
+            self.advance(RoundPhase.RELAYING)
 
     def check_upload(self, sender: str, owner: str, hop: int, list_size: int) -> None:
         """Refuse an upload the protocol does not expect now (raises ProtocolError)."""
@@ -149,7 +153,7 @@ class RoundState:
         self.ring.position(owner)
         if not 0 <= hop <= self.ring.final_hop:
             raise ProtocolError(f"hop {hop} is outside 0..{self.ring.final_hop}", where=sender)
-        self._require_phase(RoundPhase.OPEN if hop == 0 else RoundPhase.RELAYING, sender)
+        self._require_phase(RoundPhase.RELAYING, sender)
         if self.ring.blinder(owner, hop) != sender:
             raise ProtocolError(
                 f"list of {owner} at hop {hop} is {self.ring.blinder(owner, hop)}'s to produce",
@@ -157,8 +161,6 @@ class RoundState:
             )
         if (owner, hop) in self.done:
             raise ProtocolError(f"list of {owner} at hop {hop} was already uploaded", where=sender)
-        if owner not in self.list_sizes:
-            raise ProtocolError("enrol before uploading", where=sender)
         if list_size != self.list_sizes[owner]:
             raise ProtocolError(
                 f"list of {owner} has {self.list_sizes[owner]} elements, upload declares {list_size}",
@@ -177,8 +179,6 @@ class RoundState:
 
     def record_upload(self, owner: str, hop: int) -> None:
         self.done.add((owner, hop))
-        if self.phase == RoundPhase.OPEN and all((o, 0) in self.done for o in self.ring.roster):
-            self.advance(RoundPhase.RELAYING)
         if self.phase == RoundPhase.RELAYING and self.all_lists_final():
             self.advance(RoundPhase.COUNTING)
 
@@ -187,26 +187,19 @@ class RoundState:
 
     def next_work(self, company: str) -> Work | None:
         """The next task for `company`, marking it dispatched; None when it has none now."""
-        for owner in self._candidate_owners(company):
-            hop = self._hop_for(company, owner)
-            if hop is None or (owner, hop) in self.dispatched or (owner, hop) in self.done:
-                continue
-            if hop > 0 and ((owner, hop - 1) not in self.done or self.phase != RoundPhase.RELAYING):
-                continue
-            self.dispatched.add((owner, hop))
-            return Work(self.round_id, owner, hop)
+        if self.phase == RoundPhase.OPEN and company not in self.joined:
+            self.ring.position(company)
+            self.joined.add(company)
+            return Work(self.round_id, company, 0, join=True)
+        if self.phase != RoundPhase.RELAYING:
+            return None
+        for owner in self.ring.roster:
+            hop = (self.ring.position(company) - self.ring.position(owner)) % self.ring.parties
+            ready = hop == 0 or (owner, hop - 1) in self.done
+            if ready and (owner, hop) not in self.dispatched and (owner, hop) not in self.done:
+                self.dispatched.add((owner, hop))
+                return Work(self.round_id, owner, hop)
         return None
-
-    def _candidate_owners(self, company: str) -> list[str]:
-        if self.phase == RoundPhase.OPEN:
-            return [company]
-        if self.phase == RoundPhase.RELAYING:
-            return list(self.ring.roster)
-        return []
-
-    def _hop_for(self, company: str, owner: str) -> int | None:
-        hop = (self.ring.position(company) - self.ring.position(owner)) % self.ring.parties
-        return hop
 
     def _require_phase(self, phase: RoundPhase, company: str) -> None:
         if self.phase != phase:

@@ -53,15 +53,30 @@ def list_chunks(
             chunk_index=index,
             chunk_count=count,
             list_size=size,
+            chunk_elements=hi - lo,
             points=encode_points(points[lo:hi]),
             tags=tags[lo * TAG_SIZE : hi * TAG_SIZE],
         )
 
 
+def chunk_content(chunk: pb.ListChunk) -> list[bytes]:
+    """The points of an open chunk, checked against its declared element count and tags."""
+    if chunk.sealed:
+        raise ProtocolError("chunk is sealed; open it first", where=chunk.sender)
+    points = decode_points(chunk.points)
+    if len(points) != chunk.chunk_elements or len(chunk.tags) != len(points) * TAG_SIZE:
+        raise ProtocolError(
+            f"chunk {chunk.chunk_index} declares {chunk.chunk_elements} elements but holds "
+            f"{len(points)} points and {len(chunk.tags) / TAG_SIZE:g} tags",
+            where=chunk.sender,
+        )
+    return points
+
+
 class ChunkSequence:
     """Checks that chunks arrive complete, in order, for one list, from one sender.
 
-    Keeps the validated chunks' points and tags for the caller.
+    Works on sealed chunks too (it reads only their headers); keeps the chunks.
     """
 
     def __init__(self, expected: ListAddress | None = None, sender: str | None = None) -> None:
@@ -70,12 +85,11 @@ class ChunkSequence:
         self.address: ListAddress | None = None
         self.list_size = 0
         self.chunk_count = 0
-        self.point_blobs: list[bytes] = []
-        self.tag_blobs: list[bytes] = []
+        self.chunks: list[pb.ListChunk] = []
         self.elements = 0
 
-    def add(self, chunk: pb.ListChunk) -> list[bytes]:
-        """Validate one chunk; returns its decoded points."""
+    def add(self, chunk: pb.ListChunk) -> None:
+        """Validate one chunk's place in the list and, if open, its content."""
         address = ListAddress(chunk.round_id, chunk.list_owner, chunk.hop)
         if self.address is None:
             self._first(chunk, address)
@@ -85,20 +99,22 @@ class ChunkSequence:
             raise ProtocolError(f"chunk claims sender {chunk.sender!r}", where=self.sender)
         if chunk.list_size != self.list_size:
             raise ProtocolError("chunks of one list declare different sizes", where=chunk.sender)
-        if chunk.chunk_index != len(self.point_blobs):
+        if chunk.chunk_index != len(self.chunks):
             raise ProtocolError(
-                f"chunk {chunk.chunk_index} arrived where chunk {len(self.point_blobs)} was due",
+                f"chunk {chunk.chunk_index} arrived where chunk {len(self.chunks)} was due",
                 where=chunk.sender,
             )
-        points = decode_points(chunk.points)
-        if len(chunk.tags) != len(points) * TAG_SIZE:
-            raise ProtocolError("a chunk's points and tags differ in number", where=chunk.sender)
-        self.elements += len(points)
+        if chunk.chunk_elements == 0 and self.list_size > 0:
+            raise ProtocolError("a chunk declares no elements", where=chunk.sender)
+        if chunk.sealed:
+            if chunk.points or chunk.tags:
+                raise ProtocolError("a sealed chunk also carries clear points or tags", where=chunk.sender)
+        else:
+            chunk_content(chunk)
+        self.elements += chunk.chunk_elements
         if self.elements > self.list_size:
             raise ProtocolError("more elements than the list declares", where=chunk.sender)
-        self.point_blobs.append(chunk.points)
-        self.tag_blobs.append(chunk.tags)
-        return points
+        self.chunks.append(chunk)
 
     def _first(self, chunk: pb.ListChunk, address: ListAddress) -> None:
         if self.expected is not None and address != self.expected:
@@ -116,12 +132,9 @@ class ChunkSequence:
         """The stream ended: every chunk and every element must be there."""
         if self.address is None:
             raise ProtocolError("the stream held no chunks", where=self.sender or "")
-        if len(self.point_blobs) != self.chunk_count or self.elements != self.list_size:
+        if len(self.chunks) != self.chunk_count or self.elements != self.list_size:
             raise ProtocolError(
-                f"{self.address.describe()}: stream ended after {len(self.point_blobs)} of "
+                f"{self.address.describe()}: stream ended after {len(self.chunks)} of "
                 f"{self.chunk_count} chunks ({self.elements} of {self.list_size} elements)",
                 where=self.sender or "",
             )
-
-    def tags(self) -> bytes:
-        return b"".join(self.tag_blobs)

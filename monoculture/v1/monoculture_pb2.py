@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n monoculture/v1/monoculture.proto\x12\x0emonoculture.v1\"8\n\x0fPollWorkRequest\x12\x0f\n\x07\x63ompany\x18\x01 \x01(\t\x12\x14\n\x0cwait_seconds\x18\x02 \x01(\x01\"\xaf\x01\n\x10PollWorkResponse\x12/\n\njoin_round\x18\x01 \x01(\x0b\x32\x19.monoculture.v1.JoinRoundH\x00\x12/\n\nrelay_list\x18\x02 \x01(\x0b\x32\x19.monoculture.v1.RelayListH\x00\x12\x31\n\x0bround_ended\x18\x03 \x01(\x0b\x32\x1a.monoculture.v1.RoundEndedH\x00\x42\x06\n\x04work\"d\n\tJoinRound\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0e\n\x06roster\x18\x02 \x03(\t\x12\x1e\n\x16\x63oordinator_public_key\x18\x03 \x01(\x0c\x12\x15\n\rmin_list_size\x18\x04 \x01(\r\">\n\tRelayList\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x12\n\nlist_owner\x18\x02 \x01(\t\x12\x0b\n\x03hop\x18\x03 \x01(\r\"=\n\nRoundEnded\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\r\n\x05phase\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"]\n\rEnrollRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63ompany\x18\x02 \x01(\t\x12\x16\n\x0etag_public_key\x18\x03 \x01(\x0c\x12\x11\n\tlist_size\x18\x04 \x01(\x04\"\x10\n\x0e\x45nrollResponse\"\xa9\x01\n\tListChunk\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0e\n\x06sender\x18\x02 \x01(\t\x12\x12\n\nlist_owner\x18\x03 \x01(\t\x12\x0b\n\x03hop\x18\x04 \x01(\r\x12\x13\n\x0b\x63hunk_index\x18\x05 \x01(\r\x12\x13\n\x0b\x63hunk_count\x18\x06 \x01(\r\x12\x11\n\tlist_size\x18\x07 \x01(\x04\x12\x0e\n\x06points\x18\x08 \x01(\x0c\x12\x0c\n\x04tags\x18\t \x01(\x0c\"!\n\rUploadReceipt\x12\x10\n\x08\x65lements\x18\x01 \x01(\x04\"Y\n\x13\x44ownloadListRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63ompany\x18\x02 \x01(\t\x12\x12\n\nlist_owner\x18\x03 \x01(\t\x12\x0b\n\x03hop\x18\x04 \x01(\r\"D\n\x0fWithdrawRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63ompany\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x12\n\x10WithdrawResponse\"<\n\x10OpenRoundRequest\x12\x11\n\tcompanies\x18\x01 \x03(\t\x12\x15\n\rmin_list_size\x18\x02 \x01(\r\"\x1c\n\x08RoundRef\x12\x10\n\x08round_id\x18\x01 \x01(\t\"\x96\x01\n\x0bRoundStatus\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\r\n\x05phase\x18\x02 \x01(\t\x12\x11\n\tcompanies\x18\x03 \x03(\t\x12\x11\n\thops_done\x18\x04 \x01(\r\x12\x12\n\nhops_total\x18\x05 \x01(\r\x12\x16\n\x0e\x66\x61ilure_reason\x18\x06 \x01(\t\x12\x14\n\x0c\x66\x61iled_party\x18\x07 \x01(\t\"C\n\x0bRoundResult\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\r\n\x05phase\x18\x02 \x01(\t\x12\x13\n\x0bresult_json\x18\x03 \x01(\t2\x93\x03\n\x0e\x43ompanyService\x12M\n\x08PollWork\x12\x1f.monoculture.v1.PollWorkRequest\x1a .monoculture.v1.PollWorkResponse\x12G\n\x06\x45nroll\x12\x1d.monoculture.v1.EnrollRequest\x1a\x1e.monoculture.v1.EnrollResponse\x12H\n\nUploadList\x12\x19.monoculture.v1.ListChunk\x1a\x1d.monoculture.v1.UploadReceipt(\x01\x12P\n\x0c\x44ownloadList\x12#.monoculture.v1.DownloadListRequest\x1a\x19.monoculture.v1.ListChunk0\x01\x12M\n\x08Withdraw\x12\x1f.monoculture.v1.WithdrawRequest\x1a .monoculture.v1.WithdrawResponse2\xee\x01\n\x0e\x41uditorService\x12J\n\tOpenRound\x12 .monoculture.v1.OpenRoundRequest\x1a\x1b.monoculture.v1.RoundStatus\x12G\n\x0eGetRoundStatus\x12\x18.monoculture.v1.RoundRef\x1a\x1b.monoculture.v1.RoundStatus\x12G\n\x0eGetRoundResult\x12\x18.monoculture.v1.RoundRef\x1a\x1b.monoculture.v1.RoundResultb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n monoculture/v1/monoculture.proto\x12\x0emonoculture.v1\"8\n\x0fPollWorkRequest\x12\x0f\n\x07\x63ompany\x18\x01 \x01(\t\x12\x14\n\x0cwait_seconds\x18\x02 \x01(\x01\"\xaf\x01\n\x10PollWorkResponse\x12/\n\njoin_round\x18\x01 \x01(\x0b\x32\x19.monoculture.v1.JoinRoundH\x00\x12/\n\nblind_list\x18\x02 \x01(\x0b\x32\x19.monoculture.v1.BlindListH\x00\x12\x31\n\x0bround_ended\x18\x03 \x01(\x0b\x32\x1a.monoculture.v1.RoundEndedH\x00\x42\x06\n\x04work\"d\n\tJoinRound\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0e\n\x06roster\x18\x02 \x03(\t\x12\x1e\n\x16\x63oordinator_public_key\x18\x03 \x01(\x0c\x12\x15\n\rmin_list_size\x18\x04 \x01(\r\"u\n\x04Peer\x12\x0f\n\x07\x63ompany\x18\x01 \x01(\t\x12\x18\n\x10relay_public_key\x18\x02 \x01(\x0c\x12\x16\n\x0etag_public_key\x18\x03 \x01(\x0c\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x04 \x01(\x0c\x12\x11\n\tsignature\x18\x05 \x01(\x0c\"\x8c\x01\n\tBlindList\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x12\n\nlist_owner\x18\x02 \x01(\t\x12\x0b\n\x03hop\x18\x03 \x01(\r\x12$\n\x06sender\x18\x04 \x01(\x0b\x32\x14.monoculture.v1.Peer\x12&\n\x08receiver\x18\x05 \x01(\x0b\x32\x14.monoculture.v1.Peer\"=\n\nRoundEnded\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\r\n\x05phase\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xa3\x01\n\rEnrollRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63ompany\x18\x02 \x01(\t\x12\x16\n\x0etag_public_key\x18\x03 \x01(\x0c\x12\x11\n\tlist_size\x18\x04 \x01(\x04\x12\x18\n\x10relay_public_key\x18\x05 \x01(\x0c\x12\x11\n\tsignature\x18\x06 \x01(\x0c\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x07 \x01(\x0c\"\x10\n\x0e\x45nrollResponse\"\xe3\x01\n\tListChunk\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0e\n\x06sender\x18\x02 \x01(\t\x12\x12\n\nlist_owner\x18\x03 \x01(\t\x12\x0b\n\x03hop\x18\x04 \x01(\r\x12\x13\n\x0b\x63hunk_index\x18\x05 \x01(\r\x12\x13\n\x0b\x63hunk_count\x18\x06 \x01(\r\x12\x11\n\tlist_size\x18\x07 \x01(\x04\x12\x0e\n\x06points\x18\x08 \x01(\x0c\x12\x0c\n\x04tags\x18\t \x01(\x0c\x12\x16\n\x0e\x63hunk_elements\x18\n \x01(\r\x12\x10\n\x08receiver\x18\x0b \x01(\t\x12\x0e\n\x06sealed\x18\x0c \x01(\x0c\"-\n\rListChunkBody\x12\x0e\n\x06points\x18\x01 \x01(\x0c\x12\x0c\n\x04tags\x18\x02 \x01(\x0c\"!\n\rUploadReceipt\x12\x10\n\x08\x65lements\x18\x01 \x01(\x04\"Y\n\x13\x44ownloadListRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63ompany\x18\x02 \x01(\t\x12\x12\n\nlist_owner\x18\x03 \x01(\t\x12\x0b\n\x03hop\x18\x04 \x01(\r\"T\n\x0fWithdrawRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63ompany\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0e\n\x06\x62lamed\x18\x04 \x01(\t\"9\n\x14\x43ompanyStatusRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63ompany\x18\x02 \x01(\t\"\x12\n\x10WithdrawResponse\"<\n\x10OpenRoundRequest\x12\x11\n\tcompanies\x18\x01 \x03(\t\x12\x15\n\rmin_list_size\x18\x02 \x01(\r\"\x1c\n\x08RoundRef\x12\x10\n\x08round_id\x18\x01 \x01(\t\"\x96\x01\n\x0bRoundStatus\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\r\n\x05phase\x18\x02 \x01(\t\x12\x11\n\tcompanies\x18\x03 \x03(\t\x12\x11\n\thops_done\x18\x04 \x01(\r\x12\x12\n\nhops_total\x18\x05 \x01(\r\x12\x16\n\x0e\x66\x61ilure_reason\x18\x06 \x01(\t\x12\x14\n\x0c\x66\x61iled_party\x18\x07 \x01(\t\"C\n\x0bRoundResult\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\r\n\x05phase\x18\x02 \x01(\t\x12\x13\n\x0bresult_json\x18\x03 \x01(\t2\xe3\x03\n\x0e\x43ompanyService\x12M\n\x08PollWork\x12\x1f.monoculture.v1.PollWorkRequest\x1a .monoculture.v1.PollWorkResponse\x12G\n\x06\x45nroll\x12\x1d.monoculture.v1.EnrollRequest\x1a\x1e.monoculture.v1.EnrollResponse\x12H\n\nUploadList\x12\x19.monoculture.v1.ListChunk\x1a\x1d.monoculture.v1.UploadReceipt(\x01\x12P\n\x0c\x44ownloadList\x12#.monoculture.v1.DownloadListRequest\x1a\x19.monoculture.v1.ListChunk0\x01\x12M\n\x08Withdraw\x12\x1f.monoculture.v1.WithdrawRequest\x1a .monoculture.v1.WithdrawResponse\x12N\n\tGetStatus\x12$.monoculture.v1.CompanyStatusRequest\x1a\x1b.monoculture.v1.RoundStatus2\xee\x01\n\x0e\x41uditorService\x12J\n\tOpenRound\x12 .monoculture.v1.OpenRoundRequest\x1a\x1b.monoculture.v1.RoundStatus\x12G\n\x0eGetRoundStatus\x12\x18.monoculture.v1.RoundRef\x1a\x1b.monoculture.v1.RoundStatus\x12G\n\x0eGetRoundResult\x12\x18.monoculture.v1.RoundRef\x1a\x1b.monoculture.v1.RoundResultb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,34 +37,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_POLLWORKRESPONSE']._serialized_end=286
   _globals['_JOINROUND']._serialized_start=288
   _globals['_JOINROUND']._serialized_end=388
-  _globals['_RELAYLIST']._serialized_start=390
-  _globals['_RELAYLIST']._serialized_end=452
-  _globals['_ROUNDENDED']._serialized_start=454
-  _globals['_ROUNDENDED']._serialized_end=515
-  _globals['_ENROLLREQUEST']._serialized_start=517
-  _globals['_ENROLLREQUEST']._serialized_end=610
-  _globals['_ENROLLRESPONSE']._serialized_start=612
-  _globals['_ENROLLRESPONSE']._serialized_end=628
-  _globals['_LISTCHUNK']._serialized_start=631
-  _globals['_LISTCHUNK']._serialized_end=800
-  _globals['_UPLOADRECEIPT']._serialized_start=802
-  _globals['_UPLOADRECEIPT']._serialized_end=835
-  _globals['_DOWNLOADLISTREQUEST']._serialized_start=837
-  _globals['_DOWNLOADLISTREQUEST']._serialized_end=926
-  _globals['_WITHDRAWREQUEST']._serialized_start=928
-  _globals['_WITHDRAWREQUEST']._serialized_end=996
-  _globals['_WITHDRAWRESPONSE']._serialized_start=998
-  _globals['_WITHDRAWRESPONSE']._serialized_end=1016
-  _globals['_OPENROUNDREQUEST']._serialized_start=1018
-  _globals['_OPENROUNDREQUEST']._serialized_end=1078
-  _globals['_ROUNDREF']._serialized_start=1080
-  _globals['_ROUNDREF']._serialized_end=1108
-  _globals['_ROUNDSTATUS']._serialized_start=1111
-  _globals['_ROUNDSTATUS']._serialized_end=1261
-  _globals['_ROUNDRESULT']._serialized_start=1263
-  _globals['_ROUNDRESULT']._serialized_end=1330
-  _globals['_COMPANYSERVICE']._serialized_start=1333
-  _globals['_COMPANYSERVICE']._serialized_end=1736
-  _globals['_AUDITORSERVICE']._serialized_start=1739
-  _globals['_AUDITORSERVICE']._serialized_end=1977
+  _globals['_PEER']._serialized_start=390
+  _globals['_PEER']._serialized_end=507
+  _globals['_BLINDLIST']._serialized_start=510
+  _globals['_BLINDLIST']._serialized_end=650
+  _globals['_ROUNDENDED']._serialized_start=652
+  _globals['_ROUNDENDED']._serialized_end=713
+  _globals['_ENROLLREQUEST']._serialized_start=716
+  _globals['_ENROLLREQUEST']._serialized_end=879
+  _globals['_ENROLLRESPONSE']._serialized_start=881
+  _globals['_ENROLLRESPONSE']._serialized_end=897
+  _globals['_LISTCHUNK']._serialized_start=900
+  _globals['_LISTCHUNK']._serialized_end=1127
+  _globals['_LISTCHUNKBODY']._serialized_start=1129
+  _globals['_LISTCHUNKBODY']._serialized_end=1174
+  _globals['_UPLOADRECEIPT']._serialized_start=1176
+  _globals['_UPLOADRECEIPT']._serialized_end=1209
+  _globals['_DOWNLOADLISTREQUEST']._serialized_start=1211
+  _globals['_DOWNLOADLISTREQUEST']._serialized_end=1300
+  _globals['_WITHDRAWREQUEST']._serialized_start=1302
+  _globals['_WITHDRAWREQUEST']._serialized_end=1386
+  _globals['_COMPANYSTATUSREQUEST']._serialized_start=1388
+  _globals['_COMPANYSTATUSREQUEST']._serialized_end=1445
+  _globals['_WITHDRAWRESPONSE']._serialized_start=1447
+  _globals['_WITHDRAWRESPONSE']._serialized_end=1465
+  _globals['_OPENROUNDREQUEST']._serialized_start=1467
+  _globals['_OPENROUNDREQUEST']._serialized_end=1527
+  _globals['_ROUNDREF']._serialized_start=1529
+  _globals['_ROUNDREF']._serialized_end=1557
+  _globals['_ROUNDSTATUS']._serialized_start=1560
+  _globals['_ROUNDSTATUS']._serialized_end=1710
+  _globals['_ROUNDRESULT']._serialized_start=1712
+  _globals['_ROUNDRESULT']._serialized_end=1779
+  _globals['_COMPANYSERVICE']._serialized_start=1782
+  _globals['_COMPANYSERVICE']._serialized_end=2265
+  _globals['_AUDITORSERVICE']._serialized_start=2268
+  _globals['_AUDITORSERVICE']._serialized_end=2506
 # @@protoc_insertion_point(module_scope)

@@ -40,30 +40,30 @@ class PollWorkResponse(google.protobuf.message.Message):
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     JOIN_ROUND_FIELD_NUMBER: builtins.int
-    RELAY_LIST_FIELD_NUMBER: builtins.int
+    BLIND_LIST_FIELD_NUMBER: builtins.int
     ROUND_ENDED_FIELD_NUMBER: builtins.int
     @property
     def join_round(self) -> global___JoinRound: ...
     @property
-    def relay_list(self) -> global___RelayList: ...
+    def blind_list(self) -> global___BlindList: ...
     @property
     def round_ended(self) -> global___RoundEnded: ...
     def __init__(
         self,
         *,
         join_round: global___JoinRound | None = ...,
-        relay_list: global___RelayList | None = ...,
+        blind_list: global___BlindList | None = ...,
         round_ended: global___RoundEnded | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["join_round", b"join_round", "relay_list", b"relay_list", "round_ended", b"round_ended", "work", b"work"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["join_round", b"join_round", "relay_list", b"relay_list", "round_ended", b"round_ended", "work", b"work"]) -> None: ...
-    def WhichOneof(self, oneof_group: typing.Literal["work", b"work"]) -> typing.Literal["join_round", "relay_list", "round_ended"] | None: ...
+    def HasField(self, field_name: typing.Literal["blind_list", b"blind_list", "join_round", b"join_round", "round_ended", b"round_ended", "work", b"work"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["blind_list", b"blind_list", "join_round", b"join_round", "round_ended", b"round_ended", "work", b"work"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["work", b"work"]) -> typing.Literal["join_round", "blind_list", "round_ended"] | None: ...
 
 global___PollWorkResponse = PollWorkResponse
 
 @typing.final
 class JoinRound(google.protobuf.message.Message):
-    """Take part in a round: enrol, then blind and upload your own list (hop 0)."""
+    """Take part in a round: check your input and enrol."""
 
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
@@ -92,9 +92,44 @@ class JoinRound(google.protobuf.message.Message):
 global___JoinRound = JoinRound
 
 @typing.final
-class RelayList(google.protobuf.message.Message):
-    """Blind list `list_owner` once more: download it at hop - 1, multiply every
-    point by your round key, re-shuffle, upload it at `hop`.
+class Peer(google.protobuf.message.Message):
+    """A company's signed per-round public keys, as the coordinator relays them."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    COMPANY_FIELD_NUMBER: builtins.int
+    RELAY_PUBLIC_KEY_FIELD_NUMBER: builtins.int
+    TAG_PUBLIC_KEY_FIELD_NUMBER: builtins.int
+    CERTIFICATE_PEM_FIELD_NUMBER: builtins.int
+    SIGNATURE_FIELD_NUMBER: builtins.int
+    company: builtins.str
+    relay_public_key: builtins.bytes
+    """X25519"""
+    tag_public_key: builtins.bytes
+    """X25519"""
+    certificate_pem: builtins.bytes
+    """empty with --insecure"""
+    signature: builtins.bytes
+    """over both keys, round and name"""
+    def __init__(
+        self,
+        *,
+        company: builtins.str = ...,
+        relay_public_key: builtins.bytes = ...,
+        tag_public_key: builtins.bytes = ...,
+        certificate_pem: builtins.bytes = ...,
+        signature: builtins.bytes = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["certificate_pem", b"certificate_pem", "company", b"company", "relay_public_key", b"relay_public_key", "signature", b"signature", "tag_public_key", b"tag_public_key"]) -> None: ...
+
+global___Peer = Peer
+
+@typing.final
+class BlindList(google.protobuf.message.Message):
+    """Blind a list at `hop`. Hop 0: your own list. Hop >= 1: download it at
+    hop - 1 from `sender`, re-shuffle, multiply every point by your round key.
+    Then upload it, encrypted to `receiver` (unset at the last hop: the fully
+    blinded list is for the coordinator only).
     """
 
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
@@ -102,19 +137,28 @@ class RelayList(google.protobuf.message.Message):
     ROUND_ID_FIELD_NUMBER: builtins.int
     LIST_OWNER_FIELD_NUMBER: builtins.int
     HOP_FIELD_NUMBER: builtins.int
+    SENDER_FIELD_NUMBER: builtins.int
+    RECEIVER_FIELD_NUMBER: builtins.int
     round_id: builtins.str
     list_owner: builtins.str
     hop: builtins.int
+    @property
+    def sender(self) -> global___Peer: ...
+    @property
+    def receiver(self) -> global___Peer: ...
     def __init__(
         self,
         *,
         round_id: builtins.str = ...,
         list_owner: builtins.str = ...,
         hop: builtins.int = ...,
+        sender: global___Peer | None = ...,
+        receiver: global___Peer | None = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["hop", b"hop", "list_owner", b"list_owner", "round_id", b"round_id"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["receiver", b"receiver", "sender", b"sender"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["hop", b"hop", "list_owner", b"list_owner", "receiver", b"receiver", "round_id", b"round_id", "sender", b"sender"]) -> None: ...
 
-global___RelayList = RelayList
+global___BlindList = BlindList
 
 @typing.final
 class RoundEnded(google.protobuf.message.Message):
@@ -147,11 +191,19 @@ class EnrollRequest(google.protobuf.message.Message):
     COMPANY_FIELD_NUMBER: builtins.int
     TAG_PUBLIC_KEY_FIELD_NUMBER: builtins.int
     LIST_SIZE_FIELD_NUMBER: builtins.int
+    RELAY_PUBLIC_KEY_FIELD_NUMBER: builtins.int
+    SIGNATURE_FIELD_NUMBER: builtins.int
+    CERTIFICATE_PEM_FIELD_NUMBER: builtins.int
     round_id: builtins.str
     company: builtins.str
     tag_public_key: builtins.bytes
     """X25519, fresh per round"""
     list_size: builtins.int
+    relay_public_key: builtins.bytes
+    """X25519, fresh per round"""
+    signature: builtins.bytes
+    """see Peer"""
+    certificate_pem: builtins.bytes
     def __init__(
         self,
         *,
@@ -159,8 +211,11 @@ class EnrollRequest(google.protobuf.message.Message):
         company: builtins.str = ...,
         tag_public_key: builtins.bytes = ...,
         list_size: builtins.int = ...,
+        relay_public_key: builtins.bytes = ...,
+        signature: builtins.bytes = ...,
+        certificate_pem: builtins.bytes = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["company", b"company", "list_size", b"list_size", "round_id", b"round_id", "tag_public_key", b"tag_public_key"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["certificate_pem", b"certificate_pem", "company", b"company", "list_size", b"list_size", "relay_public_key", b"relay_public_key", "round_id", b"round_id", "signature", b"signature", "tag_public_key", b"tag_public_key"]) -> None: ...
 
 global___EnrollRequest = EnrollRequest
 
@@ -191,6 +246,9 @@ class ListChunk(google.protobuf.message.Message):
     LIST_SIZE_FIELD_NUMBER: builtins.int
     POINTS_FIELD_NUMBER: builtins.int
     TAGS_FIELD_NUMBER: builtins.int
+    CHUNK_ELEMENTS_FIELD_NUMBER: builtins.int
+    RECEIVER_FIELD_NUMBER: builtins.int
+    SEALED_FIELD_NUMBER: builtins.int
     round_id: builtins.str
     sender: builtins.str
     """the company that produced this hop"""
@@ -200,9 +258,15 @@ class ListChunk(google.protobuf.message.Message):
     chunk_count: builtins.int
     list_size: builtins.int
     points: builtins.bytes
-    """serialized psi.Request"""
+    """serialized psi.Request (last hop only)"""
     tags: builtins.bytes
-    """concatenated fixed-size failure tags"""
+    """concatenated failure tags (last hop only)"""
+    chunk_elements: builtins.int
+    """elements in this chunk"""
+    receiver: builtins.str
+    """the company the chunk is sealed to"""
+    sealed: builtins.bytes
+    """AES-GCM of ListChunkBody to `receiver`"""
     def __init__(
         self,
         *,
@@ -215,10 +279,33 @@ class ListChunk(google.protobuf.message.Message):
         list_size: builtins.int = ...,
         points: builtins.bytes = ...,
         tags: builtins.bytes = ...,
+        chunk_elements: builtins.int = ...,
+        receiver: builtins.str = ...,
+        sealed: builtins.bytes = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["chunk_count", b"chunk_count", "chunk_index", b"chunk_index", "hop", b"hop", "list_owner", b"list_owner", "list_size", b"list_size", "points", b"points", "round_id", b"round_id", "sender", b"sender", "tags", b"tags"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["chunk_count", b"chunk_count", "chunk_elements", b"chunk_elements", "chunk_index", b"chunk_index", "hop", b"hop", "list_owner", b"list_owner", "list_size", b"list_size", "points", b"points", "receiver", b"receiver", "round_id", b"round_id", "sealed", b"sealed", "sender", b"sender", "tags", b"tags"]) -> None: ...
 
 global___ListChunk = ListChunk
+
+@typing.final
+class ListChunkBody(google.protobuf.message.Message):
+    """The secret part of a relayed chunk."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    POINTS_FIELD_NUMBER: builtins.int
+    TAGS_FIELD_NUMBER: builtins.int
+    points: builtins.bytes
+    tags: builtins.bytes
+    def __init__(
+        self,
+        *,
+        points: builtins.bytes = ...,
+        tags: builtins.bytes = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["points", b"points", "tags", b"tags"]) -> None: ...
+
+global___ListChunkBody = ListChunkBody
 
 @typing.final
 class UploadReceipt(google.protobuf.message.Message):
@@ -266,19 +353,42 @@ class WithdrawRequest(google.protobuf.message.Message):
     ROUND_ID_FIELD_NUMBER: builtins.int
     COMPANY_FIELD_NUMBER: builtins.int
     REASON_FIELD_NUMBER: builtins.int
+    BLAMED_FIELD_NUMBER: builtins.int
     round_id: builtins.str
     company: builtins.str
     reason: builtins.str
+    """never an id, a file name or a line"""
+    blamed: builtins.str
+    """the party at fault, when it is another"""
     def __init__(
         self,
         *,
         round_id: builtins.str = ...,
         company: builtins.str = ...,
         reason: builtins.str = ...,
+        blamed: builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["company", b"company", "reason", b"reason", "round_id", b"round_id"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["blamed", b"blamed", "company", b"company", "reason", b"reason", "round_id", b"round_id"]) -> None: ...
 
 global___WithdrawRequest = WithdrawRequest
+
+@typing.final
+class CompanyStatusRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ROUND_ID_FIELD_NUMBER: builtins.int
+    COMPANY_FIELD_NUMBER: builtins.int
+    round_id: builtins.str
+    company: builtins.str
+    def __init__(
+        self,
+        *,
+        round_id: builtins.str = ...,
+        company: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["company", b"company", "round_id", b"round_id"]) -> None: ...
+
+global___CompanyStatusRequest = CompanyStatusRequest
 
 @typing.final
 class WithdrawResponse(google.protobuf.message.Message):
@@ -297,6 +407,7 @@ class OpenRoundRequest(google.protobuf.message.Message):
     COMPANIES_FIELD_NUMBER: builtins.int
     MIN_LIST_SIZE_FIELD_NUMBER: builtins.int
     min_list_size: builtins.int
+    """raises the coordinator's floor"""
     @property
     def companies(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
         """ring order = pattern bit order"""

@@ -62,6 +62,11 @@ class CompanyServiceStub(object):
                 request_serializer=monoculture_dot_v1_dot_monoculture__pb2.WithdrawRequest.SerializeToString,
                 response_deserializer=monoculture_dot_v1_dot_monoculture__pb2.WithdrawResponse.FromString,
                 _registered_method=True)
+        self.GetStatus = channel.unary_unary(
+                '/monoculture.v1.CompanyService/GetStatus',
+                request_serializer=monoculture_dot_v1_dot_monoculture__pb2.CompanyStatusRequest.SerializeToString,
+                response_deserializer=monoculture_dot_v1_dot_monoculture__pb2.RoundStatus.FromString,
+                _registered_method=True)
 
 
 class CompanyServiceServicer(object):
@@ -79,8 +84,9 @@ class CompanyServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def Enroll(self, request, context):
-        """Sends the company's per-round X25519 public key (for failure tags that
-        only the coordinator can open) and the size of its list.
+        """Sends the company's per-round X25519 public keys (failure tags that only
+        the coordinator can open; relays that only the next company can open),
+        signed with its certificate's key, and the size of its list.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -103,6 +109,13 @@ class CompanyServiceServicer(object):
     def Withdraw(self, request, context):
         """A company that cannot take part (bad input, local error) says so; the
         round fails with this reason, naming the company.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetStatus(self, request, context):
+        """The status of a round this company is on (others look unknown).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -135,6 +148,11 @@ def add_CompanyServiceServicer_to_server(servicer, server):
                     servicer.Withdraw,
                     request_deserializer=monoculture_dot_v1_dot_monoculture__pb2.WithdrawRequest.FromString,
                     response_serializer=monoculture_dot_v1_dot_monoculture__pb2.WithdrawResponse.SerializeToString,
+            ),
+            'GetStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStatus,
+                    request_deserializer=monoculture_dot_v1_dot_monoculture__pb2.CompanyStatusRequest.FromString,
+                    response_serializer=monoculture_dot_v1_dot_monoculture__pb2.RoundStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -275,6 +293,33 @@ class CompanyService(object):
             '/monoculture.v1.CompanyService/Withdraw',
             monoculture_dot_v1_dot_monoculture__pb2.WithdrawRequest.SerializeToString,
             monoculture_dot_v1_dot_monoculture__pb2.WithdrawResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/monoculture.v1.CompanyService/GetStatus',
+            monoculture_dot_v1_dot_monoculture__pb2.CompanyStatusRequest.SerializeToString,
+            monoculture_dot_v1_dot_monoculture__pb2.RoundStatus.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,8 +41,9 @@ class CompanyServiceStub:
         monoculture.v1.monoculture_pb2.EnrollRequest,
         monoculture.v1.monoculture_pb2.EnrollResponse,
     ]
-    """Sends the company's per-round X25519 public key (for failure tags that
-    only the coordinator can open) and the size of its list.
+    """Sends the company's per-round X25519 public keys (failure tags that only
+    the coordinator can open; relays that only the next company can open),
+    signed with its certificate's key, and the size of its list.
     """
 
     UploadList: grpc.StreamUnaryMultiCallable[
@@ -65,6 +66,12 @@ class CompanyServiceStub:
     round fails with this reason, naming the company.
     """
 
+    GetStatus: grpc.UnaryUnaryMultiCallable[
+        monoculture.v1.monoculture_pb2.CompanyStatusRequest,
+        monoculture.v1.monoculture_pb2.RoundStatus,
+    ]
+    """The status of a round this company is on (others look unknown)."""
+
 class CompanyServiceAsyncStub:
     """---------------------------------------------------------------- companies
 
@@ -83,8 +90,9 @@ class CompanyServiceAsyncStub:
         monoculture.v1.monoculture_pb2.EnrollRequest,
         monoculture.v1.monoculture_pb2.EnrollResponse,
     ]
-    """Sends the company's per-round X25519 public key (for failure tags that
-    only the coordinator can open) and the size of its list.
+    """Sends the company's per-round X25519 public keys (failure tags that only
+    the coordinator can open; relays that only the next company can open),
+    signed with its certificate's key, and the size of its list.
     """
 
     UploadList: grpc.aio.StreamUnaryMultiCallable[
@@ -106,6 +114,12 @@ class CompanyServiceAsyncStub:
     """A company that cannot take part (bad input, local error) says so; the
     round fails with this reason, naming the company.
     """
+
+    GetStatus: grpc.aio.UnaryUnaryMultiCallable[
+        monoculture.v1.monoculture_pb2.CompanyStatusRequest,
+        monoculture.v1.monoculture_pb2.RoundStatus,
+    ]
+    """The status of a round this company is on (others look unknown)."""
 
 class CompanyServiceServicer(metaclass=abc.ABCMeta):
     """---------------------------------------------------------------- companies
@@ -129,8 +143,9 @@ class CompanyServiceServicer(metaclass=abc.ABCMeta):
         request: monoculture.v1.monoculture_pb2.EnrollRequest,
         context: _ServicerContext,
     ) -> typing.Union[monoculture.v1.monoculture_pb2.EnrollResponse, collections.abc.Awaitable[monoculture.v1.monoculture_pb2.EnrollResponse]]:
-        """Sends the company's per-round X25519 public key (for failure tags that
-        only the coordinator can open) and the size of its list.
+        """Sends the company's per-round X25519 public keys (failure tags that only
+        the coordinator can open; relays that only the next company can open),
+        signed with its certificate's key, and the size of its list.
         """
 
     @abc.abstractmethod
@@ -158,6 +173,14 @@ class CompanyServiceServicer(metaclass=abc.ABCMeta):
         """A company that cannot take part (bad input, local error) says so; the
         round fails with this reason, naming the company.
         """
+
+    @abc.abstractmethod
+    def GetStatus(
+        self,
+        request: monoculture.v1.monoculture_pb2.CompanyStatusRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[monoculture.v1.monoculture_pb2.RoundStatus, collections.abc.Awaitable[monoculture.v1.monoculture_pb2.RoundStatus]]:
+        """The status of a round this company is on (others look unknown)."""
 
 def add_CompanyServiceServicer_to_server(servicer: CompanyServiceServicer, server: typing.Union[grpc.Server, grpc.aio.Server]) -> None: ...
 

@@ -1,0 +1,217 @@
+"""Identities: the auditor's CA, certificates for companies, the coordinator and
+the auditor, and what a certificate says about its holder.
+
+A certificate names its holder's role and name in a URI subject alternative
+name, `monoculture:<role>:<name>` (role: company, coordinator or auditor).
+Keys are ECDSA P-256; private keys are written with mode 0600.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from monoculture.core.errors import ConfigError, ProtocolError
+from monoculture.core.protocol import check_company_name
+
+URI_PREFIX = "monoculture:"
+DEFAULT_DAYS = 365
+
+
+class Role(StrEnum):
+    COMPANY = "company"
+    COORDINATOR = "coordinator"
+    AUDITOR = "auditor"
+
+
+@dataclass(frozen=True)
+class Identity:
+    role: Role
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.role} {self.name}"
+
+
+@dataclass(frozen=True)
+class CertifiedKey:
+    """A certificate and its private key, as PEM."""
+
+    certificate_pem: bytes
+    private_key_pem: bytes
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _private_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def create_ca(common_name: str = "monoculture auditor CA", days: int = DEFAULT_DAYS) -> CertifiedKey:
+    key = _key()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = _now()
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
+        .sign(key, hashes.SHA256())
+    )
+    return CertifiedKey(certificate.public_bytes(serialization.Encoding.PEM), _private_pem(key))
+
+
+def issue(
+    ca: CertifiedKey,
+    identity: Identity,
+    *,
+    host: str | None = None,
+    days: int = DEFAULT_DAYS,
+    not_before: dt.datetime | None = None,
+) -> CertifiedKey:
+    """A certificate for `identity` signed by the CA; `host` adds DNS/IP names (coordinator)."""
+    if identity.role == Role.COMPANY:
+        check_company_name(identity.name)
+    ca_cert = x509.load_pem_x509_certificate(ca.certificate_pem)
+    ca_key = serialization.load_pem_private_key(ca.private_key_pem, password=None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise ConfigError("the CA key is not an EC key")
+    key = _key()
+    start = not_before or (_now() - dt.timedelta(minutes=5))
+    names: list[x509.GeneralName] = [
+        x509.UniformResourceIdentifier(f"{URI_PREFIX}{identity.role}:{identity.name}")
+    ]
+    if host is not None:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    usage = (
+        ExtendedKeyUsageOID.SERVER_AUTH
+        if identity.role == Role.COORDINATOR
+        else ExtendedKeyUsageOID.CLIENT_AUTH
+    )
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, identity.name)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    return CertifiedKey(certificate.public_bytes(serialization.Encoding.PEM), _private_pem(key))
+
+
+def identity_of(certificate_pem: bytes) -> Identity:
+    """The role and name a certificate gives its holder."""
+    try:
+        certificate = x509.load_pem_x509_certificate(certificate_pem)
+        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (ValueError, x509.ExtensionNotFound) as exc:
+        raise ProtocolError(f"certificate names no monoculture identity ({exc})") from None
+    for uri in san.get_values_for_type(x509.UniformResourceIdentifier):
+        if uri.startswith(URI_PREFIX):
+            role, _, name = uri[len(URI_PREFIX) :].partition(":")
+            try:
+                return Identity(Role(role), name)
+            except ValueError:
+                break
+    raise ProtocolError("certificate names no monoculture identity")
+
+
+def verify_certificate(certificate_pem: bytes, ca_pem: bytes) -> Identity:
+    """Check a peer's certificate was issued by our CA and is valid now; return its identity.
+
+    Used for certificates relayed by the coordinator (the TLS layer checks the
+    ones presented directly).
+    """
+    try:
+        certificate = x509.load_pem_x509_certificate(certificate_pem)
+        ca_cert = x509.load_pem_x509_certificate(ca_pem)
+    except ValueError as exc:
+        raise ProtocolError(f"unreadable certificate ({exc})") from None
+    ca_key = ca_cert.public_key()
+    if not isinstance(ca_key, ec.EllipticCurvePublicKey) or certificate.issuer != ca_cert.subject:
+        raise ProtocolError("certificate was not issued by this deployment's CA")
+    try:
+        ca_key.verify(certificate.signature, certificate.tbs_certificate_bytes, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        raise ProtocolError("certificate was not issued by this deployment's CA") from None
+    now = _now()
+    if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
+        raise ProtocolError("certificate is expired or not yet valid")
+    return identity_of(certificate_pem)
+
+
+def sign(private_key_pem: bytes, message: bytes) -> bytes:
+    key = serialization.load_pem_private_key(private_key_pem, password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ConfigError("private key is not an EC key")
+    return key.sign(message, ec.ECDSA(hashes.SHA256()))
+
+
+def verify_signature(certificate_pem: bytes, message: bytes, signature: bytes) -> None:
+    public = x509.load_pem_x509_certificate(certificate_pem).public_key()
+    if not isinstance(public, ec.EllipticCurvePublicKey):
+        raise ProtocolError("certificate key is not an EC key")
+    try:
+        public.verify(signature, message, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        raise ProtocolError("signature does not verify against the certificate") from None
+
+
+# ------------------------------------------------------------------ files
+
+
+def write_certified_key(folder: Path, stem: str, material: CertifiedKey) -> tuple[Path, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = folder / f"{stem}.pem", folder / f"{stem}.key"
+    cert_path.write_bytes(material.certificate_pem)
+    descriptor = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(material.private_key_pem)
+    return cert_path, key_path
+
+
+def read_certified_key(cert_path: Path, key_path: Path) -> CertifiedKey:
+    return CertifiedKey(read_pem(cert_path), read_pem(key_path))
+
+
+def read_pem(path: Path) -> bytes:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read ({exc.strerror})", where=str(path)) from None
+    if b"-----BEGIN" not in data:
+        raise ConfigError("is not a PEM file", where=str(path))
+    return data
