@@ -200,7 +200,7 @@ class CompanyDaemon:
                 )
             points, tags = self._blinded(company_round, work)
         except MonocultureError as exc:
-            self._withdraw(work.round_id, f"cannot produce {target.describe()}: {exc}", exc.where)
+            self._withdraw(work.round_id, f"{target.describe()}: {exc.message}", exc.where)
             return
         chunks = outgoing_chunks(target, self.company, points, tags, sealer, self.config.chunk_elements)
         receipt = self._stub.UploadList(chunks)
@@ -247,10 +247,8 @@ class CompanyDaemon:
             sequence.finish()
             return open_chunks(sequence.chunks, opener)
         except ProtocolError as exc:
-            raise ProtocolError(
-                f"{source.describe()} from {sender.company} to {self.company}: {exc.message}",
-                where="coordinator",
-            ) from None
+            hop = f"the list at hop {source.hop} relayed from {sender.company} to {self.company}"
+            raise ProtocolError(f"{hop}: {exc.message}", where="coordinator") from None
 
     # ------------------------------------------------------------------- end
 

@@ -15,7 +15,13 @@ from coordinator.config import CoordinatorConfig
 from coordinator.rounds import RoundBook, StoreRecorder
 from coordinator.service import AuditorServicer, Authenticator, CompanyServicer
 from monoculture.core.errors import ConfigError
-from monoculture.transport import MESSAGE_OPTIONS, require_loopback, server_credentials, warn_insecure
+from monoculture.transport import (
+    MESSAGE_OPTIONS,
+    quiet_undecodable_messages,
+    require_loopback,
+    server_credentials,
+    warn_insecure,
+)
 from monoculture.v1 import monoculture_pb2_grpc as pb_grpc
 
 log = logging.getLogger("monoculture.coordinator")
@@ -23,12 +29,15 @@ log = logging.getLogger("monoculture.coordinator")
 SERVICE_NAMES = ("monoculture.v1.CompanyService", "monoculture.v1.AuditorService")
 
 
-def start_server(config: CoordinatorConfig) -> tuple[grpc.Server, int, RoundBook]:
+def start_server(
+    config: CoordinatorConfig, book_class: type[RoundBook] = RoundBook
+) -> tuple[grpc.Server, int, RoundBook]:
     if config.tls is None:
         require_loopback(config.listen)
         warn_insecure()
+    quiet_undecodable_messages()
     recorder = StoreRecorder(config.record_dir) if config.record_dir else None
-    book = RoundBook(
+    book = book_class(
         limits=config.limits,
         release_policy=config.release,
         ca_pem=config.tls.ca_pem() if config.tls else None,
@@ -55,8 +64,9 @@ def start_server(config: CoordinatorConfig) -> tuple[grpc.Server, int, RoundBook
     return server, port, book
 
 
-def serve(config: CoordinatorConfig) -> int:
-    server, port, _ = start_server(config)
+def serve(config: CoordinatorConfig, book_class: type[RoundBook] = RoundBook) -> int:
+    """Run until SIGTERM/SIGINT. `book_class` lets tests run a misbehaving coordinator."""
+    server, port, _ = start_server(config, book_class)
     host = config.listen.rsplit(":", 1)[0]
     log.info("coordinator listening on %s:%d (%s)", host, port, "mTLS" if config.tls else "PLAINTEXT")
     if config.port_file is not None:

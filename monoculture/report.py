@@ -17,8 +17,17 @@ def _p_value(test: dict[str, Any] | None) -> str:
     return f"exact test of H = 1 vs H > 1: p {shown}"
 
 
+def _count(value: int | None) -> str:
+    return "withheld" if value is None else str(value)
+
+
 def format_summary(result: dict[str, Any]) -> str:
     companies = result["companies"]
+    if result.get("suppressed"):
+        return (
+            f"round {result.get('round_id', '')}: {len(companies)} companies ({', '.join(companies)})\n"
+            f"result withheld by the release policy: {result['suppression_reason']}"
+        )
     n = result["shared_individuals"]
     width = max(12, *(len(c) for c in companies))
     round_id = result.get("round_id")
@@ -31,7 +40,7 @@ def format_summary(result: dict[str, Any]) -> str:
             f"  {name:<{width}} {result['failures'][name]:>9} {_fmt(result['failure_rates'][name]):>8}"
         )
     lines.append(
-        f"systemic failures: {result['systemic_failures']} "
+        f"systemic failures: {_count(result['systemic_failures'])} "
         f"(S = {_fmt(result['systemic_failure_rate'])}; "
         f"{_fmt(result['expected_systemic_failure_rate'], 6)} expected under independence)"
     )
@@ -44,7 +53,12 @@ def format_summary(result: dict[str, Any]) -> str:
         lines.append(f"homogenization H = {h:.4f} ({ci_text}{_p_value(result.get('homogenization_test'))})")
     lines.append(f"failure patterns (character i = company i failed; order {', '.join(companies)}):")
     for pattern, count in result["pattern_counts"].items():
-        lines.append(f"  {pattern}  {count}")
+        lines.append(f"  {pattern}  {_count(count)}")
+    if result.get("suppressed_cells"):
+        lines.append(f"note: {result['suppression_note']}")
+    if result.get("noisy"):
+        dp = result["release_policy"]["differential_privacy"]
+        lines.append(f"note: counts carry {dp['mechanism']} noise (epsilon {dp['epsilon']} for this round)")
     return "\n".join(lines)
 
 

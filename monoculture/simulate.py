@@ -49,10 +49,11 @@ def _toml_string(value: str | Path) -> str:
 
 
 def _spawn(args: list[str], log_path: Path, stack: ExitStack) -> subprocess.Popen[bytes]:
+    """Start `python ARGS` with its output in `log_path`; stopped when `stack` closes."""
     log_file: IO[bytes] = stack.enter_context(log_path.open("wb"))
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     process = subprocess.Popen(
-        [sys.executable, "-m", "monoculture", *args],
+        [sys.executable, *args],
         stdout=log_file,
         stderr=subprocess.STDOUT,
         env=env,
@@ -94,11 +95,17 @@ def _insecure_flag(tls: TlsFiles | None) -> list[str]:
 
 
 def start_coordinator(
-    workdir: Path, stack: ExitStack, extra: str = "", tls: TlsFiles | None = None, sections: str = ""
+    workdir: Path,
+    stack: ExitStack,
+    extra: str = "",
+    tls: TlsFiles | None = None,
+    sections: str = "",
+    program: list[str] | None = None,
 ) -> str:
     """Start `monoculture coordinator serve` on port 0; returns its address.
 
-    `extra`: more [coordinator] keys; `sections`: more TOML sections; `tls` None: --insecure.
+    `extra`: more [coordinator] keys; `sections`: more TOML sections; `tls` None: --insecure;
+    `program`: another Python entry point taking the same --config (tests).
     """
     port_file = workdir / "coordinator.port"
     port_file.unlink(missing_ok=True)
@@ -110,8 +117,8 @@ def start_coordinator(
         + sections
     )
     log_path = workdir / "coordinator.log"
-    args = ["coordinator", "serve", "--config", str(config), *_insecure_flag(tls)]
-    process = _spawn(args, log_path, stack)
+    entry = program or ["-m", "monoculture", "coordinator", "serve"]
+    process = _spawn([*entry, "--config", str(config), *_insecure_flag(tls)], log_path, stack)
     deadline = time.monotonic() + STARTUP_SECONDS
     while not port_file.exists():
         if process.poll() is not None:
@@ -149,7 +156,7 @@ def start_company(
         f"duplicates = {_toml_string(spec.duplicates.value)}\n"
         f"max_id_length = {spec.max_id_length}\n"
     )
-    args = ["client", "run", "--config", str(config), *_insecure_flag(tls)]
+    args = ["-m", "monoculture", "client", "run", "--config", str(config), *_insecure_flag(tls)]
     return _spawn(args, workdir / f"client-{company.name}.log", stack)
 
 

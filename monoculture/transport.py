@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from monoculture.core.errors import ConfigError
 from monoculture.core.identity import read_pem
@@ -41,6 +42,24 @@ class TlsFiles:
 
     def key_pem(self) -> bytes:
         return read_pem(self.key_file)
+
+
+class UndecodableMessageFilter(logging.Filter):
+    """gRPC logs a traceback when a message does not parse; it is bad input, not a bug: one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], DecodeError):
+            record.msg = "refused a message that does not parse as its declared type (%s)"
+            record.args = (record.exc_info[1],)
+            record.exc_info = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def quiet_undecodable_messages() -> None:
+    grpc_common = logging.getLogger("grpc._common")
+    if not any(isinstance(f, UndecodableMessageFilter) for f in grpc_common.filters):
+        grpc_common.addFilter(UndecodableMessageFilter())
 
 
 def is_loopback(address: str) -> bool:

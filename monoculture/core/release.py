@@ -180,7 +180,7 @@ def _determined(constraints: np.ndarray, withheld: list[int]) -> list[int]:
 def cells_to_withhold(table: PatternTable, min_cell_count: int) -> list[int]:
     """Primary suppression (0 < count < threshold) plus complementary suppression.
 
-    Complementary cells (smallest first, never the all-fail cell) are added until
+    Complementary cells (smallest first, the all-fail cell last) are added until
     no withheld cell can be recomputed from N, the companies' failure counts and,
     unless its cell is withheld, S.
     """
@@ -188,8 +188,11 @@ def cells_to_withhold(table: PatternTable, min_cell_count: int) -> list[int]:
     if not withheld:
         return []
     all_fail = 2**table.parties - 1
-    # The all-fail cell is S, the headline figure: withheld only when itself too small.
+    # The all-fail cell is S, the headline figure: withheld as a last resort only
+    # (with k = 2, N, the failure counts and S pin down every cell).
     candidates = sorted((c, i) for i, c in enumerate(table.counts) if i not in withheld and i != all_fail)
+    if all_fail not in withheld:
+        candidates.append((table.counts[all_fail], all_fail))
     while candidates:
         constraints = _margin_rows(table.parties, with_systemic=all_fail not in withheld)
         if not _determined(constraints, withheld):
