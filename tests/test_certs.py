@@ -22,8 +22,8 @@ from monoculture.core.identity import (
 
 
 def certs(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "monoculture", "certs", *args], capture_output=True, text=True,
-                          timeout=60)  # fmt: skip
+    command = [sys.executable, "-m", "monoculture", "certs", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60)
 
 
 def test_init_and_issue_every_role(tmp_path: Path) -> None:
