@@ -19,6 +19,8 @@ _CLIENT = {
     "stats_file": Key(str, ""),
     "exit_after_rounds": Key(int, 0),
     "chunk_elements": Key(int, CHUNK_ELEMENTS),
+    "state_dir": Key(str, "client-state"),
+    "retry_seconds": Key(float, 600.0),
 }
 _TLS = {"ca_file": Key(str, ""), "cert_file": Key(str, ""), "key_file": Key(str, "")}
 _DATA = {
@@ -41,6 +43,8 @@ class ClientConfig:
     stats_file: Path | None = None  # JSON lines of per-round EC operation counts
     exit_after_rounds: int = 0  # 0: serve forever
     chunk_elements: int = CHUNK_ELEMENTS
+    state_dir: Path = Path("client-state")  # sealed per-round keys, for restarts
+    retry_seconds: float = 600.0  # how long to retry a step while the coordinator is unreachable
 
 
 def _tls(path: Path, values: dict[str, str], insecure: bool) -> TlsFiles | None:
@@ -86,6 +90,8 @@ def load_client_config(path: Path, *, insecure: bool = False) -> ClientConfig:
         stats_file=resolve_path(path, client["stats_file"]) if client["stats_file"] else None,
         exit_after_rounds=client["exit_after_rounds"],
         chunk_elements=client["chunk_elements"],
+        state_dir=resolve_path(path, client["state_dir"]),
+        retry_seconds=client["retry_seconds"],
         data=InputSpec(
             path=resolve_path(path, data["path"]),
             id_column=data["id_column"],

@@ -13,20 +13,25 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import TypeVar
 
 import grpc
 
 from client.config import ClientConfig
+from client.state import RoundSecrets, SecretStore
 from monoculture.core.company import (
     OperationCounts,
     blind_own_list,
     open_chunks,
     outgoing_chunks,
     relay_list,
+    shuffle_label,
 )
 from monoculture.core.dataset import CompanyRecords, load_records
 from monoculture.core.errors import InputError, MonocultureError, ProtocolError
@@ -39,20 +44,43 @@ from monoculture.v1 import monoculture_pb2_grpc as pb_grpc
 
 log = logging.getLogger("monoculture.client")
 
-_RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+_RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
+T = TypeVar("T")
 
 
 @dataclass
 class CompanyRound:
-    """What a company holds for one round: keys (memory only), its records until hop 0, counts."""
+    """What a company holds for one round: keys (memory, and sealed on disk for restarts), counts."""
 
-    round_id: str
+    secrets: RoundSecrets
     key: BlindingKey
     tags: TagSealer
     relay: RelayKeys
-    records: CompanyRecords | None
     counts: OperationCounts = field(default_factory=OperationCounts)
     blind_seconds: float = 0.0
+
+    @classmethod
+    def from_secrets(cls, secrets: RoundSecrets, company: str) -> CompanyRound:
+        return cls(
+            secrets,
+            BlindingKey(secrets.blinding_key),
+            TagSealer(secrets.round_id, company, secrets.coordinator_public_key, secrets.tag_private_key),
+            RelayKeys(secrets.relay_private_key),
+        )
+
+    @classmethod
+    def fresh(cls, round_id: str, company: str, coordinator_public_key: bytes) -> CompanyRound:
+        tag_key = TagSealer(round_id, company, coordinator_public_key).private_key
+        blinding_key = BlindingKey.fresh().key_bytes
+        relay_key = RelayKeys().private_bytes()
+        secrets = RoundSecrets(
+            round_id, blinding_key, tag_key, relay_key, os.urandom(32), coordinator_public_key
+        )
+        return cls.from_secrets(secrets, company)
+
+    @property
+    def round_id(self) -> str:
+        return self.secrets.round_id
 
 
 class ProgressLog:
@@ -83,6 +111,7 @@ class CompanyDaemon:
         self._channel = channel(config.coordinator, config.tls)
         self._stub = pb_grpc.CompanyServiceStub(self._channel)
         self._rounds: dict[str, CompanyRound] = {}
+        self._secrets = SecretStore(config.state_dir, config.company)
         self._rounds_ended = 0
 
     @property
@@ -138,28 +167,51 @@ class CompanyDaemon:
         records = self._load_for_round(round_id, join.min_list_size)
         if records is None:
             return
-        company_round = CompanyRound(
-            round_id,
-            BlindingKey.fresh(),
-            TagSealer(round_id, self.company, join.coordinator_public_key),
-            RelayKeys(),
-            records,
-        )
-        self._rounds[round_id] = company_round
+        company_round = self._round(round_id)
+        if company_round is None:
+            company_round = CompanyRound.fresh(round_id, self.company, join.coordinator_public_key)
+            # Sealed to disk before the keys are used: a restarted daemon can finish the round.
+            self._secrets.save(company_round.secrets)
+            self._rounds[round_id] = company_round
         signed = company_round.relay.signed(
             round_id, self.company, company_round.tags.public_key, self._cert_pem, self._key_pem
         )
-        self._stub.Enroll(
-            pb.EnrollRequest(
-                round_id=round_id,
-                company=self.company,
-                tag_public_key=company_round.tags.public_key,
-                list_size=len(records),
-                relay_public_key=signed.relay_public_key,
-                signature=signed.signature,
-                certificate_pem=signed.certificate_pem,
-            )
+        request = pb.EnrollRequest(
+            round_id=round_id,
+            company=self.company,
+            tag_public_key=company_round.tags.public_key,
+            list_size=len(records),
+            relay_public_key=signed.relay_public_key,
+            signature=signed.signature,
+            certificate_pem=signed.certificate_pem,
         )
+        self._retrying("enrol", lambda: self._stub.Enroll(request))
+
+    def _round(self, round_id: str) -> CompanyRound | None:
+        """This round's keys: in memory, or unsealed from the state folder after a restart."""
+        if round_id not in self._rounds:
+            secrets = self._secrets.load(round_id)
+            if secrets is None:
+                return None
+            log.info("%s: resuming round %s from sealed state", self.company, round_id)
+            self._rounds[round_id] = CompanyRound.from_secrets(secrets, self.company)
+        return self._rounds[round_id]
+
+    def _retrying(self, what: str, call: Callable[[], T]) -> T:
+        """Run `call`, retrying with exponential backoff and jitter while the coordinator is unreachable."""
+        deadline = time.monotonic() + self.config.retry_seconds
+        attempt = 0
+        while True:
+            try:
+                return call()
+            except grpc.RpcError as exc:
+                if exc.code() not in _RETRYABLE or time.monotonic() > deadline or self._stop.is_set():
+                    raise
+                attempt += 1
+                delay = min(10.0, 0.1 * 2 ** min(attempt, 7)) * (0.5 + random.random())
+                log.warning("%s: %s failed (%s); retry %d in %.1f s", self.company, what, exc.code().name,
+                            attempt, delay)  # fmt: skip
+                self._stop.wait(delay)
 
     def _load_for_round(self, round_id: str, min_list_size: int) -> CompanyRecords | None:
         try:
@@ -185,7 +237,7 @@ class CompanyDaemon:
     # ----------------------------------------------------------------- blind
 
     def _blind(self, work: pb.BlindList) -> None:
-        company_round = self._rounds.get(work.round_id)
+        company_round = self._round(work.round_id)
         if company_round is None:
             self._withdraw(work.round_id, "asked to blind a list of a round it holds no key for (restarted?)")
             return
@@ -202,8 +254,13 @@ class CompanyDaemon:
         except MonocultureError as exc:
             self._withdraw(work.round_id, f"{target.describe()}: {exc.message}", exc.where)
             return
-        chunks = outgoing_chunks(target, self.company, points, tags, sealer, self.config.chunk_elements)
-        receipt = self._stub.UploadList(chunks)
+
+        def upload() -> pb.UploadReceipt:
+            chunks = outgoing_chunks(target, self.company, points, tags, sealer, self.config.chunk_elements)
+            receipt: pb.UploadReceipt = self._stub.UploadList(chunks)
+            return receipt
+
+        receipt = self._retrying(f"upload of {target.describe()}", upload)
         log.info("%s: uploaded %s (%d elements)", self.company, target.describe(), receipt.elements)
 
     def _blinded(self, company_round: CompanyRound, work: pb.BlindList) -> tuple[list[bytes], bytes]:
@@ -211,18 +268,28 @@ class CompanyDaemon:
         progress = ProgressLog(
             f"{self.company}: round {work.round_id}: list of {work.list_owner}, hop {work.hop}"
         )
+        seed = company_round.secrets.shuffle_seed
         if work.hop == 0:
-            if company_round.records is None:
-                raise ProtocolError("own list asked for twice")
+            records = load_records(self.config.data)  # checked at join; the same file gives the same list
             points, tags = blind_own_list(
-                company_round.records, company_round.key, company_round.tags, company_round.counts, progress
+                records,
+                company_round.key,
+                company_round.tags,
+                company_round.counts,
+                progress,
+                seed,
+                self.company,
             )
-            company_round.records = None
+            del records
         else:
-            received, incoming = self._download(company_round, work)
+            received, incoming = self._retrying(
+                f"download of list of {work.list_owner}, hop {work.hop - 1}",
+                lambda: self._download(company_round, work),
+            )
+            label = shuffle_label(work.list_owner, work.hop)
             try:
                 points, tags = relay_list(
-                    received, incoming, company_round.key, company_round.counts, progress
+                    received, incoming, company_round.key, company_round.counts, progress, seed, label
                 )
             except InvalidPoint as exc:
                 sender = work.sender.company
@@ -254,6 +321,7 @@ class CompanyDaemon:
 
     def _end(self, ended: pb.RoundEnded) -> None:
         company_round = self._rounds.pop(ended.round_id, None)
+        self._secrets.delete(ended.round_id)
         self._rounds_ended += 1
         detail = f": {ended.reason}" if ended.reason else ""
         log.info("%s: round %s ended %s%s", self.company, ended.round_id, ended.phase, detail)
@@ -271,4 +339,4 @@ class CompanyDaemon:
     def _withdraw(self, round_id: str, reason: str, blamed: str = "") -> None:
         log.error("%s: withdrawing from round %s: %s", self.company, round_id, reason)
         request = pb.WithdrawRequest(round_id=round_id, company=self.company, reason=reason, blamed=blamed)
-        self._stub.Withdraw(request)
+        self._retrying("withdrawal", lambda: self._stub.Withdraw(request))

@@ -47,8 +47,12 @@ class AuditorClient:
                 ) from None
             raise MonocultureError(f"coordinator refused: {exc.details()}", where=code.name) from None
 
-    def open_round(self, companies: list[str], min_list_size: int = 1) -> pb.RoundStatus:
-        request = pb.OpenRoundRequest(companies=companies, min_list_size=min_list_size)
+    def open_round(
+        self, companies: list[str], min_list_size: int = 1, deadline_seconds: float = 0
+    ) -> pb.RoundStatus:
+        request = pb.OpenRoundRequest(
+            companies=companies, min_list_size=min_list_size, deadline_seconds=deadline_seconds
+        )
         status: pb.RoundStatus = self._call(self._stub.OpenRound, request)
         return status
 

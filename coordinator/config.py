@@ -15,6 +15,7 @@ _COORDINATOR = {
     "port_file": Key(str, ""),
     "record_dir": Key(str, ""),
     "max_workers": Key(int, 32),
+    "database": Key(str, "coordinator-state/coordinator.sqlite"),
 }
 _TLS = {"ca_file": Key(str, ""), "cert_file": Key(str, ""), "key_file": Key(str, "")}
 _LIMITS = {
@@ -22,6 +23,7 @@ _LIMITS = {
     "max_list_size": Key(int, 10_000_000),
     "max_chunks_per_list": Key(int, 4096),
     "max_rounds_in_flight": Key(int, 16),
+    "deadline_seconds": Key(float, 3600.0),
 }
 _RELEASE = {
     "min_shared_individuals": Key(int, 0),
@@ -40,6 +42,7 @@ class Limits:
     max_list_size: int = 10_000_000
     max_chunks_per_list: int = 4096
     max_rounds_in_flight: int = 16
+    deadline_seconds: float = 3600.0  # a party must finish each step this long after it can start
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class CoordinatorConfig:
     port_file: Path | None = None  # where to write the bound port (for listen port 0)
     record_dir: Path | None = None  # test aid: keep a copy of everything stored
     max_workers: int = 32
+    database: Path = Path("coordinator-state/coordinator.sqlite")
     tls: TlsFiles | None = None  # None only with --insecure
     limits: Limits = field(default_factory=Limits)
     release: ReleasePolicy = field(default_factory=ReleasePolicy)
@@ -95,6 +99,7 @@ def load_coordinator_config(path: Path, *, insecure: bool = False) -> Coordinato
         port_file=resolve_path(path, values["port_file"]) if values["port_file"] else None,
         record_dir=resolve_path(path, values["record_dir"]) if values["record_dir"] else None,
         max_workers=values["max_workers"],
+        database=resolve_path(path, values["database"]),
         tls=None if insecure else tls,
         limits=limits,
         release=release,

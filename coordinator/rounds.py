@@ -1,8 +1,11 @@
-"""The coordinator's rounds: state machines, relayed chunks and results, behind one lock.
+"""The coordinator's rounds: state machines behind one lock, state in SQLite.
 
-Lists are held only while a hop still needs them: when hop h of a list is
-uploaded, hop h-1 is dropped; after counting, the fully blinded lists are
-dropped and only the pattern table remains.
+Every change of a round's state is written to the store before it is
+announced, so a coordinator killed at any point resumes every unfinished
+round where it stopped. Chunks live only in the store; a list is dropped when
+the next hop is in, and every final list when the result is stored. Uploads
+are idempotent by (round, list, hop, chunk): a retried stream never counts
+twice.
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from coordinator.config import Limits
+from coordinator.store import RoundStore
 from monoculture.core.errors import LimitExceeded, ProtocolError, UnknownRound
 from monoculture.core.protocol import (
     TERMINAL_PHASES,
@@ -27,13 +33,14 @@ from monoculture.core.protocol import (
     count_patterns,
     new_round_id,
 )
-from monoculture.core.psi_crypto import CompanyTags, TagOpener, decode_points, split_tags
+from monoculture.core.psi_crypto import TAG_SIZE, CompanyTags, TagOpener
 from monoculture.core.relay import RelayPeer
 from monoculture.core.release import ReleasePolicy, release
-from monoculture.core.wire import ChunkSequence, ListAddress
+from monoculture.core.wire import ChunkSequence, ListAddress, chunk_content
 from monoculture.v1 import monoculture_pb2 as pb
 
 log = logging.getLogger("monoculture.coordinator")
+COORDINATOR = "coordinator"
 
 
 @dataclass
@@ -42,14 +49,13 @@ class RoundRecord:
     tag_opener: TagOpener = field(default_factory=TagOpener)
     company_tags: dict[str, CompanyTags] = field(default_factory=dict)
     peers: dict[str, RelayPeer] = field(default_factory=dict)
-    lists: dict[tuple[str, int], list[pb.ListChunk]] = field(default_factory=dict)
     told_ended: set[str] = field(default_factory=set)
     result_json: str = ""
-    opened_at: float = field(default_factory=time.time)
+    counting: bool = False
 
 
 class StoreRecorder:
-    """Test aid: appends a copy of everything the coordinator stores to files in a folder."""
+    """Test aid: appends a copy of everything the coordinator stores to a file in a folder."""
 
     def __init__(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -68,24 +74,48 @@ class RoundBook:
 
     def __init__(
         self,
+        store: RoundStore,
         *,
         limits: Limits | None = None,
         release_policy: ReleasePolicy | None = None,
         ca_pem: bytes | None = None,
         recorder: StoreRecorder | None = None,
     ) -> None:
+        self._store = store
         self._rounds: dict[str, RoundRecord] = {}
         self._changed = threading.Condition()
         self._limits = limits or Limits()
         self._release = release_policy or ReleasePolicy()
         self._ca_pem = ca_pem  # None with --insecure: relay keys are then not checked
         self._recorder = recorder
+        self._resume()
+
+    def _resume(self) -> None:
+        for stored in self._store.load():
+            record = RoundRecord(
+                stored.state, TagOpener(stored.tag_private_key), peers=stored.peers,
+                told_ended=stored.told_ended, result_json=stored.result_json,
+            )  # fmt: skip
+            for company, peer in stored.peers.items():
+                record.company_tags[company] = record.tag_opener.opener_for(
+                    stored.state.round_id, company, peer.tag_public_key
+                )
+            self._rounds[stored.state.round_id] = record
+            if stored.state.phase not in TERMINAL_PHASES:
+                log.info("round %s resumed in %s", stored.state.round_id, stored.state.phase)
+                self._store.audit(stored.state.round_id, COORDINATOR, "resumed", stored.state.phase)
+        for round_id, record in self._rounds.items():
+            if record.state.phase == RoundPhase.COUNTING:
+                threading.Thread(target=self._count, args=(round_id,), daemon=True).start()
 
     # ------------------------------------------------------------ auditor
 
-    def open_round(self, companies: list[str], min_list_size: int) -> RoundState:
+    def open_round(self, companies: list[str], min_list_size: int, deadline_seconds: float = 0) -> RoundState:
         ring = Ring(tuple(companies))
-        state = RoundState(new_round_id(), ring, min_list_size=max(self._limits.min_list_size, min_list_size))
+        state = RoundState(
+            new_round_id(), ring, min_list_size=max(self._limits.min_list_size, min_list_size),
+            deadline_seconds=deadline_seconds or self._limits.deadline_seconds,
+        )  # fmt: skip
         with self._changed:
             in_flight = sum(r.state.phase not in TERMINAL_PHASES for r in self._rounds.values())
             if in_flight >= self._limits.max_rounds_in_flight:
@@ -93,7 +123,10 @@ class RoundBook:
                     f"{in_flight} rounds are in flight, the limit is {self._limits.max_rounds_in_flight}",
                     hint="wait for a round to end or raise [limits] max_rounds_in_flight",
                 )
-            self._rounds[state.round_id] = RoundRecord(state)
+            record = RoundRecord(state)
+            self._store.create_round(state, record.tag_opener.private_bytes())
+            self._store.audit(state.round_id, "auditor", "opened", ",".join(companies))
+            self._rounds[state.round_id] = record
             self._changed.notify_all()
         log.info("round %s opened for %s", state.round_id, ", ".join(companies))
         return state
@@ -107,6 +140,23 @@ class RoundBook:
         with self._changed:
             record = self._record(round_id)
             return record.state, record.result_json
+
+    def audit_log(self, round_id: str) -> list[tuple[float, str, str, str, str]]:
+        return self._store.audit_log(round_id)
+
+    # ---------------------------------------------------------- deadlines
+
+    def fail_overdue(self, now: float | None = None) -> None:
+        """Fail every round whose current step is past its deadline, naming the party."""
+        with self._changed:
+            for record in self._rounds.values():
+                if record.state.phase in TERMINAL_PHASES:
+                    continue
+                late = record.state.overdue(now or time.time())
+                if late is not None:
+                    party, what = late
+                    deadline = record.state.deadline_seconds
+                    self._fail(record, f"{party} {what} within the deadline of {deadline:g} s", party)
 
     # ---------------------------------------------------------- companies
 
@@ -128,9 +178,10 @@ class RoundBook:
             if company not in state.ring.roster:
                 continue
             if state.phase in TERMINAL_PHASES:
-                if company in record.told_ended or not self._was_involved(record, company):
+                if company in record.told_ended or company not in state.joined:
                     continue
                 record.told_ended.add(company)
+                self._store.save_told_ended(state.round_id, record.told_ended)
                 return pb.PollWorkResponse(
                     round_ended=pb.RoundEnded(
                         round_id=state.round_id, phase=state.phase, reason=state.failure_reason
@@ -138,15 +189,10 @@ class RoundBook:
                 )
             work = state.next_work(company)
             if work is not None:
+                if work.join:
+                    self._store.save_state(state)
                 return self._work_message(record, work)
         return None
-
-    @staticmethod
-    def _was_involved(record: RoundRecord, company: str) -> bool:
-        state = record.state
-        return company in state.joined or any(
-            state.ring.blinder(o, h) == company for o, h in state.dispatched
-        )
 
     @staticmethod
     def _work_message(record: RoundRecord, work: Work) -> pb.PollWorkResponse:
@@ -181,6 +227,11 @@ class RoundBook:
         )
         with self._changed:
             record = self._record(request.round_id, company)
+            if (
+                record.peers.get(company) == peer
+                and record.state.list_sizes.get(company) == request.list_size
+            ):
+                return  # the same enrolment again (a retry after a lost reply)
             try:
                 peer.verify(request.round_id, company, self._ca_pem)
                 if request.list_size > self._limits.max_list_size:
@@ -195,17 +246,27 @@ class RoundBook:
                 request.round_id, company, request.tag_public_key
             )
             record.peers[company] = peer
+            self._store.save_peer(request.round_id, peer)
+            self._store.save_state(record.state)
+            self._store.audit(request.round_id, company, "enrolled", f"list size {request.list_size}")
             self._changed.notify_all()
         log.info("round %s: %s enrolled with a list of %d", request.round_id, company, request.list_size)
 
     def withdraw(self, round_id: str, company: str, reason: str, blamed: str = "") -> None:
         with self._changed:
             record = self._record(round_id, company)
-            party = blamed if blamed in (*record.state.ring.roster, "coordinator") else company
+            party = blamed if blamed in (*record.state.ring.roster, COORDINATOR) else company
+            self._store.audit(round_id, company, "withdrew", reason)
             self._fail(record, f"{company} withdrew: {reason}", party)
 
+    # ------------------------------------------------------------ uploads
+
     def receive_list(self, company: str, chunks: Iterator[pb.ListChunk]) -> int:
-        """Validate and store one uploaded list; count patterns once every list is final."""
+        """Validate and store an uploaded list, chunk by chunk; returns its size once complete.
+
+        A stream that breaks off leaves the chunks it delivered; the sender re-sends
+        and chunks already stored are not counted again.
+        """
         sequence = ChunkSequence(sender=company)
         address: ListAddress | None = None
         receiver = ""
@@ -216,23 +277,32 @@ class RoundBook:
             try:
                 self._check_chunk(chunk, receiver)
                 sequence.add(chunk)
+                self._store.put_chunk(chunk)
             except ProtocolError as exc:
                 self._fail_round(address.round_id, f"{address.describe()}: {exc.message}", company)
                 raise
+            if self._recorder is not None:
+                self._recorder.record("list-chunk", chunk.SerializeToString())
         if address is None:
             raise ProtocolError("the upload held no chunks", where=company)
-        try:
-            sequence.finish()
-        except ProtocolError as exc:
-            self._fail_round(address.round_id, exc.message, company)
-            raise
-        self._store(company, address, sequence.chunks)
-        return sequence.elements
+        progress = self._store.progress(address.round_id, address.list_owner, address.hop)
+        if progress.chunks < progress.chunk_count or progress.elements != progress.list_size:
+            raise ProtocolError(
+                f"{address.describe()} is incomplete: {progress.chunks} of {progress.chunk_count} chunks "
+                f"({progress.elements} of {progress.list_size} elements); send the rest",
+                where=company,
+            )
+        self._complete_upload(company, address)
+        return progress.elements
 
     def _check_upload(self, company: str, chunk: pb.ListChunk) -> str:
         """Is this upload expected now? Returns the company it must be sealed to ("" = none)."""
         with self._changed:
             state = self._record(chunk.round_id, company).state
+            if (chunk.list_owner, chunk.hop) in state.done:
+                raise ProtocolError(
+                    f"list of {chunk.list_owner} at hop {chunk.hop} is complete", where=company
+                )
             state.check_upload(company, chunk.list_owner, chunk.hop, chunk.list_size)
             if chunk.chunk_count > self._limits.max_chunks_per_list:
                 raise LimitExceeded(
@@ -253,46 +323,48 @@ class RoundBook:
                 "the fully blinded list must come open to the coordinator", where=chunk.sender
             )
 
-    def _store(self, company: str, address: ListAddress, chunks: list[pb.ListChunk]) -> None:
+    def _complete_upload(self, company: str, address: ListAddress) -> None:
         with self._changed:
             record = self._record(address.round_id, company)
             state = record.state
-            state.check_upload(company, address.list_owner, address.hop, chunks[0].list_size)
-            record.lists[(address.list_owner, address.hop)] = chunks
-            record.lists.pop((address.list_owner, address.hop - 1), None)
-            if self._recorder is not None:
-                for chunk in chunks:
-                    self._recorder.record("list-chunk", chunk.SerializeToString())
+            if (address.list_owner, address.hop) in state.done:
+                return  # a concurrent retry completed it first
             state.record_upload(address.list_owner, address.hop)
+            self._store.save_state(state)
+            if address.hop > 0:
+                self._store.drop_list(address.round_id, address.list_owner, address.hop - 1)
+            self._store.audit(
+                address.round_id, company, "uploaded", f"list of {address.list_owner}, hop {address.hop}"
+            )
             log.info("%s: uploaded by %s", address.describe(), company)
             counting = state.phase == RoundPhase.COUNTING
             self._changed.notify_all()
         if counting:
             self._count(address.round_id)
 
-    def download_list(self, company: str, address: ListAddress) -> list[pb.ListChunk]:
+    def download_list(self, company: str, address: ListAddress) -> Iterator[pb.ListChunk]:
         with self._changed:
             record = self._record(address.round_id, company)
             record.state.check_download(company, address.list_owner, address.hop)
-            return list(record.lists[(address.list_owner, address.hop)])
+        return self._store.chunks(address.round_id, address.list_owner, address.hop)
 
     # ----------------------------------------------------------- counting
 
     def _count(self, round_id: str) -> None:
         with self._changed:
             record = self._record(round_id)
+            if record.counting or record.state.phase != RoundPhase.COUNTING:
+                return
+            record.counting = True
             state = record.state
-            finals = [record.lists.pop((owner, state.ring.final_hop)) for owner in state.ring.roster]
-            record.lists.clear()
         try:
-            table = count_patterns(
-                state.ring.roster,
-                [_final_list(owner, chunks) for owner, chunks in zip(state.ring.roster, finals, strict=True)],
-                record.company_tags,
-            )
+            finals = [self._final_list(round_id, owner, state.ring.final_hop) for owner in state.ring.roster]
+            table = count_patterns(state.ring.roster, finals, record.company_tags)
         except ProtocolError as exc:
             self._fail_round(round_id, f"counting failed: {exc}", exc.where)
             return
+        finally:
+            record.counting = False
         del finals
         # Only the released form is kept; the exact table ends with this call.
         result = release(table, self._release)
@@ -301,12 +373,24 @@ class RoundBook:
             result["list_sizes"] = dict(state.list_sizes)
         result_json = json.dumps(result, indent=2)
         with self._changed:
+            state.advance(RoundPhase.COMPLETE)
+            self._store.complete(state, result_json)
+            self._store.audit(round_id, COORDINATOR, "completed")
             record.result_json = result_json
             if self._recorder is not None:
                 self._recorder.record("result", result_json.encode())
-            state.advance(RoundPhase.COMPLETE)
             self._changed.notify_all()
         log.info("round %s complete", round_id)
+
+    def _final_list(self, round_id: str, owner: str, hop: int) -> FinalList:
+        tokens, tags = [], []
+        for chunk in self._store.chunks(round_id, owner, hop):
+            tokens.append(b"".join(chunk_content(chunk)))
+            tags.append(chunk.tags)
+        tag_blob = b"".join(tags)
+        return FinalList(
+            owner, b"".join(tokens), np.frombuffer(tag_blob, dtype=np.uint8).reshape(-1, TAG_SIZE)
+        )
 
     # ------------------------------------------------------------ helpers
 
@@ -325,12 +409,7 @@ class RoundBook:
         if record.state.phase in TERMINAL_PHASES:
             return
         record.state.fail(reason, party)
-        record.lists.clear()
+        self._store.fail(record.state)
+        self._store.audit(record.state.round_id, COORDINATOR, "failed", f"{party}: {reason}")
         log.warning("round %s failed: %s", record.state.round_id, reason)
         self._changed.notify_all()
-
-
-def _final_list(owner: str, chunks: list[pb.ListChunk]) -> FinalList:
-    tokens = b"".join(p for chunk in chunks for p in decode_points(chunk.points))
-    tags = [t for chunk in chunks for t in split_tags(chunk.tags)]
-    return FinalList(owner, tokens, tags)

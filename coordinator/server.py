@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from concurrent import futures
 from types import FrameType
 
@@ -14,6 +15,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from coordinator.config import CoordinatorConfig
 from coordinator.rounds import RoundBook, StoreRecorder
 from coordinator.service import AuditorServicer, Authenticator, CompanyServicer
+from coordinator.store import RoundStore
 from monoculture.core.errors import ConfigError
 from monoculture.transport import (
     MESSAGE_OPTIONS,
@@ -38,6 +40,7 @@ def start_server(
     quiet_undecodable_messages()
     recorder = StoreRecorder(config.record_dir) if config.record_dir else None
     book = book_class(
+        RoundStore(config.database),
         limits=config.limits,
         release_policy=config.release,
         ca_pem=config.tls.ca_pem() if config.tls else None,
@@ -59,9 +62,19 @@ def start_server(
     if port == 0:
         raise ConfigError(f"cannot listen on {config.listen!r} (address in use or invalid)")
     server.start()
+    threading.Thread(target=_watch_deadlines, args=(book,), daemon=True).start()
     for name in ("", *SERVICE_NAMES):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return server, port, book
+
+
+def _watch_deadlines(book: RoundBook, interval: float = 0.5) -> None:
+    while True:
+        time.sleep(interval)
+        try:
+            book.fail_overdue()
+        except Exception:  # keep watching; the error is logged, the daemon serves on
+            log.exception("deadline check failed")
 
 
 def serve(config: CoordinatorConfig, book_class: type[RoundBook] = RoundBook) -> int:

@@ -98,6 +98,10 @@ class CompanyServicer(pb_grpc.CompanyServiceServicer):
             elements = self._book.receive_list(company, _prepend(first, request_iterator))
         except MonocultureError as exc:
             _abort(context, exc)
+        except grpc.RpcError:
+            # The sender went away mid-stream; what arrived is kept, the retry completes it.
+            log.info("an upload by %s broke off; waiting for the retry", first.sender)
+            context.abort(grpc.StatusCode.CANCELLED, "upload broke off")
         return pb.UploadReceipt(elements=elements)
 
     def DownloadList(self, request: pb.DownloadListRequest, context: Any) -> Iterator[pb.ListChunk]:
@@ -137,7 +141,9 @@ class AuditorServicer(pb_grpc.AuditorServiceServicer):
     def OpenRound(self, request: pb.OpenRoundRequest, context: Any) -> pb.RoundStatus:
         try:
             self._auth.auditor(context)
-            state = self._book.open_round(list(request.companies), request.min_list_size)
+            state = self._book.open_round(
+                list(request.companies), request.min_list_size, request.deadline_seconds
+            )
         except (NotPermitted, LimitExceeded) as exc:
             _abort(context, exc)
         except MonocultureError as exc:

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from monoculture.core.company import (
     OperationCounts,
     blind_own_list,
@@ -22,7 +24,7 @@ from monoculture.core.company import (
 from monoculture.core.dataset import CompanyRecords
 from monoculture.core.metrics import PatternTable
 from monoculture.core.protocol import FinalList, Ring, RoundState, count_patterns, new_round_id
-from monoculture.core.psi_crypto import BlindingKey, TagOpener, TagSealer, split_tags
+from monoculture.core.psi_crypto import TAG_SIZE, BlindingKey, TagOpener, TagSealer
 from monoculture.core.relay import RelayKeys, RelayPeer
 from monoculture.core.wire import ChunkSequence, ListAddress, chunk_content
 from monoculture.v1 import monoculture_pb2 as pb
@@ -67,7 +69,8 @@ def run_round_in_process(
     for owner in names:
         chunks = lists.pop((owner, state.ring.final_hop))
         points = [p for chunk in chunks for p in chunk_content(chunk)]
-        finals.append(FinalList(owner, b"".join(points), split_tags(b"".join(c.tags for c in chunks))))
+        tag_rows = np.frombuffer(b"".join(c.tags for c in chunks), dtype=np.uint8).reshape(-1, TAG_SIZE)
+        finals.append(FinalList(owner, b"".join(points), tag_rows))
     return count_patterns(names, finals, company_tags)
 
 

@@ -148,7 +148,11 @@ def start_company(
         f"coordinator = {_toml_string(address)}\n"
         "poll_seconds = 2.0\n"
         f"stats_file = {_toml_string(workdir / 'operations.jsonl')}\n"
-        f"exit_after_rounds = {rounds}\n" + chunking + _tls_section(tls) + "[data]\n"
+        f"exit_after_rounds = {rounds}\n"
+        f"state_dir = {_toml_string(workdir / f'client-state-{company.name}')}\n"
+        + chunking
+        + _tls_section(tls)
+        + "[data]\n"
         f"path = {_toml_string(spec.path.resolve())}\n"
         f"format = {_toml_string(spec.file_format)}\n"
         f"id_column = {_toml_string(spec.id_column)}\n"

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from coordinator.config import load_coordinator_config
@@ -61,28 +63,28 @@ def tamper(mode: str, chunks: list[pb.ListChunk], other: list[pb.ListChunk]) -> 
     raise SystemExit(f"unknown mode {mode}")
 
 
-def _others(
-    lists: dict[tuple[str, int], list[pb.ListChunk]], address: ListAddress
-) -> list[list[pb.ListChunk]]:
-    return [v for (owner, hop), v in lists.items() if owner != address.list_owner and hop == address.hop]
-
-
 def book_for(mode: str) -> type[RoundBook]:
     class TamperingBook(RoundBook):
         tampered = False
 
-        def download_list(self, company: str, address: ListAddress) -> list[pb.ListChunk]:
-            chunks = super().download_list(company, address)
+        def download_list(self, company: str, address: ListAddress) -> Iterator[pb.ListChunk]:
+            chunks = list(super().download_list(company, address))
             if TamperingBook.tampered:
-                return chunks
-            with self._changed:  # wait for another list at this hop to swap in
-                record = self._rounds[address.round_id]
-                self._changed.wait_for(lambda: len(_others(record.lists, address)) > 0, timeout=60)
-                others = _others(record.lists, address)
-            other = others[0] if others else chunks
+                return iter(chunks)
             TamperingBook.tampered = True
+            other = chunks
+            if mode == "swap":  # wait for another company's list at this hop to swap in
+                roster = self.status(address.round_id).ring.roster
+                deadline = time.monotonic() + 60
+                while other is chunks and time.monotonic() < deadline:
+                    for owner in roster:
+                        stored = list(self._store.chunks(address.round_id, owner, address.hop))
+                        if owner != address.list_owner and stored and len(stored) == stored[0].chunk_count:
+                            other = stored
+                            break
+                    time.sleep(0.1)
             logging.getLogger("evil").warning("tampering (%s) with %s", mode, address.describe())
-            return tamper(mode, chunks, other)
+            return iter(tamper(mode, chunks, other))
 
     return TamperingBook
 

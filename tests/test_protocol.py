@@ -41,8 +41,10 @@ def _enrol_all(state: RoundState, size: int = 5) -> None:
     for company in state.ring.roster:
         join = state.next_work(company)
         assert join is not None and join.join
-        assert state.next_work(company) is None  # one join per company
+        assert state.next_work(company) == join  # on offer until done (a restarted company asks again)
         state.enroll(company, size)
+        later = state.next_work(company)
+        assert later is None or not later.join
 
 
 def _run_hop0(state: RoundState, size: int = 5) -> None:
@@ -133,3 +135,39 @@ def test_failing_names_the_party_and_is_final() -> None:
     state.fail("again", "c2")  # no effect once ended
     assert state.failed_party == "c1"
     assert state.next_work("c0") is None
+
+
+def test_a_step_stays_on_offer_until_it_is_done() -> None:
+    state = _state(2)
+    _enrol_all(state)
+    first = state.next_work("c0")
+    assert first is not None and state.next_work("c0") == first
+    state.check_upload("c0", "c0", 0, 5)
+    state.record_upload("c0", 0)
+    assert state.next_work("c0") != first
+
+
+def test_deadlines_name_the_late_party() -> None:
+    state = RoundState("r-1", Ring(("a", "b", "c")), deadline_seconds=10, opened_at=1000.0)
+    assert state.overdue(1005.0) is None
+    state.enroll("a", 5)
+    assert state.overdue(1011.0) == ("b", "did not enrol")
+    state.enroll("b", 5)
+    state.enroll("c", 5)
+    state.relaying_since = 2000.0
+    for company in ("a", "b"):
+        state.record_upload(company, 0)
+        state.done_at[(company, 0)] = 2005.0
+    assert state.overdue(2011.0) == ("c", "did not deliver list of c at hop 0")
+    state.record_upload("c", 0)
+    state.done_at[("c", 0)] = 2011.0
+    assert state.overdue(2014.0) is None
+    assert state.overdue(2016.0) == ("b", "did not deliver list of a at hop 1")
+
+
+def test_state_survives_json() -> None:
+    state = _state(3)
+    _run_hop0(state)
+    state.fail("late", "c2")
+    again = RoundState.from_json(state.to_json())
+    assert again == state

@@ -41,15 +41,24 @@ def _no_progress(done: int, total: int) -> None:
     return None
 
 
+def shuffle_label(owner: str, hop: int) -> bytes:
+    return f"{owner}|{hop}".encode()
+
+
 def blind_own_list(
     records: CompanyRecords,
     key: BlindingKey,
     sealer: TagSealer,
     counts: OperationCounts,
     progress: Progress = _no_progress,
+    seed: bytes | None = None,
+    owner: str = "",
 ) -> tuple[list[bytes], bytes]:
-    """Hop 0: the company's own list as shuffled blinded points and sealed tags."""
-    order = random_permutation(len(records))
+    """Hop 0: the company's own list as shuffled blinded points and sealed tags.
+
+    With the round's secret `seed` the result is the same every time (restarts).
+    """
+    order = random_permutation(len(records), seed, shuffle_label(owner, 0))
     ids = [records.ids[i] for i in order.tolist()]
     points: list[bytes] = []
     for start in range(0, len(ids), BLIND_BATCH):
@@ -67,9 +76,11 @@ def relay_list(
     key: BlindingKey,
     counts: OperationCounts,
     progress: Progress = _no_progress,
+    seed: bytes | None = None,
+    label: bytes = b"",
 ) -> tuple[list[bytes], bytes]:
     """Hops 1..k-1: re-shuffle and re-blind a list; tags move with their points."""
-    order = random_permutation(len(points)).tolist()
+    order = random_permutation(len(points), seed, label).tolist()
     shuffled = [points[i] for i in order]
     tag_array = np.frombuffer(tags, dtype=np.uint8).reshape(-1, TAG_SIZE)
     shuffled_tags = tag_array[order].tobytes()

@@ -7,10 +7,13 @@ turns the fully blinded lists into the 2^k pattern table.
 
 from __future__ import annotations
 
+import json
 import secrets
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 
@@ -109,13 +112,41 @@ class RoundState:
     round_id: str
     ring: Ring
     min_list_size: int = 1
+    deadline_seconds: float = 3600.0  # each step must be done this long after it can start
+    opened_at: float = field(default_factory=time.time)
     phase: RoundPhase = RoundPhase.OPEN
     list_sizes: dict[str, int] = field(default_factory=dict)
-    joined: set[str] = field(default_factory=set)  # JoinRound sent
+    joined: set[str] = field(default_factory=set)  # JoinRound sent at least once
     done: set[tuple[str, int]] = field(default_factory=set)  # (owner, hop) uploaded
-    dispatched: set[tuple[str, int]] = field(default_factory=set)
+    done_at: dict[tuple[str, int], float] = field(default_factory=dict)
+    relaying_since: float = 0.0
     failure_reason: str = ""
     failed_party: str = ""
+
+    # ------------------------------------------------------------ persistence
+
+    def to_json(self) -> str:
+        """Everything needed to resume the round after a restart (no secrets, no data)."""
+        return json.dumps({
+            "round_id": self.round_id, "roster": list(self.ring.roster), "min_list_size": self.min_list_size,
+            "deadline_seconds": self.deadline_seconds, "opened_at": self.opened_at, "phase": self.phase.value,
+            "list_sizes": self.list_sizes, "joined": sorted(self.joined),
+            "done_at": [[o, h, t] for (o, h), t in sorted(self.done_at.items())],
+            "relaying_since": self.relaying_since,
+            "failure_reason": self.failure_reason, "failed_party": self.failed_party,
+        })  # fmt: skip
+
+    @classmethod
+    def from_json(cls, text: str) -> RoundState:
+        data: dict[str, Any] = json.loads(text)
+        done_at = {(o, int(h)): float(t) for o, h, t in data["done_at"]}
+        return cls(
+            round_id=data["round_id"], ring=Ring(tuple(data["roster"])), min_list_size=data["min_list_size"],
+            deadline_seconds=data["deadline_seconds"], opened_at=data["opened_at"],
+            phase=RoundPhase(data["phase"]), list_sizes=dict(data["list_sizes"]), joined=set(data["joined"]),
+            done=set(done_at), done_at=done_at, relaying_since=data["relaying_since"],
+            failure_reason=data["failure_reason"], failed_party=data["failed_party"],
+        )  # fmt: skip
 
     def advance(self, target: RoundPhase) -> None:
         if target not in TRANSITIONS[self.phase]:
@@ -146,6 +177,7 @@ class RoundState:
         self.list_sizes[company] = list_size
         if len(self.list_sizes) == self.ring.parties:
             self.advance(RoundPhase.RELAYING)
+            self.relaying_since = time.time()
 
     def check_upload(self, sender: str, owner: str, hop: int, list_size: int) -> None:
         """Refuse an upload the protocol does not expect now (raises ProtocolError)."""
@@ -179,6 +211,7 @@ class RoundState:
 
     def record_upload(self, owner: str, hop: int) -> None:
         self.done.add((owner, hop))
+        self.done_at[(owner, hop)] = time.time()
         if self.phase == RoundPhase.RELAYING and self.all_lists_final():
             self.advance(RoundPhase.COUNTING)
 
@@ -186,8 +219,13 @@ class RoundState:
         return all((o, self.ring.final_hop) in self.done for o in self.ring.roster)
 
     def next_work(self, company: str) -> Work | None:
-        """The next task for `company`, marking it dispatched; None when it has none now."""
-        if self.phase == RoundPhase.OPEN and company not in self.joined:
+        """The next task for `company`, or None when it has none now.
+
+        A task stays on offer until it is done: a company asks for work only
+        between tasks, so asking again while one is open means it lost it
+        (a restart) and should do it again.
+        """
+        if self.phase == RoundPhase.OPEN and company not in self.list_sizes:
             self.ring.position(company)
             self.joined.add(company)
             return Work(self.round_id, company, 0, join=True)
@@ -195,10 +233,27 @@ class RoundState:
             return None
         for owner in self.ring.roster:
             hop = (self.ring.position(company) - self.ring.position(owner)) % self.ring.parties
-            ready = hop == 0 or (owner, hop - 1) in self.done
-            if ready and (owner, hop) not in self.dispatched and (owner, hop) not in self.done:
-                self.dispatched.add((owner, hop))
+            if self._ready(owner, hop) and (owner, hop) not in self.done:
                 return Work(self.round_id, owner, hop)
+        return None
+
+    def _ready(self, owner: str, hop: int) -> bool:
+        return hop == 0 or (owner, hop - 1) in self.done
+
+    def overdue(self, now: float) -> tuple[str, str] | None:
+        """(party, what it failed to do) for the first step past its deadline, else None."""
+        if self.phase == RoundPhase.OPEN:
+            for company in self.ring.roster:
+                if company not in self.list_sizes and now - self.opened_at > self.deadline_seconds:
+                    return company, "did not enrol"
+        if self.phase == RoundPhase.RELAYING:
+            for owner in self.ring.roster:
+                for hop in range(self.ring.parties):
+                    if (owner, hop) in self.done or not self._ready(owner, hop):
+                        continue
+                    since = self.relaying_since if hop == 0 else self.done_at[(owner, hop - 1)]
+                    if now - since > self.deadline_seconds:
+                        return self.ring.blinder(owner, hop), f"did not deliver list of {owner} at hop {hop}"
         return None
 
     def _require_phase(self, phase: RoundPhase, company: str) -> None:
@@ -214,7 +269,7 @@ class FinalList:
 
     owner: str
     tokens: bytes  # concatenated POINT_SIZE tokens
-    tags: list[bytes]
+    tags: np.ndarray  # uint8, one TAG_SIZE row per token
 
 
 def _token_array(final: FinalList) -> np.ndarray:
@@ -223,8 +278,8 @@ def _token_array(final: FinalList) -> np.ndarray:
         raise ProtocolError("tokens and tags differ in number", where=f"list of {final.owner}")
     if len(np.unique(tokens)) != len(tokens):
         raise ProtocolError("a token repeats within one list", where=f"list of {final.owner}")
-    nonces = {tag[:NONCE_SIZE] for tag in final.tags}
-    if len(nonces) != len(final.tags):
+    nonces = np.ascontiguousarray(final.tags[:, :NONCE_SIZE]).view(f"V{NONCE_SIZE}").ravel()
+    if len(np.unique(nonces)) != len(final.tags):
         raise ProtocolError("a failure tag repeats within one list", where=f"list of {final.owner}")
     return tokens
 
@@ -246,7 +301,7 @@ def count_patterns(
         order = np.argsort(tokens)
         positions = order[np.searchsorted(tokens, shared, sorter=order)]
         tags = by_owner[owner].tags
-        bits = openers[owner].open([tags[int(p)] for p in positions])
+        bits = openers[owner].open([tags[int(p)].tobytes() for p in positions])
         index = (index << 1) | bits.astype(np.int64)
     counts = np.bincount(index, minlength=2 ** len(roster))
     return PatternTable(tuple(roster), tuple(int(c) for c in counts))

@@ -26,6 +26,7 @@ import private_set_intersection.python as psi
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from google.protobuf.message import DecodeError
@@ -98,12 +99,22 @@ def decode_points(blob: bytes) -> list[bytes]:
     return points
 
 
-def random_permutation(size: int) -> npt.NDArray[np.int64]:
-    """A uniformly random permutation of range(size), keyed by os.urandom.
+def random_permutation(size: int, seed: bytes | None = None, label: bytes = b"") -> npt.NDArray[np.int64]:
+    """A uniformly random permutation of range(size): sorting 64-bit random keys
+    (ties have probability below size^2 / 2^64).
 
-    Sorting 64-bit random keys: ties have probability below size^2 / 2^64.
+    Without `seed` the keys come from os.urandom. With a 32-byte secret `seed`
+    (itself from os.urandom) they are an AES-256-CTR keystream under
+    HKDF(seed, label): a company that restarts mid-round shuffles the same way
+    again, so a re-sent list is byte for byte the list first sent.
     """
-    keys = np.frombuffer(os.urandom(8 * size), dtype=np.uint64)
+    if seed is None:
+        raw = os.urandom(8 * size)
+    else:
+        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"monoculture/v1 shuffle|" + label)
+        stream = Cipher(algorithms.AES(key.derive(seed)), modes.CTR(b"\x00" * 16)).encryptor()
+        raw = stream.update(b"\x00" * (8 * size)) + stream.finalize()
+    keys = np.frombuffer(raw, dtype=np.uint64)
     return np.argsort(keys, kind="stable").astype(np.int64)
 
 
@@ -120,10 +131,15 @@ def _tag_aad(round_id: str, company: str) -> bytes:
 class TagSealer:
     """A company's side of the failure tags for one round."""
 
-    def __init__(self, round_id: str, company: str, coordinator_public_key: bytes) -> None:
+    def __init__(
+        self, round_id: str, company: str, coordinator_public_key: bytes, private_key: bytes | None = None
+    ) -> None:
         if len(coordinator_public_key) != PUBLIC_KEY_SIZE:
             raise ProtocolError("coordinator public key must be 32 bytes (X25519)")
-        private = X25519PrivateKey.generate()
+        private = (
+            X25519PrivateKey.from_private_bytes(private_key) if private_key else X25519PrivateKey.generate()
+        )
+        self.private_key = private.private_bytes_raw()
         self.public_key = private.public_key().public_bytes_raw()
         shared = private.exchange(X25519PublicKey.from_public_bytes(coordinator_public_key))
         self._aead = _tag_key(shared, round_id, company)
@@ -142,9 +158,15 @@ class TagSealer:
 class TagOpener:
     """The coordinator's side of the failure tags for one round."""
 
-    def __init__(self) -> None:
-        self._private = X25519PrivateKey.generate()
+    def __init__(self, private_key: bytes | None = None) -> None:
+        self._private = (
+            X25519PrivateKey.from_private_bytes(private_key) if private_key else X25519PrivateKey.generate()
+        )
         self.public_key = self._private.public_key().public_bytes_raw()
+
+    def private_bytes(self) -> bytes:
+        """For sealed storage only (coordinator restarts)."""
+        return self._private.private_bytes_raw()
 
     def opener_for(self, round_id: str, company: str, company_public_key: bytes) -> CompanyTags:
         if len(company_public_key) != PUBLIC_KEY_SIZE:

@@ -84,9 +84,15 @@ class RelayPeer:
 class RelayKeys:
     """A company's relay key pair for one round."""
 
-    def __init__(self) -> None:
-        self._private = X25519PrivateKey.generate()
+    def __init__(self, private_key: bytes | None = None) -> None:
+        self._private = (
+            X25519PrivateKey.from_private_bytes(private_key) if private_key else X25519PrivateKey.generate()
+        )
         self.public_key = self._private.public_key().public_bytes_raw()
+
+    def private_bytes(self) -> bytes:
+        """For the company's sealed state only (restarts)."""
+        return self._private.private_bytes_raw()
 
     def signed(
         self,

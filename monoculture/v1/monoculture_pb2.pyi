@@ -406,8 +406,11 @@ class OpenRoundRequest(google.protobuf.message.Message):
 
     COMPANIES_FIELD_NUMBER: builtins.int
     MIN_LIST_SIZE_FIELD_NUMBER: builtins.int
+    DEADLINE_SECONDS_FIELD_NUMBER: builtins.int
     min_list_size: builtins.int
     """raises the coordinator's floor"""
+    deadline_seconds: builtins.float
+    """per step; 0 = the coordinator's default"""
     @property
     def companies(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
         """ring order = pattern bit order"""
@@ -417,8 +420,9 @@ class OpenRoundRequest(google.protobuf.message.Message):
         *,
         companies: collections.abc.Iterable[builtins.str] | None = ...,
         min_list_size: builtins.int = ...,
+        deadline_seconds: builtins.float = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["companies", b"companies", "min_list_size", b"min_list_size"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["companies", b"companies", "deadline_seconds", b"deadline_seconds", "min_list_size", b"min_list_size"]) -> None: ...
 
 global___OpenRoundRequest = OpenRoundRequest
 

@@ -1,0 +1,269 @@
+"""The coordinator's durable state: SQLite (standard library), one file.
+
+Tables: rounds (state machine as JSON, the round's tag private key sealed,
+the released result), peers (companies' signed public keys), chunks (relayed
+list chunks, keyed by round, list, hop and index so a re-sent chunk is stored
+once), audit (append-only: who did what, when — never data).
+
+`secure_delete` overwrites deleted rows, so a list dropped after its hop (and
+every final list after counting) does not linger in free pages. The key that
+seals tag private keys lives beside the database (mode 0600).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from monoculture.core.errors import ConfigError, ProtocolError
+from monoculture.core.protocol import RoundState
+from monoculture.core.relay import RelayPeer
+from monoculture.v1 import monoculture_pb2 as pb
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS rounds (
+    round_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    sealed_tag_key BLOB NOT NULL,
+    result_json TEXT NOT NULL DEFAULT '',
+    told_ended TEXT NOT NULL DEFAULT '[]'
+);
+CREATE TABLE IF NOT EXISTS peers (
+    round_id TEXT NOT NULL,
+    company TEXT NOT NULL,
+    relay_public_key BLOB NOT NULL,
+    tag_public_key BLOB NOT NULL,
+    certificate_pem BLOB NOT NULL,
+    signature BLOB NOT NULL,
+    PRIMARY KEY (round_id, company)
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    round_id TEXT NOT NULL,
+    list_owner TEXT NOT NULL,
+    hop INTEGER NOT NULL,
+    chunk_index INTEGER NOT NULL,
+    chunk_count INTEGER NOT NULL,
+    list_size INTEGER NOT NULL,
+    elements INTEGER NOT NULL,
+    chunk BLOB NOT NULL,
+    PRIMARY KEY (round_id, list_owner, hop, chunk_index)
+);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    round_id TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+"""
+
+
+_SELECT_CHUNK = (
+    "SELECT chunk FROM chunks WHERE round_id = ? AND list_owner = ? AND hop = ? AND chunk_index = ?"
+)
+
+
+@dataclass
+class StoredRound:
+    state: RoundState
+    tag_private_key: bytes
+    result_json: str
+    told_ended: set[str]
+    peers: dict[str, RelayPeer]
+
+
+@dataclass(frozen=True)
+class ListProgress:
+    chunks: int
+    elements: int
+    chunk_count: int
+    list_size: int
+
+
+def _seal_key(path: Path) -> bytes:
+    if path.exists():
+        key = path.read_bytes()
+        if len(key) != 32:
+            raise ConfigError("state key must be 32 bytes", where=str(path))
+        return key
+    key = os.urandom(32)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(key)
+    return key
+
+
+class RoundStore:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.Error as exc:
+            raise ConfigError(f"cannot open the coordinator database ({exc})", where=str(path)) from None
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA secure_delete=ON")
+        self._db.executescript(_SCHEMA)
+        self._seal = AESGCM(_seal_key(path.with_name(path.name + ".key")))
+        self._lock = threading.Lock()
+        self.path = path
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # --------------------------------------------------------------- rounds
+
+    def create_round(self, state: RoundState, tag_private_key: bytes) -> None:
+        nonce = os.urandom(12)
+        sealed = nonce + self._seal.encrypt(nonce, tag_private_key, state.round_id.encode())
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO rounds (round_id, state, sealed_tag_key) VALUES (?, ?, ?)",
+                (state.round_id, state.to_json(), sealed),
+            )
+
+    def save_state(self, state: RoundState) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE rounds SET state = ? WHERE round_id = ?", (state.to_json(), state.round_id)
+            )
+
+    def save_told_ended(self, round_id: str, told: set[str]) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE rounds SET told_ended = ? WHERE round_id = ?", (json.dumps(sorted(told)), round_id)
+            )
+
+    def complete(self, state: RoundState, result_json: str) -> None:
+        """Store the released result and drop every chunk of the round, atomically."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.execute(
+                "UPDATE rounds SET state = ?, result_json = ? WHERE round_id = ?",
+                (state.to_json(), result_json, state.round_id),
+            )
+            self._db.execute("DELETE FROM chunks WHERE round_id = ?", (state.round_id,))
+            self._db.execute("COMMIT")
+
+    def fail(self, state: RoundState) -> None:
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.execute(
+                "UPDATE rounds SET state = ? WHERE round_id = ?", (state.to_json(), state.round_id)
+            )
+            self._db.execute("DELETE FROM chunks WHERE round_id = ?", (state.round_id,))
+            self._db.execute("COMMIT")
+
+    def load(self) -> list[StoredRound]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT round_id, state, sealed_tag_key, result_json, told_ended FROM rounds ORDER BY rowid"
+            ).fetchall()
+            peer_rows = self._db.execute(
+                "SELECT round_id, company, relay_public_key, tag_public_key, certificate_pem, signature"
+                " FROM peers"
+            ).fetchall()
+        peers: dict[str, dict[str, RelayPeer]] = {}
+        for round_id, company, relay, tag, cert, signature in peer_rows:
+            peers.setdefault(round_id, {})[company] = RelayPeer(company, relay, tag, cert, signature)
+        stored = []
+        for round_id, state_json, sealed, result_json, told in rows:
+            tag_key = self._seal.decrypt(sealed[:12], sealed[12:], round_id.encode())
+            state = RoundState.from_json(state_json)
+            told_set = set(json.loads(told))
+            stored.append(StoredRound(state, tag_key, result_json, told_set, peers.get(round_id, {})))
+        return stored
+
+    # ---------------------------------------------------------------- peers
+
+    def save_peer(self, round_id: str, peer: RelayPeer) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO peers VALUES (?, ?, ?, ?, ?, ?)",
+                (round_id, peer.company, peer.relay_public_key, peer.tag_public_key, peer.certificate_pem,
+                 peer.signature),
+            )  # fmt: skip
+
+    # --------------------------------------------------------------- chunks
+
+    def put_chunk(self, chunk: pb.ListChunk) -> None:
+        """Store a chunk once; the same chunk again is a no-op, a different one an error."""
+        data = chunk.SerializeToString()
+        key = (chunk.round_id, chunk.list_owner, chunk.hop, chunk.chunk_index)
+        with self._lock:
+            row = self._db.execute(_SELECT_CHUNK, key).fetchone()
+            if row is not None:
+                if bytes(row[0]) != data:
+                    raise ProtocolError(
+                        f"chunk {chunk.chunk_index} of list of {chunk.list_owner} at hop {chunk.hop} "
+                        "was sent again with different content",
+                        where=chunk.sender,
+                    )
+                return
+            self._db.execute(
+                "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (*key, chunk.chunk_count, chunk.list_size, chunk.chunk_elements, data),
+            )
+
+    def progress(self, round_id: str, owner: str, hop: int) -> ListProgress:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(elements), 0), COALESCE(MAX(chunk_count), 0),"
+                " COALESCE(MAX(list_size), 0) FROM chunks WHERE round_id = ? AND list_owner = ? AND hop = ?",
+                (round_id, owner, hop),
+            ).fetchone()
+        return ListProgress(*row)
+
+    def chunks(self, round_id: str, owner: str, hop: int) -> Iterator[pb.ListChunk]:
+        """A stored list's chunks in order, read one at a time (memory stays flat)."""
+        with self._lock:
+            indices = [
+                r[0]
+                for r in self._db.execute(
+                    "SELECT chunk_index FROM chunks WHERE round_id = ? AND list_owner = ? AND hop = ?"
+                    " ORDER BY chunk_index",
+                    (round_id, owner, hop),
+                )
+            ]
+        for index in indices:
+            with self._lock:
+                row = self._db.execute(_SELECT_CHUNK, (round_id, owner, hop, index)).fetchone()
+            if row is None:
+                return
+            yield pb.ListChunk.FromString(bytes(row[0]))
+
+    def drop_list(self, round_id: str, owner: str, hop: int) -> None:
+        with self._lock:
+            self._db.execute(
+                "DELETE FROM chunks WHERE round_id = ? AND list_owner = ? AND hop = ?", (round_id, owner, hop)
+            )
+
+    # ---------------------------------------------------------------- audit
+
+    def audit(self, round_id: str, actor: str, action: str, detail: str = "") -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO audit (at, round_id, actor, action, detail) VALUES (?, ?, ?, ?, ?)",
+                (time.time(), round_id, actor, action, detail),
+            )
+
+    def audit_log(self, round_id: str | None = None) -> list[tuple[float, str, str, str, str]]:
+        query = "SELECT at, round_id, actor, action, detail FROM audit"
+        with self._lock:
+            if round_id is None:
+                return self._db.execute(query + " ORDER BY seq").fetchall()
+            return self._db.execute(query + " WHERE round_id = ? ORDER BY seq", (round_id,)).fetchall()
