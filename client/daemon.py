@@ -110,6 +110,7 @@ class CompanyDaemon:
         self._key_pem = config.tls.key_pem() if config.tls else None
         self._channel = channel(config.coordinator, config.tls)
         self._stub = pb_grpc.CompanyServiceStub(self._channel)
+        self._reconnects = 0
         self._rounds: dict[str, CompanyRound] = {}
         self._secrets = SecretStore(config.state_dir, config.company)
         self._rounds_ended = 0
@@ -117,6 +118,15 @@ class CompanyDaemon:
     @property
     def company(self) -> str:
         return self.config.company
+
+    def _reconnect(self) -> None:
+        """A fresh channel. Seen here: after the coordinator was killed mid-stream, a channel
+        could stay in TRANSIENT_FAILURE although the restarted coordinator accepted new
+        connections; a new channel connects at once."""
+        self._channel.close()
+        self._channel = channel(self.config.coordinator, self.config.tls)
+        self._stub = pb_grpc.CompanyServiceStub(self._channel)
+        self._reconnects += 1
 
     def run(self) -> int:
         log.info("%s: serving, coordinator at %s", self.company, self.config.coordinator)
@@ -134,6 +144,8 @@ class CompanyDaemon:
                         f"the coordinator refuses this daemon: {exc.details()}", where=self.company
                     ) from None
                 failures += 1
+                if failures >= 2:
+                    self._reconnect()
                 delay = min(30.0, 0.2 * 2 ** min(failures, 8)) * (0.5 + random.random())
                 log.warning(
                     "%s: coordinator unreachable (%s: %s); retry in %.1f s",
@@ -208,9 +220,11 @@ class CompanyDaemon:
                 if exc.code() not in _RETRYABLE or time.monotonic() > deadline or self._stop.is_set():
                     raise
                 attempt += 1
+                if attempt >= 2:
+                    self._reconnect()
                 delay = min(10.0, 0.1 * 2 ** min(attempt, 7)) * (0.5 + random.random())
-                log.warning("%s: %s failed (%s); retry %d in %.1f s", self.company, what, exc.code().name,
-                            attempt, delay)  # fmt: skip
+                log.warning("%s: %s failed (%s: %s); retry %d in %.1f s", self.company, what, exc.code().name,
+                            exc.details(), attempt, delay)  # fmt: skip
                 self._stop.wait(delay)
 
     def _load_for_round(self, round_id: str, min_list_size: int) -> CompanyRecords | None:

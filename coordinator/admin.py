@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 
@@ -34,18 +34,27 @@ class AuditorClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, method: Callable[..., Any], request: Any) -> Any:
-        try:
-            return method(request, timeout=30)
-        except grpc.RpcError as exc:
-            code = exc.code()
-            if code == grpc.StatusCode.UNAVAILABLE:
-                raise MonocultureError(
-                    f"coordinator at {self.address} is unreachable ({exc.details()})",
-                    hint="check the address, that `monoculture coordinator serve` is running, and that "
-                    "both sides use certificates from the same CA (or both --insecure)",
-                ) from None
-            raise MonocultureError(f"coordinator refused: {exc.details()}", where=code.name) from None
+    def _call(self, method: Callable[..., Any], request: Any, retry_until: float = 0.0) -> Any:
+        """One call; UNAVAILABLE is retried until `retry_until` (monotonic), e.g. across a restart."""
+        while True:
+            try:
+                return method(request, timeout=30)
+            except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.UNAVAILABLE and time.monotonic() < retry_until:
+                    time.sleep(0.5)
+                    continue
+                self._explain(exc)
+
+    def _explain(self, exc: grpc.RpcError) -> NoReturn:
+        """Turn a gRPC error into one a person can act on."""
+        code = exc.code()
+        if code == grpc.StatusCode.UNAVAILABLE:
+            raise MonocultureError(
+                f"coordinator at {self.address} is unreachable ({exc.details()})",
+                hint="check the address, that `monoculture coordinator serve` is running, and that "
+                "both sides use certificates from the same CA (or both --insecure)",
+            ) from None
+        raise MonocultureError(f"coordinator refused: {exc.details()}", where=code.name) from None
 
     def open_round(
         self, companies: list[str], min_list_size: int = 1, deadline_seconds: float = 0
@@ -56,8 +65,9 @@ class AuditorClient:
         status: pb.RoundStatus = self._call(self._stub.OpenRound, request)
         return status
 
-    def status(self, round_id: str) -> pb.RoundStatus:
-        status: pb.RoundStatus = self._call(self._stub.GetRoundStatus, pb.RoundRef(round_id=round_id))
+    def status(self, round_id: str, retry_until: float = 0.0) -> pb.RoundStatus:
+        request = pb.RoundRef(round_id=round_id)
+        status: pb.RoundStatus = self._call(self._stub.GetRoundStatus, request, retry_until)
         return status
 
     def result(self, round_id: str) -> dict[str, Any]:
@@ -75,7 +85,7 @@ class AuditorClient:
         """Poll until the round ends; a failed round raises RoundFailed naming the party."""
         deadline = time.monotonic() + timeout
         while True:
-            status = self.status(round_id)
+            status = self.status(round_id, retry_until=deadline)
             if on_status is not None:
                 on_status(status)
             if status.phase in TERMINAL_PHASES:

@@ -50,7 +50,7 @@ def _toml_string(value: str | Path) -> str:
 
 def _spawn(args: list[str], log_path: Path, stack: ExitStack) -> subprocess.Popen[bytes]:
     """Start `python ARGS` with its output in `log_path`; stopped when `stack` closes."""
-    log_file: IO[bytes] = stack.enter_context(log_path.open("wb"))
+    log_file: IO[bytes] = stack.enter_context(log_path.open("ab"))
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     process = subprocess.Popen(
         [sys.executable, *args],
@@ -101,17 +101,19 @@ def start_coordinator(
     tls: TlsFiles | None = None,
     sections: str = "",
     program: list[str] | None = None,
+    listen: str = "127.0.0.1:0",
 ) -> str:
     """Start `monoculture coordinator serve` on port 0; returns its address.
 
     `extra`: more [coordinator] keys; `sections`: more TOML sections; `tls` None: --insecure;
-    `program`: another Python entry point taking the same --config (tests).
+    `program`: another Python entry point taking the same --config (tests); `listen`: a fixed
+    address (a restart on the same port).
     """
     port_file = workdir / "coordinator.port"
     port_file.unlink(missing_ok=True)
     config = workdir / "coordinator.toml"
     config.write_text(
-        f'[coordinator]\nlisten = "127.0.0.1:0"\nport_file = {_toml_string(port_file)}\n'
+        f"[coordinator]\nlisten = {_toml_string(listen)}\nport_file = {_toml_string(port_file)}\n"
         + extra
         + _tls_section(tls)
         + sections
