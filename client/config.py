@@ -21,6 +21,7 @@ _CLIENT = {
     "chunk_elements": Key(int, CHUNK_ELEMENTS),
     "state_dir": Key(str, "client-state"),
     "retry_seconds": Key(float, 600.0),
+    "workers": Key(int, 0),
 }
 _TLS = {"ca_file": Key(str, ""), "cert_file": Key(str, ""), "key_file": Key(str, "")}
 _DATA = {
@@ -45,6 +46,7 @@ class ClientConfig:
     chunk_elements: int = CHUNK_ELEMENTS
     state_dir: Path = Path("client-state")  # sealed per-round keys, for restarts
     retry_seconds: float = 600.0  # how long to retry a step while the coordinator is unreachable
+    workers: int = 0  # blinding worker processes; 0 = one per core, 1 = blind in the daemon itself
 
 
 def _tls(path: Path, values: dict[str, str], insecure: bool) -> TlsFiles | None:
@@ -92,6 +94,7 @@ def load_client_config(path: Path, *, insecure: bool = False) -> ClientConfig:
         chunk_elements=client["chunk_elements"],
         state_dir=resolve_path(path, client["state_dir"]),
         retry_seconds=client["retry_seconds"],
+        workers=client["workers"],
         data=InputSpec(
             path=resolve_path(path, data["path"]),
             id_column=data["id_column"],

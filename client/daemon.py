@@ -15,9 +15,10 @@ import json
 import logging
 import os
 import random
+import resource
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TypeVar
 
@@ -25,7 +26,10 @@ import grpc
 
 from client.config import ClientConfig
 from client.state import RoundSecrets, SecretStore
+from client.workers import BlindingPool
 from monoculture.core.company import (
+    INLINE,
+    Blinder,
     OperationCounts,
     blind_own_list,
     open_chunks,
@@ -113,6 +117,8 @@ class CompanyDaemon:
         self._reconnects = 0
         self._rounds: dict[str, CompanyRound] = {}
         self._secrets = SecretStore(config.state_dir, config.company)
+        workers = config.workers or os.cpu_count() or 1
+        self._blinder: Blinder = BlindingPool(workers) if workers > 1 else INLINE
         self._rounds_ended = 0
 
     @property
@@ -157,6 +163,8 @@ class CompanyDaemon:
             if self.config.exit_after_rounds and self._rounds_ended >= self.config.exit_after_rounds:
                 break
         self._channel.close()
+        if isinstance(self._blinder, BlindingPool):
+            self._blinder.close()
         return 0
 
     def _handle(self, response: pb.PollWorkResponse) -> None:
@@ -269,15 +277,27 @@ class CompanyDaemon:
             self._withdraw(work.round_id, f"{target.describe()}: {exc.message}", exc.where)
             return
 
+        counts = company_round.counts
+        sent = [0]
+
+        def measured(chunks: Iterator[pb.ListChunk]) -> Iterator[pb.ListChunk]:
+            for chunk in chunks:
+                sent[0] += chunk.ByteSize()
+                yield chunk
+
         def upload() -> pb.UploadReceipt:
+            sent[0] = 0
             chunks = outgoing_chunks(target, self.company, points, tags, sealer, self.config.chunk_elements)
-            receipt: pb.UploadReceipt = self._stub.UploadList(chunks)
+            receipt: pb.UploadReceipt = self._stub.UploadList(measured(chunks))
             return receipt
 
         receipt = self._retrying(f"upload of {target.describe()}", upload)
+        counts.bytes_uploaded += sent[0]
+        counts.elements_uploaded += receipt.elements
+        counts.largest_list = max(counts.largest_list, receipt.elements)
         log.info("%s: uploaded %s (%d elements)", self.company, target.describe(), receipt.elements)
 
-    def _blinded(self, company_round: CompanyRound, work: pb.BlindList) -> tuple[list[bytes], bytes]:
+    def _blinded(self, company_round: CompanyRound, work: pb.BlindList) -> tuple[bytes, bytes]:
         started = time.perf_counter()
         progress = ProgressLog(
             f"{self.company}: round {work.round_id}: list of {work.list_owner}, hop {work.hop}"
@@ -303,7 +323,14 @@ class CompanyDaemon:
             label = shuffle_label(work.list_owner, work.hop)
             try:
                 points, tags = relay_list(
-                    received, incoming, company_round.key, company_round.counts, progress, seed, label
+                    received,
+                    incoming,
+                    company_round.key,
+                    company_round.counts,
+                    progress,
+                    seed,
+                    label,
+                    self._blinder,
                 )
             except InvalidPoint as exc:
                 sender = work.sender.company
@@ -311,7 +338,7 @@ class CompanyDaemon:
         company_round.blind_seconds += time.perf_counter() - started
         return points, tags
 
-    def _download(self, company_round: CompanyRound, work: pb.BlindList) -> tuple[list[bytes], bytes]:
+    def _download(self, company_round: CompanyRound, work: pb.BlindList) -> tuple[bytes, bytes]:
         source = ListAddress(work.round_id, work.list_owner, work.hop - 1)
         sender = RelayPeer.from_message(work.sender)
         sender.verify(work.round_id, sender.company, self._ca_pem)
@@ -346,6 +373,7 @@ class CompanyDaemon:
                 "phase": ended.phase,
                 **asdict(company_round.counts),
                 "blind_seconds": round(company_round.blind_seconds, 4),
+                "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             }
             with self.config.stats_file.open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(line) + "\n")

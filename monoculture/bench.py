@@ -14,11 +14,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from monoculture.core.dataset import InputSpec
+from monoculture.core.dataset import InputSpec, load_records
 from monoculture.core.metrics import result_dict
-from monoculture.core.psi_crypto import POINT_SIZE, TAG_SIZE, BlindingKey
-from monoculture.core.wire import CHUNK_ELEMENTS
-from monoculture.simulate import CompanyInput, run_round
+from monoculture.core.psi_crypto import BlindingKey, psi_two_party_cardinality
+from monoculture.simulate import CompanyInput, SimulationRun, run_round
 from monoculture.synthetic import SyntheticSpec, generate
 
 _SAMPLE = 4000
@@ -39,9 +38,31 @@ def measure_operation_costs(sample: int = _SAMPLE, repeats: int = 3) -> tuple[fl
     return create, process
 
 
-def wire_bytes_per_element() -> float:
-    """Bytes one element costs in a ListChunk: point with framing, tag; chunk headers amortised."""
-    return POINT_SIZE + 2 + TAG_SIZE + 64 / CHUNK_ELEMENTS
+def psi_cardinality_seconds(client_file: Path, server_file: Path) -> tuple[float, int]:
+    """openmined-psi's own two-party cardinality protocol on the same two files, timed
+    end to end in one process (setup, request, response, size), as it runs."""
+    client_ids = load_records(InputSpec(client_file)).ids
+    server_ids = load_records(InputSpec(server_file)).ids
+    started = time.perf_counter()
+    size = psi_two_party_cardinality(client_ids, server_ids)
+    return time.perf_counter() - started, size
+
+
+def _mib(value: float) -> str:
+    return f"{value / 2**20:.0f} MiB"
+
+
+def _print_memory(run: SimulationRun) -> None:
+    print("peak RSS per process:")
+    for counts in sorted(run.operation_counts, key=lambda c: c["company"]):
+        held = counts["largest_list"]
+        print(
+            f"  {counts['company']}: {_mib(counts['peak_rss_bytes'])} "
+            f"({counts['peak_rss_bytes'] / held:.0f} bytes per record held, lists of {held})"
+        )
+    held = sum(c["largest_list"] for c in run.operation_counts)  # the final lists, all at once
+    peak = run.coordinator_peak_rss_bytes
+    print(f"  coordinator: {_mib(peak)} ({peak / held:.0f} bytes per record held, {held} final tokens)")
 
 
 def run_bench(parties: int, records: int, overlap: float, seed: int, insecure: bool = False) -> int:
@@ -63,6 +84,7 @@ def run_bench(parties: int, records: int, overlap: float, seed: int, insecure: b
         started = time.perf_counter()
         run = run_round(companies, workdir, insecure=insecure)
         total = time.perf_counter() - started
+        psi_run = psi_cardinality_seconds(*population.files) if parties == 2 else None
     floor = 0.0
     print("EC operations per company:")
     for counts in sorted(run.operation_counts, key=lambda c: c["company"]):
@@ -78,7 +100,21 @@ def run_bench(parties: int, records: int, overlap: float, seed: int, insecure: b
     print(f"wall time, round open to result: {run.wall_seconds:.2f} s (with process start-up: {total:.2f} s)")
     print(f"EC floor (operations x cost / {cores} cores): {floor:.2f} s")
     print(f"ratio of wall time to EC floor: {run.wall_seconds / floor:.3f}")
-    print(f"bytes on the wire per record per hop: {wire_bytes_per_element():.1f}")
+    _print_memory(run)
+    sent = sum(c["bytes_uploaded"] for c in run.operation_counts)
+    elements = sum(c["elements_uploaded"] for c in run.operation_counts)
+    print(
+        f"bytes on the wire per record per hop: {sent / elements:.1f} "
+        f"(serialized upload chunks; each is downloaded once more, except the last hop)"
+    )
+    if psi_run is not None:
+        seconds, size = psi_run
+        same = size == run.result["shared_individuals"]
+        print(
+            f"openmined-psi two-party cardinality on the same files: {seconds:.2f} s "
+            f"(size {size}, {'equal to' if same else 'DIFFERENT from'} ours)"
+        )
+        print(f"ratio of our round to openmined-psi cardinality: {run.wall_seconds / seconds:.3f}")
     print(
         f"result equals plaintext ground truth: {'yes' if exact else 'NO'} "
         f"(H = {run.result['homogenization']})"

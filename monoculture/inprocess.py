@@ -24,7 +24,7 @@ from monoculture.core.company import (
 from monoculture.core.dataset import CompanyRecords
 from monoculture.core.metrics import PatternTable
 from monoculture.core.protocol import FinalList, Ring, RoundState, count_patterns, new_round_id
-from monoculture.core.psi_crypto import TAG_SIZE, BlindingKey, TagOpener, TagSealer
+from monoculture.core.psi_crypto import POINT_SIZE, TAG_SIZE, BlindingKey, TagOpener, TagSealer
 from monoculture.core.relay import RelayKeys, RelayPeer
 from monoculture.core.wire import ChunkSequence, ListAddress, chunk_content
 from monoculture.v1 import monoculture_pb2 as pb
@@ -68,9 +68,9 @@ def run_round_in_process(
     finals = []
     for owner in names:
         chunks = lists.pop((owner, state.ring.final_hop))
-        points = [p for chunk in chunks for p in chunk_content(chunk)]
+        tokens = b"".join(p for chunk in chunks for p in chunk_content(chunk))
         tag_rows = np.frombuffer(b"".join(c.tags for c in chunks), dtype=np.uint8).reshape(-1, TAG_SIZE)
-        finals.append(FinalList(owner, b"".join(points), tag_rows))
+        finals.append(FinalList(owner, tokens, tag_rows))
     return count_patterns(names, finals, company_tags)
 
 
@@ -80,12 +80,12 @@ def _send(
     peers: dict[str, RelayPeer],
     owner: str,
     hop: int,
-    points: list[bytes],
+    points: bytes,
     tags: bytes,
     chunk_elements: int,
 ) -> list[pb.ListChunk]:
     """Upload one list at one hop: sealed to the next company, open at the last hop."""
-    state.check_upload(sender.name, owner, hop, len(points))
+    state.check_upload(sender.name, owner, hop, len(points) // POINT_SIZE)
     sealer = None
     if hop < state.ring.final_hop:
         receiver = peers[state.ring.blinder(owner, hop + 1)]

@@ -41,6 +41,7 @@ class SimulationRun:
     result: dict[str, Any]
     wall_seconds: float  # round open -> result
     operation_counts: list[dict[str, Any]] = field(default_factory=list)
+    coordinator_peak_rss_bytes: int = 0
     workdir: Path | None = None
 
 
@@ -102,6 +103,7 @@ def start_coordinator(
     sections: str = "",
     program: list[str] | None = None,
     listen: str = "127.0.0.1:0",
+    started: list[subprocess.Popen[bytes]] | None = None,
 ) -> str:
     """Start `monoculture coordinator serve` on port 0; returns its address.
 
@@ -121,6 +123,8 @@ def start_coordinator(
     log_path = workdir / "coordinator.log"
     entry = program or ["-m", "monoculture", "coordinator", "serve"]
     process = _spawn([*entry, "--config", str(config), *_insecure_flag(tls)], log_path, stack)
+    if started is not None:
+        started.append(process)
     deadline = time.monotonic() + STARTUP_SECONDS
     while not port_file.exists():
         if process.poll() is not None:
@@ -139,8 +143,12 @@ def start_company(
     rounds: int = 1,
     tls: TlsFiles | None = None,
     chunk_elements: int | None = None,
+    workers: int = 1,
 ) -> subprocess.Popen[bytes]:
-    """Start `monoculture client run` for one company (`tls` None: --insecure)."""
+    """Start `monoculture client run` for one company (`tls` None: --insecure).
+
+    `workers`: blinding processes; 1 by default, since here every company shares one machine.
+    """
     spec = company.spec
     chunking = f"chunk_elements = {chunk_elements}\n" if chunk_elements else ""
     config = workdir / f"client-{company.name}.toml"
@@ -151,6 +159,7 @@ def start_company(
         "poll_seconds = 2.0\n"
         f"stats_file = {_toml_string(workdir / 'operations.jsonl')}\n"
         f"exit_after_rounds = {rounds}\n"
+        f"workers = {workers}\n"
         f"state_dir = {_toml_string(workdir / f'client-state-{company.name}')}\n"
         + chunking
         + _tls_section(tls)
@@ -201,8 +210,9 @@ def run_round(
         return None if insecure else tls_files(certs, Identity(role, name))
 
     with ExitStack() as stack:
+        coordinator: list[subprocess.Popen[bytes]] = []
         address = start_coordinator(
-            workdir, stack, tls=tls(Role.COORDINATOR, ""), sections=coordinator_sections
+            workdir, stack, tls=tls(Role.COORDINATOR, ""), sections=coordinator_sections, started=coordinator
         )
         clients = [
             start_company(c, address, workdir, stack, tls=tls(Role.COMPANY, c.name)) for c in companies
@@ -225,10 +235,23 @@ def run_round(
             auditor.wait(status.round_id, timeout, watch)
             result = auditor.result(status.round_id)
             wall = time.perf_counter() - started
+            coordinator_peak = _peak_rss(coordinator[0].pid)
         for process in clients:  # they exit after their one round
             with suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=15)
-    return SimulationRun(result, wall, _read_counts(workdir / "operations.jsonl"), workdir)
+    counts = _read_counts(workdir / "operations.jsonl")
+    return SimulationRun(result, wall, counts, coordinator_peak_rss_bytes=coordinator_peak, workdir=workdir)
+
+
+def _peak_rss(pid: int) -> int:
+    """Peak resident set size of a running process, in bytes (Linux /proc; 0 elsewhere)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def _read_counts(path: Path) -> list[dict[str, Any]]:

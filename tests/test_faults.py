@@ -188,8 +188,10 @@ def test_three_rounds_at_once_with_overlapping_companies(tmp_path: Path) -> None
         name: [(f"person-{j}", (j * (i + 3)) % 5 == 0) for j in range(i * 50, 1500 + i * 50)]
         for i, name in enumerate(names)
     }
-    companies = {n: CompanyInput(n, InputSpec(write_csv(tmp_path / f"{n}.csv", [(a, int(b)) for a, b in rows])))
-                 for n, rows in rng_rows.items()}  # fmt: skip
+    files = {
+        n: write_csv(tmp_path / f"{n}.csv", [(a, int(b)) for a, b in rows]) for n, rows in rng_rows.items()
+    }
+    companies = {n: CompanyInput(n, InputSpec(path)) for n, path in files.items()}
     rosters = [["alpha", "beta", "gamma"], ["beta", "gamma", "delta"], ["delta", "alpha"]]
     rounds_of = {n: sum(n in r for r in rosters) for n in names}
     pki = LocalPki(tmp_path / "certs", names)

@@ -21,8 +21,8 @@ from monoculture.core.wire import (
 ADDRESS = ListAddress("r-1", "acme", 1)
 
 
-def _list(size: int) -> tuple[list[bytes], bytes]:
-    points = [bytes([2]) + i.to_bytes(POINT_SIZE - 1, "big") for i in range(size)]
+def _list(size: int) -> tuple[bytes, bytes]:
+    points = b"".join(bytes([2]) + i.to_bytes(POINT_SIZE - 1, "big") for i in range(size))
     tags = b"".join(i.to_bytes(TAG_SIZE, "big") for i in range(size))
     return points, tags
 
@@ -37,7 +37,7 @@ def test_chunks_reassemble_to_the_list(size: int, chunk: int) -> None:
     for message in messages:
         sequence.add(message)
     sequence.finish()
-    assert [p for c in sequence.chunks for p in chunk_content(c)] == points
+    assert b"".join(p for c in sequence.chunks for p in chunk_content(c)) == points
     assert b"".join(c.tags for c in sequence.chunks) == tags
 
 

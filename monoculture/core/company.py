@@ -11,14 +11,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from monoculture.core.dataset import CompanyRecords
 from monoculture.core.errors import ProtocolError
-from monoculture.core.psi_crypto import TAG_SIZE, BlindingKey, TagSealer, random_permutation
+from monoculture.core.psi_crypto import POINT_SIZE, TAG_SIZE, BlindingKey, TagSealer, random_permutation
 from monoculture.core.relay import ChunkOpener, ChunkSealer
 from monoculture.core.wire import CHUNK_ELEMENTS, ListAddress, chunk_content, list_chunks
 from monoculture.v1 import monoculture_pb2 as pb
@@ -35,10 +36,36 @@ class OperationCounts:
 
     hash_to_curve: int = 0
     multiplications: int = 0
+    bytes_uploaded: int = 0  # serialized ListChunk bytes, last attempt of each upload
+    elements_uploaded: int = 0
+    largest_list: int = 0
 
 
 def _no_progress(done: int, total: int) -> None:
     return None
+
+
+class Blinder(Protocol):
+    """Runs openmined-psi over batches: in this process, or spread over worker processes."""
+
+    def hash_and_blind(self, key: BlindingKey, batches: Iterable[Sequence[str]]) -> Iterator[bytes]: ...
+
+    def reblind(self, key: BlindingKey, batches: Iterable[Sequence[bytes]]) -> Iterator[bytes]: ...
+
+
+class InlineBlinder:
+    """One batch after another, in this process."""
+
+    def hash_and_blind(self, key: BlindingKey, batches: Iterable[Sequence[str]]) -> Iterator[bytes]:
+        for batch in batches:
+            yield b"".join(key.hash_and_blind(batch))
+
+    def reblind(self, key: BlindingKey, batches: Iterable[Sequence[bytes]]) -> Iterator[bytes]:
+        for batch in batches:
+            yield b"".join(key.reblind(batch))
+
+
+INLINE = InlineBlinder()
 
 
 def shuffle_label(owner: str, hop: int) -> bytes:
@@ -53,62 +80,67 @@ def blind_own_list(
     progress: Progress = _no_progress,
     seed: bytes | None = None,
     owner: str = "",
-) -> tuple[list[bytes], bytes]:
-    """Hop 0: the company's own list as shuffled blinded points and sealed tags.
+    blinder: Blinder = INLINE,
+) -> tuple[bytes, bytes]:
+    """Hop 0: the company's own list as shuffled blinded points (one blob) and sealed tags.
 
     With the round's secret `seed` the result is the same every time (restarts).
     """
     order = random_permutation(len(records), seed, shuffle_label(owner, 0))
-    ids = [records.ids[i] for i in order.tolist()]
-    points: list[bytes] = []
-    for start in range(0, len(ids), BLIND_BATCH):
-        points += key.hash_and_blind(ids[start : start + BLIND_BATCH])
-        progress(len(points), len(ids))
-    del ids
-    counts.hash_to_curve += len(points)
-    counts.multiplications += len(points)
-    return points, sealer.seal(records.failed[order])
+    size = len(records)
+    points = bytearray()
+    batches = (
+        [records.ids[i] for i in order[s : s + BLIND_BATCH].tolist()] for s in range(0, size, BLIND_BATCH)
+    )
+    for blinded in blinder.hash_and_blind(key, batches):
+        points += blinded
+        progress(len(points) // POINT_SIZE, size)
+    counts.hash_to_curve += size
+    counts.multiplications += size
+    return bytes(points), sealer.seal(records.failed[order])
 
 
 def relay_list(
-    points: Sequence[bytes],
+    points: bytes,
     tags: bytes,
     key: BlindingKey,
     counts: OperationCounts,
     progress: Progress = _no_progress,
     seed: bytes | None = None,
     label: bytes = b"",
-) -> tuple[list[bytes], bytes]:
-    """Hops 1..k-1: re-shuffle and re-blind a list; tags move with their points."""
-    order = random_permutation(len(points), seed, label).tolist()
-    shuffled = [points[i] for i in order]
-    tag_array = np.frombuffer(tags, dtype=np.uint8).reshape(-1, TAG_SIZE)
-    shuffled_tags = tag_array[order].tobytes()
-    blinded: list[bytes] = []
-    for start in range(0, len(shuffled), BLIND_BATCH):
-        blinded += key.reblind(shuffled[start : start + BLIND_BATCH])
-        progress(len(blinded), len(shuffled))
-    counts.multiplications += len(blinded)
-    return blinded, shuffled_tags
+    blinder: Blinder = INLINE,
+) -> tuple[bytes, bytes]:
+    """Hops 1..k-1: re-shuffle and re-blind a list (a blob of points); tags move with their points."""
+    size = len(points) // POINT_SIZE
+    order = random_permutation(size, seed, label)
+    shuffled = np.frombuffer(points, dtype=np.uint8).reshape(-1, POINT_SIZE)[order]
+    shuffled_tags = np.frombuffer(tags, dtype=np.uint8).reshape(-1, TAG_SIZE)[order].tobytes()
+    blinded = bytearray()
+    batches = ([row.tobytes() for row in shuffled[s : s + BLIND_BATCH]] for s in range(0, size, BLIND_BATCH))
+    for part in blinder.reblind(key, batches):
+        blinded += part
+        progress(len(blinded) // POINT_SIZE, size)
+    counts.multiplications += size
+    return bytes(blinded), shuffled_tags
 
 
-def open_chunks(chunks: Sequence[pb.ListChunk], opener: ChunkOpener) -> tuple[list[bytes], bytes]:
-    """Points and tags of a relayed list; every chunk must be sealed to us and open cleanly."""
-    points: list[bytes] = []
+def open_chunks(chunks: Sequence[pb.ListChunk], opener: ChunkOpener) -> tuple[bytes, bytes]:
+    """Points (one blob) and tags of a relayed list; every chunk must be sealed to us and open cleanly."""
+    points = bytearray()
     tags: list[bytes] = []
     for chunk in chunks:
         if not chunk.sealed:
             raise ProtocolError(f"chunk {chunk.chunk_index} came unsealed", where=chunk.sender)
         opened = opener.open(chunk)
-        points += chunk_content(opened)
+        points += b"".join(chunk_content(opened))
         tags.append(opened.tags)
-    return points, b"".join(tags)
+    return bytes(points), b"".join(tags)
 
 
 def outgoing_chunks(
     address: ListAddress,
     sender: str,
-    points: Sequence[bytes],
+    points: bytes,
     tags: bytes,
     sealer: ChunkSealer | None,
     chunk_elements: int = CHUNK_ELEMENTS,

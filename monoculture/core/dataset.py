@@ -74,8 +74,7 @@ def parse_failure(value: str) -> int | None:
 
 def load_records(spec: InputSpec) -> CompanyRecords:
     """Read, check and de-duplicate one company's records."""
-    rows = _read_rows(spec)
-    return _apply_duplicate_policy(spec, rows)
+    return _apply_duplicate_policy(spec, _read_rows(spec))
 
 
 def _file_format(spec: InputSpec) -> str:
@@ -90,20 +89,15 @@ def _file_format(spec: InputSpec) -> str:
     return "parquet" if spec.path.suffix.lower() in (".parquet", ".pq") else "csv"
 
 
-def _read_rows(spec: InputSpec) -> list[tuple[int, str, int]]:
+def _read_rows(spec: InputSpec) -> Iterator[tuple[int, str, int]]:
+    """Checked (line, id, failed) rows, one at a time (a million rows are never all held)."""
     if not spec.path.exists():
         raise InputError("file not found", where=str(spec.path), hint="check the path")
     if spec.path.is_dir():
         raise InputError("is a folder, not a file", where=str(spec.path))
     reader = _parquet_rows if _file_format(spec) == "parquet" else _csv_rows
-    rows = [
-        _check_row(spec, where, line, raw_id, raw_failed) for where, line, raw_id, raw_failed in reader(spec)
-    ]
-    if not rows:
-        raise InputError(
-            "holds a header but no records", where=str(spec.path), hint="give at least one record"
-        )
-    return rows
+    for where, line, raw_id, raw_failed in reader(spec):
+        yield _check_row(spec, where, line, raw_id, raw_failed)
 
 
 def _check_row(spec: InputSpec, where: str, line: int, raw_id: Any, raw_failed: Any) -> tuple[int, str, int]:
@@ -228,29 +222,35 @@ def _parquet_rows(spec: InputSpec) -> Iterator[tuple[str, int, Any, Any]]:
         yield f"{spec.path}, row {row}", row, raw_id, raw_failed
 
 
-def _apply_duplicate_policy(spec: InputSpec, rows: list[tuple[int, str, int]]) -> CompanyRecords:
+def _apply_duplicate_policy(spec: InputSpec, rows: Iterator[tuple[int, str, int]]) -> CompanyRecords:
     first: dict[str, int] = {}
-    merged: dict[str, int] = {}
     repeats: dict[str, list[tuple[int, int]]] = {}
+    rows_read = 0
     for line, record_id, failed in rows:
+        rows_read += 1
         if record_id not in first:
             first[record_id] = failed
-            merged[record_id] = failed
-            continue
-        repeats.setdefault(record_id, []).append((line, failed))
-        merged[record_id] |= failed
+        else:
+            repeats.setdefault(record_id, []).append((line, failed))
+    if not rows_read:
+        raise InputError(
+            "holds a header but no records", where=str(spec.path), hint="give at least one record"
+        )
     conflicting = {i for i, seen in repeats.items() if any(f != first[i] for _, f in seen)}
     if repeats and spec.duplicates == DuplicatePolicy.REFUSE:
-        raise _duplicate_error(spec, rows, repeats, conflicting)
-    outcome = first if spec.duplicates != DuplicatePolicy.ANY_FAILED else merged
-    ids = [i for i in first if not (spec.duplicates == DuplicatePolicy.DROP_CONFLICTING and i in conflicting)]
-    failure_bits = np.fromiter((outcome[i] for i in ids), dtype=np.uint8, count=len(ids))
+        raise _duplicate_error(spec, len(first), rows_read, repeats, conflicting)
+    if spec.duplicates == DuplicatePolicy.ANY_FAILED:
+        for record_id, seen in repeats.items():
+            first[record_id] |= max(f for _, f in seen)
+    dropped = conflicting if spec.duplicates == DuplicatePolicy.DROP_CONFLICTING else set()
+    ids = [i for i in first if i not in dropped]
     if not ids:
         raise InputError("no records are left after dropping conflicting ids", where=str(spec.path))
+    failure_bits = np.fromiter((first[i] for i in ids), dtype=np.uint8, count=len(ids))
     return CompanyRecords(
         ids=ids,
         failed=failure_bits,
-        rows_read=len(rows),
+        rows_read=rows_read,
         rows_merged=sum(len(seen) for seen in repeats.values()),
         ids_dropped=len(first) - len(ids),
     )
@@ -258,21 +258,24 @@ def _apply_duplicate_policy(spec: InputSpec, rows: list[tuple[int, str, int]]) -
 
 def _duplicate_error(
     spec: InputSpec,
-    rows: list[tuple[int, str, int]],
+    distinct: int,
+    rows_read: int,
     repeats: dict[str, list[tuple[int, int]]],
     conflicting: set[str],
 ) -> InputError:
+    shown = list(repeats)[:_EXAMPLES]
     first_line: dict[str, tuple[int, int]] = {}
-    for line, record_id, failed in rows:
-        first_line.setdefault(record_id, (line, failed))
+    for line, record_id, failed in _read_rows(spec):  # a second pass, on this error path only
+        if record_id in shown and record_id not in first_line:
+            first_line[record_id] = (line, failed)
     examples = []
-    for record_id in list(repeats)[:_EXAMPLES]:
+    for record_id in shown:
         seen = [first_line[record_id], *repeats[record_id]]
         where = ", ".join(f"line {line}: {failed}" for line, failed in seen[:4])
         examples.append(f"    {record_id!r} ({where}{', ...' if len(seen) > 4 else ''})")
     extra_rows = sum(len(seen) for seen in repeats.values())
     message = (
-        f"{len(first_line)} distinct ids in {len(rows)} rows: "
+        f"{distinct} distinct ids in {rows_read} rows: "
         f"{len(repeats)} ids appear on more than one row ({extra_rows} repeated rows); "
         f"{len(conflicting)} of them with conflicting failure values. Examples:\n" + "\n".join(examples)
     )

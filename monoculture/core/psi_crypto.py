@@ -82,6 +82,21 @@ class BlindingKey:
         return list(response.encrypted_elements)
 
 
+def psi_two_party_cardinality(client_ids: Sequence[str], server_ids: Sequence[str]) -> int:
+    """openmined-psi's own two-party cardinality protocol, both sides in one process
+    (the benchmark's reference point; not part of monoculture's protocol)."""
+    client = psi.client.CreateWithNewKey(False)
+    server = psi.server.CreateWithNewKey(False)
+    setup = server.CreateSetupMessage(1e-9, len(client_ids), list(server_ids), psi.DataStructure.GCS)
+    response = server.ProcessRequest(client.CreateRequest(list(client_ids)))
+    return int(client.GetIntersectionSize(setup, response))
+
+
+def split_points(blob: bytes) -> list[bytes]:
+    """Concatenated POINT_SIZE points to a list (lists are held as one blob: 33 bytes a point)."""
+    return [blob[i : i + POINT_SIZE] for i in range(0, len(blob), POINT_SIZE)]
+
+
 def encode_points(points: Sequence[bytes]) -> bytes:
     """Points as an opaque bytes field: a serialized psi.Request."""
     return bytes(psi.Request(reveal_intersection=True, encrypted_elements=points).SerializeToString())

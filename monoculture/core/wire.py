@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from monoculture.core.errors import ProtocolError
-from monoculture.core.psi_crypto import POINT_SIZE, TAG_SIZE, decode_points, encode_points
+from monoculture.core.psi_crypto import POINT_SIZE, TAG_SIZE, decode_points, encode_points, split_points
 from monoculture.v1 import monoculture_pb2 as pb
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -34,14 +34,14 @@ def chunk_count(list_size: int, chunk_elements: int = CHUNK_ELEMENTS) -> int:
 def list_chunks(
     address: ListAddress,
     sender: str,
-    points: Sequence[bytes],
+    points: bytes,
     tags: bytes,
     chunk_elements: int = CHUNK_ELEMENTS,
 ) -> Iterator[pb.ListChunk]:
-    """Split a list into self-describing chunks, each well under 4 MiB."""
+    """Split a list (`points`: concatenated 33-byte points) into self-describing chunks under 4 MiB."""
     if not 0 < chunk_elements <= MAX_CHUNK_ELEMENTS:
         raise ValueError(f"chunk_elements must be in 1..{MAX_CHUNK_ELEMENTS}")
-    size = len(points)
+    size = len(points) // POINT_SIZE
     count = chunk_count(size, chunk_elements)
     for index in range(count):
         lo, hi = index * chunk_elements, min(size, (index + 1) * chunk_elements)
@@ -54,7 +54,7 @@ def list_chunks(
             chunk_count=count,
             list_size=size,
             chunk_elements=hi - lo,
-            points=encode_points(points[lo:hi]),
+            points=encode_points(split_points(points[lo * POINT_SIZE : hi * POINT_SIZE])),
             tags=tags[lo * TAG_SIZE : hi * TAG_SIZE],
         )
 

@@ -1,0 +1,128 @@
+"""Blinding spread over the cores: worker processes, one openmined-psi object each.
+
+openmined-psi objects are not thread-safe, and the calls hold a core each, so a
+company with N cores runs N worker processes (`python -m client.workers`). They
+speak a small binary protocol over their stdin/stdout — no pickle:
+
+    request:  op (1 byte: H = hash-to-curve and multiply ids, M = multiply points)
+              key (32 bytes), count (4 bytes), payload length (4 bytes), payload
+              (H: count ids as 4-byte length + UTF-8; M: count 33-byte points)
+    response: status (1 byte: 0 ok, 1 invalid point), length (4 bytes), then
+              count 33-byte points (ok) or a UTF-8 message.
+
+Batches go to the workers round-robin and come back in order.
+"""
+
+from __future__ import annotations
+
+import struct
+import subprocess
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from typing import IO
+
+from monoculture.core.psi_crypto import POINT_SIZE, BlindingKey, InvalidPoint
+
+_HEADER = struct.Struct(">c32sII")
+_REPLY = struct.Struct(">BI")
+
+
+def _read_exact(stream: IO[bytes], size: int) -> bytes:
+    data = bytearray()
+    while len(data) < size:
+        part = stream.read(size - len(data))
+        if not part:
+            raise EOFError("blinding worker pipe closed")
+        data += part
+    return bytes(data)
+
+
+def _encode_ids(ids: Sequence[str]) -> bytes:
+    out = bytearray()
+    for record_id in ids:
+        raw = record_id.encode()
+        out += struct.pack(">I", len(raw)) + raw
+    return bytes(out)
+
+
+def _decode_ids(payload: bytes, count: int) -> list[str]:
+    ids, offset = [], 0
+    for _ in range(count):
+        (size,) = struct.unpack_from(">I", payload, offset)
+        ids.append(payload[offset + 4 : offset + 4 + size].decode())
+        offset += 4 + size
+    return ids
+
+
+def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
+    """The worker's loop: one BlindingKey per key bytes, kept while the key stays the same."""
+    key: BlindingKey | None = None
+    while True:
+        try:
+            op, key_bytes, count, length = _HEADER.unpack(_read_exact(stdin, _HEADER.size))
+        except EOFError:
+            return
+        payload = _read_exact(stdin, length)
+        if key is None or key.key_bytes != key_bytes:
+            key = BlindingKey(key_bytes)
+        try:
+            if op == b"H":
+                result = b"".join(key.hash_and_blind(_decode_ids(payload, count)))
+            else:
+                points = [payload[i : i + POINT_SIZE] for i in range(0, len(payload), POINT_SIZE)]
+                result = b"".join(key.reblind(points))
+            stdout.write(_REPLY.pack(0, len(result)) + result)
+        except InvalidPoint as exc:
+            message = exc.message.encode()
+            stdout.write(_REPLY.pack(1, len(message)) + message)
+        stdout.flush()
+
+
+class BlindingPool:
+    """N worker processes; `hash_and_blind` / `reblind` over batches, results in order."""
+
+    def __init__(self, workers: int) -> None:
+        self._processes = [
+            subprocess.Popen(
+                [sys.executable, "-m", "client.workers"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+            )
+            for _ in range(workers)
+        ]
+
+    def close(self) -> None:
+        for process in self._processes:
+            if process.stdin is not None:
+                process.stdin.close()
+            process.wait(timeout=10)
+
+    def _run(self, op: bytes, key: BlindingKey, payloads: Iterable[tuple[int, bytes]]) -> Iterator[bytes]:
+        pending: list[subprocess.Popen[bytes]] = []
+        for sent, (count, payload) in enumerate(payloads):
+            if len(pending) == len(self._processes):
+                yield self._reply(pending.pop(0))
+            process = self._processes[sent % len(self._processes)]
+            assert process.stdin is not None
+            process.stdin.write(_HEADER.pack(op, key.key_bytes, count, len(payload)) + payload)
+            process.stdin.flush()
+            pending.append(process)
+        while pending:
+            yield self._reply(pending.pop(0))
+
+    @staticmethod
+    def _reply(process: subprocess.Popen[bytes]) -> bytes:
+        assert process.stdout is not None
+        status, length = _REPLY.unpack(_read_exact(process.stdout, _REPLY.size))
+        body = _read_exact(process.stdout, length)
+        if status:
+            raise InvalidPoint(body.decode())
+        return body
+
+    def hash_and_blind(self, key: BlindingKey, batches: Iterable[Sequence[str]]) -> Iterator[bytes]:
+        return self._run(b"H", key, ((len(b), _encode_ids(b)) for b in batches))
+
+    def reblind(self, key: BlindingKey, batches: Iterable[Sequence[bytes]]) -> Iterator[bytes]:
+        return self._run(b"M", key, ((len(b), b"".join(b)) for b in batches))
+
+
+if __name__ == "__main__":
+    serve(sys.stdin.buffer, sys.stdout.buffer)

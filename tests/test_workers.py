@@ -1,0 +1,33 @@
+"""Blinding over worker processes gives byte-for-byte what one process gives."""
+
+from __future__ import annotations
+
+import pytest
+
+from client.workers import BlindingPool
+from monoculture.core.company import INLINE
+from monoculture.core.psi_crypto import POINT_SIZE, BlindingKey, InvalidPoint
+
+
+@pytest.fixture(scope="module")
+def pool():
+    pool = BlindingPool(2)
+    yield pool
+    pool.close()
+
+
+def test_workers_equal_inline(pool: BlindingPool) -> None:
+    key = BlindingKey.fresh()
+    batches = [[f"id-{b}-{i}" for i in range(50)] for b in range(7)]
+    hashed = list(pool.hash_and_blind(key, batches))
+    assert hashed == list(INLINE.hash_and_blind(key, batches))
+    other = BlindingKey.fresh()  # a new key mid-life: workers switch to it
+    points = [[h[i : i + POINT_SIZE] for i in range(0, len(h), POINT_SIZE)] for h in hashed]
+    assert list(pool.reblind(other, points)) == list(INLINE.reblind(other, points))
+
+
+def test_workers_report_invalid_points(pool: BlindingPool) -> None:
+    with pytest.raises(InvalidPoint):
+        list(pool.reblind(BlindingKey.fresh(), [[b"\x05" * POINT_SIZE]]))
+    # and keep working afterwards
+    assert len(next(pool.hash_and_blind(BlindingKey.fresh(), [["x"]]))) == POINT_SIZE
