@@ -30,9 +30,10 @@ from client.workers import BlindingPool
 from monoculture.core.company import (
     INLINE,
     Blinder,
+    ListInTransit,
+    ListReceiver,
     OperationCounts,
     blind_own_list,
-    open_chunks,
     outgoing_chunks,
     relay_list,
     shuffle_label,
@@ -41,7 +42,7 @@ from monoculture.core.dataset import CompanyRecords, load_records
 from monoculture.core.errors import InputError, MonocultureError, ProtocolError
 from monoculture.core.psi_crypto import BlindingKey, InvalidPoint, TagSealer
 from monoculture.core.relay import RelayKeys, RelayPeer
-from monoculture.core.wire import ChunkSequence, ListAddress
+from monoculture.core.wire import ListAddress
 from monoculture.transport import channel, warn_insecure
 from monoculture.v1 import monoculture_pb2 as pb
 from monoculture.v1 import monoculture_pb2_grpc as pb_grpc
@@ -272,7 +273,7 @@ class CompanyDaemon:
                 sealer = company_round.relay.sealer(
                     receiver, work.round_id, self.company, work.list_owner, work.hop
                 )
-            points, tags = self._blinded(company_round, work)
+            outgoing = self._blinded(company_round, work)
         except MonocultureError as exc:
             self._withdraw(work.round_id, f"{target.describe()}: {exc.message}", exc.where)
             return
@@ -287,7 +288,7 @@ class CompanyDaemon:
 
         def upload() -> pb.UploadReceipt:
             sent[0] = 0
-            chunks = outgoing_chunks(target, self.company, points, tags, sealer, self.config.chunk_elements)
+            chunks = outgoing_chunks(target, self.company, outgoing, sealer, self.config.chunk_elements)
             receipt: pb.UploadReceipt = self._stub.UploadList(measured(chunks))
             return receipt
 
@@ -297,48 +298,35 @@ class CompanyDaemon:
         counts.largest_list = max(counts.largest_list, receipt.elements)
         log.info("%s: uploaded %s (%d elements)", self.company, target.describe(), receipt.elements)
 
-    def _blinded(self, company_round: CompanyRound, work: pb.BlindList) -> tuple[bytes, bytes]:
+    def _blinded(self, company_round: CompanyRound, work: pb.BlindList) -> ListInTransit:
         started = time.perf_counter()
         progress = ProgressLog(
             f"{self.company}: round {work.round_id}: list of {work.list_owner}, hop {work.hop}"
         )
         seed = company_round.secrets.shuffle_seed
+        key, counts = company_round.key, company_round.counts
         if work.hop == 0:
             records = load_records(self.config.data)  # checked at join; the same file gives the same list
-            points, tags = blind_own_list(
-                records,
-                company_round.key,
-                company_round.tags,
-                company_round.counts,
-                progress,
-                seed,
-                self.company,
+            outgoing = blind_own_list(
+                records, key, company_round.tags, counts, progress, seed, self.company, self._blinder
             )
             del records
         else:
-            received, incoming = self._retrying(
-                f"download of list of {work.list_owner}, hop {work.hop - 1}",
-                lambda: self._download(company_round, work),
-            )
             label = shuffle_label(work.list_owner, work.hop)
+            what = f"download of list of {work.list_owner}, hop {work.hop - 1}"
             try:
-                points, tags = relay_list(
-                    received,
-                    incoming,
-                    company_round.key,
-                    company_round.counts,
-                    progress,
-                    seed,
-                    label,
-                    self._blinder,
-                )
+                outgoing = relay_list(
+                    self._retrying(what, lambda: self._download(company_round, work)),
+                    key, counts, progress, seed, label, self._blinder,
+                )  # fmt: skip
             except InvalidPoint as exc:
                 sender = work.sender.company
                 raise ProtocolError(f"{exc.message}; the list came from {sender}", where=sender) from None
         company_round.blind_seconds += time.perf_counter() - started
-        return points, tags
+        return outgoing
 
-    def _download(self, company_round: CompanyRound, work: pb.BlindList) -> tuple[bytes, bytes]:
+    def _download(self, company_round: CompanyRound, work: pb.BlindList) -> ListInTransit:
+        """The list at hop - 1, opened chunk by chunk as it arrives (sealed chunks are not kept)."""
         source = ListAddress(work.round_id, work.list_owner, work.hop - 1)
         sender = RelayPeer.from_message(work.sender)
         sender.verify(work.round_id, sender.company, self._ca_pem)
@@ -348,12 +336,11 @@ class CompanyDaemon:
         request = pb.DownloadListRequest(
             round_id=source.round_id, company=self.company, list_owner=source.list_owner, hop=source.hop
         )
-        sequence = ChunkSequence(expected=source, sender=sender.company)
+        receiver = ListReceiver(source, sender.company, opener)
         try:
             for chunk in self._stub.DownloadList(request):
-                sequence.add(chunk)
-            sequence.finish()
-            return open_chunks(sequence.chunks, opener)
+                receiver.add(chunk)
+            return receiver.finish()
         except ProtocolError as exc:
             hop = f"the list at hop {source.hop} relayed from {sender.company} to {self.company}"
             raise ProtocolError(f"{hop}: {exc.message}", where="coordinator") from None

@@ -9,15 +9,12 @@ id or a failure bit.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from monoculture.core.errors import ConfigError
+from monoculture.core.sealing import LocalSealer, write_secret_file
 
 _ROUND_ID = re.compile(r"^r-[0-9a-f]{16}$")
 
@@ -52,50 +49,27 @@ class SecretStore:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._folder = folder
         self._company = company
-        self._aead = AESGCM(self._key(folder / "state.key"))
-
-    @staticmethod
-    def _key(path: Path) -> bytes:
-        if not path.exists():
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(descriptor, "wb") as handle:
-                handle.write(os.urandom(32))
-        key = path.read_bytes()
-        if len(key) != 32:
-            raise ConfigError("state key must be 32 bytes", where=str(path))
-        return key
+        self._sealer = LocalSealer(folder / "state.key")
 
     def _path(self, round_id: str) -> Path:
         if not _ROUND_ID.match(round_id):
             raise ConfigError(f"unexpected round id {round_id!r}")
         return self._folder / f"round-{round_id}.sealed"
 
-    def _aad(self, round_id: str) -> bytes:
+    def _context(self, round_id: str) -> bytes:
         return f"monoculture/v1 company state|{self._company}|{round_id}".encode()
 
     def save(self, secrets: RoundSecrets) -> None:
-        nonce = os.urandom(12)
-        sealed = nonce + self._aead.encrypt(nonce, secrets.to_json(), self._aad(secrets.round_id))
         path = self._path(secrets.round_id)
         tmp = path.with_suffix(".tmp")
-        descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(sealed)
-            handle.flush()
-            os.fsync(handle.fileno())
+        write_secret_file(tmp, self._sealer.seal(secrets.to_json(), self._context(secrets.round_id)))
         tmp.replace(path)
 
     def load(self, round_id: str) -> RoundSecrets | None:
         path = self._path(round_id)
         if not path.exists():
             return None
-        sealed = path.read_bytes()
-        try:
-            return RoundSecrets.from_json(self._aead.decrypt(sealed[:12], sealed[12:], self._aad(round_id)))
-        except InvalidTag:
-            raise ConfigError(
-                "sealed round state does not open (wrong state key?)", where=str(path)
-            ) from None
+        return RoundSecrets.from_json(self._sealer.open(path.read_bytes(), self._context(round_id)))
 
     def delete(self, round_id: str) -> None:
         self._path(round_id).unlink(missing_ok=True)

@@ -358,14 +358,13 @@ class RoundBook:
             record.counting = True
             state = record.state
         try:
-            finals = [self._final_list(round_id, owner, state.ring.final_hop) for owner in state.ring.roster]
+            finals = (self._final_list(round_id, owner, state.ring.final_hop) for owner in state.ring.roster)
             table = count_patterns(state.ring.roster, finals, record.company_tags)
         except ProtocolError as exc:
             self._fail_round(round_id, f"counting failed: {exc}", exc.where)
             return
         finally:
             record.counting = False
-        del finals
         # Only the released form is kept; the exact table ends with this call.
         result = release(table, self._release)
         result["round_id"] = round_id

@@ -13,7 +13,6 @@ seals tag private keys lives beside the database (mode 0600).
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
 import time
@@ -21,11 +20,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from monoculture.core.errors import ConfigError, ProtocolError
 from monoculture.core.protocol import RoundState
 from monoculture.core.relay import RelayPeer
+from monoculture.core.sealing import LocalSealer
 from monoculture.v1 import monoculture_pb2 as pb
 
 _SCHEMA = """
@@ -93,19 +91,6 @@ class ListProgress:
     list_size: int
 
 
-def _seal_key(path: Path) -> bytes:
-    if path.exists():
-        key = path.read_bytes()
-        if len(key) != 32:
-            raise ConfigError("state key must be 32 bytes", where=str(path))
-        return key
-    key = os.urandom(32)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(key)
-    return key
-
-
 class RoundStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -117,7 +102,7 @@ class RoundStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA secure_delete=ON")
         self._db.executescript(_SCHEMA)
-        self._seal = AESGCM(_seal_key(path.with_name(path.name + ".key")))
+        self._sealer = LocalSealer(path.with_name(path.name + ".key"))
         self._lock = threading.Lock()
         self.path = path
 
@@ -128,8 +113,7 @@ class RoundStore:
     # --------------------------------------------------------------- rounds
 
     def create_round(self, state: RoundState, tag_private_key: bytes) -> None:
-        nonce = os.urandom(12)
-        sealed = nonce + self._seal.encrypt(nonce, tag_private_key, state.round_id.encode())
+        sealed = self._sealer.seal(tag_private_key, state.round_id.encode())
         with self._lock:
             self._db.execute(
                 "INSERT INTO rounds (round_id, state, sealed_tag_key) VALUES (?, ?, ?)",
@@ -182,7 +166,7 @@ class RoundStore:
             peers.setdefault(round_id, {})[company] = RelayPeer(company, relay, tag, cert, signature)
         stored = []
         for round_id, state_json, sealed, result_json, told in rows:
-            tag_key = self._seal.decrypt(sealed[:12], sealed[12:], round_id.encode())
+            tag_key = self._sealer.open(sealed, round_id.encode())
             state = RoundState.from_json(state_json)
             told_set = set(json.loads(told))
             stored.append(StoredRound(state, tag_key, result_json, told_set, peers.get(round_id, {})))

@@ -15,16 +15,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from monoculture.core.company import (
+    ListInTransit,
+    ListReceiver,
     OperationCounts,
     blind_own_list,
-    open_chunks,
     outgoing_chunks,
     relay_list,
 )
 from monoculture.core.dataset import CompanyRecords
 from monoculture.core.metrics import PatternTable
 from monoculture.core.protocol import FinalList, Ring, RoundState, count_patterns, new_round_id
-from monoculture.core.psi_crypto import POINT_SIZE, TAG_SIZE, BlindingKey, TagOpener, TagSealer
+from monoculture.core.psi_crypto import TAG_SIZE, BlindingKey, TagOpener, TagSealer
 from monoculture.core.relay import RelayKeys, RelayPeer
 from monoculture.core.wire import ChunkSequence, ListAddress, chunk_content
 from monoculture.v1 import monoculture_pb2 as pb
@@ -57,14 +58,18 @@ def run_round_in_process(
         for owner in names:
             blinder = parties[state.ring.blinder(owner, hop)]
             if hop == 0:
-                points, tags = blind_own_list(blinder.records, blinder.key, sealers[owner], blinder.counts)
+                outgoing = blind_own_list(blinder.records, blinder.key, sealers[owner], blinder.counts)
             else:
                 state.check_download(blinder.name, owner, hop - 1)
                 sender = peers[state.ring.blinder(owner, hop - 1)]
                 relay_opener = blinder.relay.opener(sender, state.round_id, blinder.name, owner, hop - 1)
-                points, tags = open_chunks(lists.pop((owner, hop - 1)), relay_opener)
-                points, tags = relay_list(points, tags, blinder.key, blinder.counts)
-            lists[(owner, hop)] = _send(state, blinder, peers, owner, hop, points, tags, chunk_elements)
+                receiver = ListReceiver(
+                    ListAddress(state.round_id, owner, hop - 1), sender.company, relay_opener
+                )
+                for chunk in lists.pop((owner, hop - 1)):
+                    receiver.add(chunk)
+                outgoing = relay_list(receiver.finish(), blinder.key, blinder.counts)
+            lists[(owner, hop)] = _send(state, blinder, peers, owner, hop, outgoing, chunk_elements)
     finals = []
     for owner in names:
         chunks = lists.pop((owner, state.ring.final_hop))
@@ -80,19 +85,18 @@ def _send(
     peers: dict[str, RelayPeer],
     owner: str,
     hop: int,
-    points: bytes,
-    tags: bytes,
+    outgoing: ListInTransit,
     chunk_elements: int,
 ) -> list[pb.ListChunk]:
     """Upload one list at one hop: sealed to the next company, open at the last hop."""
-    state.check_upload(sender.name, owner, hop, len(points) // POINT_SIZE)
+    state.check_upload(sender.name, owner, hop, len(outgoing))
     sealer = None
     if hop < state.ring.final_hop:
         receiver = peers[state.ring.blinder(owner, hop + 1)]
         sealer = sender.relay.sealer(receiver, state.round_id, sender.name, owner, hop)
     address = ListAddress(state.round_id, owner, hop)
     sequence = ChunkSequence(expected=address, sender=sender.name)
-    for chunk in outgoing_chunks(address, sender.name, points, tags, sealer, chunk_elements):
+    for chunk in outgoing_chunks(address, sender.name, outgoing, sealer, chunk_elements):
         sequence.add(chunk)
     sequence.finish()
     state.record_upload(owner, hop)

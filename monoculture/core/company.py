@@ -5,7 +5,7 @@
   failure bit in a tag only the coordinator can open.
 - `relay_list` (hops 1..k-1): shuffle again and multiply every point by the
   round key (one multiplication per record); tags travel with their points.
-- `open_chunks` / `outgoing_chunks`: a relayed list arrives sealed to this
+- `ListReceiver` / `outgoing_chunks`: a relayed list arrives sealed to this
   company by the one before it and leaves sealed to the one after it.
 """
 
@@ -21,7 +21,7 @@ from monoculture.core.dataset import CompanyRecords
 from monoculture.core.errors import ProtocolError
 from monoculture.core.psi_crypto import POINT_SIZE, TAG_SIZE, BlindingKey, TagSealer, random_permutation
 from monoculture.core.relay import ChunkOpener, ChunkSealer
-from monoculture.core.wire import CHUNK_ELEMENTS, ListAddress, chunk_content, list_chunks
+from monoculture.core.wire import CHUNK_ELEMENTS, ChunkSequence, ListAddress, chunk_content, list_chunks
 from monoculture.v1 import monoculture_pb2 as pb
 
 # Blinding runs in batches so progress can be shown and memory stays flat.
@@ -72,6 +72,23 @@ def shuffle_label(owner: str, hop: int) -> bytes:
     return f"{owner}|{hop}".encode()
 
 
+@dataclass
+class ListInTransit:
+    """A list between two steps: its points (one buffer, 33 bytes each) and tags (29 bytes each)."""
+
+    points: bytearray
+    tags: bytearray
+
+    def __len__(self) -> int:
+        return len(self.points) // POINT_SIZE
+
+    def take(self) -> tuple[bytearray, bytearray]:
+        """The buffers, leaving this holder empty (so they can be freed as soon as they are used)."""
+        points, tags = self.points, self.tags
+        self.points, self.tags = bytearray(), bytearray()
+        return points, tags
+
+
 def blind_own_list(
     records: CompanyRecords,
     key: BlindingKey,
@@ -81,8 +98,8 @@ def blind_own_list(
     seed: bytes | None = None,
     owner: str = "",
     blinder: Blinder = INLINE,
-) -> tuple[bytes, bytes]:
-    """Hop 0: the company's own list as shuffled blinded points (one blob) and sealed tags.
+) -> ListInTransit:
+    """Hop 0: the company's own list as shuffled blinded points and sealed tags.
 
     With the round's secret `seed` the result is the same every time (restarts).
     """
@@ -97,54 +114,66 @@ def blind_own_list(
         progress(len(points) // POINT_SIZE, size)
     counts.hash_to_curve += size
     counts.multiplications += size
-    return bytes(points), sealer.seal(records.failed[order])
+    return ListInTransit(points, sealer.seal(records.failed[order]))
 
 
 def relay_list(
-    points: bytes,
-    tags: bytes,
+    incoming: ListInTransit,
     key: BlindingKey,
     counts: OperationCounts,
     progress: Progress = _no_progress,
     seed: bytes | None = None,
     label: bytes = b"",
     blinder: Blinder = INLINE,
-) -> tuple[bytes, bytes]:
-    """Hops 1..k-1: re-shuffle and re-blind a list (a blob of points); tags move with their points."""
+) -> ListInTransit:
+    """Hops 1..k-1: re-shuffle and re-blind a list; tags move with their points.
+
+    Takes the buffers out of `incoming`, so the received list is freed once shuffled.
+    """
+    points, tags = incoming.take()
     size = len(points) // POINT_SIZE
     order = random_permutation(size, seed, label)
     shuffled = np.frombuffer(points, dtype=np.uint8).reshape(-1, POINT_SIZE)[order]
-    shuffled_tags = np.frombuffer(tags, dtype=np.uint8).reshape(-1, TAG_SIZE)[order].tobytes()
+    shuffled_tags = bytearray(np.frombuffer(tags, dtype=np.uint8).reshape(-1, TAG_SIZE)[order].tobytes())
+    del points, tags, order
     blinded = bytearray()
     batches = ([row.tobytes() for row in shuffled[s : s + BLIND_BATCH]] for s in range(0, size, BLIND_BATCH))
     for part in blinder.reblind(key, batches):
         blinded += part
         progress(len(blinded) // POINT_SIZE, size)
     counts.multiplications += size
-    return bytes(blinded), shuffled_tags
+    return ListInTransit(blinded, shuffled_tags)
 
 
-def open_chunks(chunks: Sequence[pb.ListChunk], opener: ChunkOpener) -> tuple[bytes, bytes]:
-    """Points (one blob) and tags of a relayed list; every chunk must be sealed to us and open cleanly."""
-    points = bytearray()
-    tags: list[bytes] = []
-    for chunk in chunks:
+class ListReceiver:
+    """Receives a relayed list chunk by chunk: checks its place, opens it (it must be sealed
+    to us), keeps only the points and tags."""
+
+    def __init__(self, expected: ListAddress, sender: str, opener: ChunkOpener) -> None:
+        self._sequence = ChunkSequence(expected=expected, sender=sender, keep=False)
+        self._opener = opener
+        self._received = ListInTransit(bytearray(), bytearray())
+
+    def add(self, chunk: pb.ListChunk) -> None:
+        self._sequence.add(chunk)
         if not chunk.sealed:
             raise ProtocolError(f"chunk {chunk.chunk_index} came unsealed", where=chunk.sender)
-        opened = opener.open(chunk)
-        points += b"".join(chunk_content(opened))
-        tags.append(opened.tags)
-    return bytes(points), b"".join(tags)
+        opened = self._opener.open(chunk)
+        self._received.points += b"".join(chunk_content(opened))
+        self._received.tags += opened.tags
+
+    def finish(self) -> ListInTransit:
+        self._sequence.finish()
+        return self._received
 
 
 def outgoing_chunks(
     address: ListAddress,
     sender: str,
-    points: bytes,
-    tags: bytes,
+    outgoing: ListInTransit,
     sealer: ChunkSealer | None,
     chunk_elements: int = CHUNK_ELEMENTS,
 ) -> Iterator[pb.ListChunk]:
     """A list's chunks, sealed to the next company (or open at the last hop: sealer None)."""
-    for chunk in list_chunks(address, sender, points, tags, chunk_elements):
+    for chunk in list_chunks(address, sender, outgoing.points, outgoing.tags, chunk_elements):
         yield sealer.seal(chunk) if sealer is not None else chunk

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -23,6 +22,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from monoculture.core.errors import ConfigError, ProtocolError
 from monoculture.core.protocol import check_company_name
+from monoculture.core.sealing import write_secret_file
 
 URI_PREFIX = "monoculture:"
 DEFAULT_DAYS = 365
@@ -197,9 +197,7 @@ def write_certified_key(folder: Path, stem: str, material: CertifiedKey) -> tupl
     folder.mkdir(parents=True, exist_ok=True)
     cert_path, key_path = folder / f"{stem}.pem", folder / f"{stem}.key"
     cert_path.write_bytes(material.certificate_pem)
-    descriptor = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(material.private_key_pem)
+    write_secret_file(key_path, material.private_key_pem)
     return cert_path, key_path
 
 

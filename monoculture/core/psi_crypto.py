@@ -40,6 +40,11 @@ PUBLIC_KEY_SIZE = 32
 _TAG_KEY_INFO = b"monoculture/v1 failure tag key"
 
 
+def x25519_key(private_key: bytes | None = None) -> X25519PrivateKey:
+    """A fresh X25519 key, or the one whose raw private bytes are given (restarts)."""
+    return X25519PrivateKey.from_private_bytes(private_key) if private_key else X25519PrivateKey.generate()
+
+
 class InvalidPoint(ProtocolError):
     """A list held bytes that do not decode to a curve point."""
 
@@ -151,32 +156,28 @@ class TagSealer:
     ) -> None:
         if len(coordinator_public_key) != PUBLIC_KEY_SIZE:
             raise ProtocolError("coordinator public key must be 32 bytes (X25519)")
-        private = (
-            X25519PrivateKey.from_private_bytes(private_key) if private_key else X25519PrivateKey.generate()
-        )
+        private = x25519_key(private_key)
         self.private_key = private.private_bytes_raw()
         self.public_key = private.public_key().public_bytes_raw()
         shared = private.exchange(X25519PublicKey.from_public_bytes(coordinator_public_key))
         self._aead = _tag_key(shared, round_id, company)
         self._aad = _tag_aad(round_id, company)
 
-    def seal(self, failure_bits: npt.ArrayLike) -> bytes:
+    def seal(self, failure_bits: npt.ArrayLike) -> bytearray:
         """One TAG_SIZE tag per bit; the nonce is the element's position in this list."""
         bits = np.asarray(failure_bits, dtype=np.uint8)
         tags = bytearray()
         for position, bit in enumerate(bits.tolist()):
             nonce = position.to_bytes(NONCE_SIZE, "big")
             tags += nonce + self._aead.encrypt(nonce, bytes((bit,)), self._aad)
-        return bytes(tags)
+        return tags
 
 
 class TagOpener:
     """The coordinator's side of the failure tags for one round."""
 
     def __init__(self, private_key: bytes | None = None) -> None:
-        self._private = (
-            X25519PrivateKey.from_private_bytes(private_key) if private_key else X25519PrivateKey.generate()
-        )
+        self._private = x25519_key(private_key)
         self.public_key = self._private.public_key().public_bytes_raw()
 
     def private_bytes(self) -> bytes:
@@ -214,8 +215,8 @@ class CompanyTags:
         return bits
 
 
-def split_tags(blob: bytes) -> list[bytes]:
+def split_tags(blob: bytes | bytearray) -> list[bytes]:
     """Concatenated tags to a list; the blob must be a whole number of tags."""
     if len(blob) % TAG_SIZE:
         raise ProtocolError(f"tags field must be a multiple of {TAG_SIZE} bytes")
-    return [blob[i : i + TAG_SIZE] for i in range(0, len(blob), TAG_SIZE)]
+    return [bytes(blob[i : i + TAG_SIZE]) for i in range(0, len(blob), TAG_SIZE)]

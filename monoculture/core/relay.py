@@ -16,14 +16,14 @@ from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from google.protobuf.message import DecodeError
 
 from monoculture.core.errors import ProtocolError
 from monoculture.core.identity import Identity, Role, sign, verify_certificate, verify_signature
-from monoculture.core.psi_crypto import NONCE_SIZE, PUBLIC_KEY_SIZE
+from monoculture.core.psi_crypto import NONCE_SIZE, PUBLIC_KEY_SIZE, x25519_key
 from monoculture.v1 import monoculture_pb2 as pb
 
 _KEY_INFO = b"monoculture/v1 relay chunk key"
@@ -85,9 +85,7 @@ class RelayKeys:
     """A company's relay key pair for one round."""
 
     def __init__(self, private_key: bytes | None = None) -> None:
-        self._private = (
-            X25519PrivateKey.from_private_bytes(private_key) if private_key else X25519PrivateKey.generate()
-        )
+        self._private = x25519_key(private_key)
         self.public_key = self._private.public_key().public_bytes_raw()
 
     def private_bytes(self) -> bytes:

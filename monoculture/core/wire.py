@@ -34,8 +34,8 @@ def chunk_count(list_size: int, chunk_elements: int = CHUNK_ELEMENTS) -> int:
 def list_chunks(
     address: ListAddress,
     sender: str,
-    points: bytes,
-    tags: bytes,
+    points: bytes | bytearray,
+    tags: bytes | bytearray,
     chunk_elements: int = CHUNK_ELEMENTS,
 ) -> Iterator[pb.ListChunk]:
     """Split a list (`points`: concatenated 33-byte points) into self-describing chunks under 4 MiB."""
@@ -54,8 +54,8 @@ def list_chunks(
             chunk_count=count,
             list_size=size,
             chunk_elements=hi - lo,
-            points=encode_points(split_points(points[lo * POINT_SIZE : hi * POINT_SIZE])),
-            tags=tags[lo * TAG_SIZE : hi * TAG_SIZE],
+            points=encode_points(split_points(bytes(points[lo * POINT_SIZE : hi * POINT_SIZE]))),
+            tags=bytes(tags[lo * TAG_SIZE : hi * TAG_SIZE]),
         )
 
 
@@ -79,13 +79,17 @@ class ChunkSequence:
     Works on sealed chunks too (it reads only their headers); keeps the chunks.
     """
 
-    def __init__(self, expected: ListAddress | None = None, sender: str | None = None) -> None:
+    def __init__(
+        self, expected: ListAddress | None = None, sender: str | None = None, keep: bool = True
+    ) -> None:
         self.expected = expected
         self.sender = sender
+        self.keep = keep  # False: the caller consumes each chunk as it comes
         self.address: ListAddress | None = None
         self.list_size = 0
         self.chunk_count = 0
         self.chunks: list[pb.ListChunk] = []
+        self.received = 0
         self.elements = 0
 
     def add(self, chunk: pb.ListChunk) -> None:
@@ -99,9 +103,9 @@ class ChunkSequence:
             raise ProtocolError(f"chunk claims sender {chunk.sender!r}", where=self.sender)
         if chunk.list_size != self.list_size:
             raise ProtocolError("chunks of one list declare different sizes", where=chunk.sender)
-        if chunk.chunk_index != len(self.chunks):
+        if chunk.chunk_index != self.received:
             raise ProtocolError(
-                f"chunk {chunk.chunk_index} arrived where chunk {len(self.chunks)} was due",
+                f"chunk {chunk.chunk_index} arrived where chunk {self.received} was due",
                 where=chunk.sender,
             )
         if chunk.chunk_elements == 0 and self.list_size > 0:
@@ -114,7 +118,9 @@ class ChunkSequence:
         self.elements += chunk.chunk_elements
         if self.elements > self.list_size:
             raise ProtocolError("more elements than the list declares", where=chunk.sender)
-        self.chunks.append(chunk)
+        self.received += 1
+        if self.keep:
+            self.chunks.append(chunk)
 
     def _first(self, chunk: pb.ListChunk, address: ListAddress) -> None:
         if self.expected is not None and address != self.expected:
@@ -132,9 +138,9 @@ class ChunkSequence:
         """The stream ended: every chunk and every element must be there."""
         if self.address is None:
             raise ProtocolError("the stream held no chunks", where=self.sender or "")
-        if len(self.chunks) != self.chunk_count or self.elements != self.list_size:
+        if self.received != self.chunk_count or self.elements != self.list_size:
             raise ProtocolError(
-                f"{self.address.describe()}: stream ended after {len(self.chunks)} of "
+                f"{self.address.describe()}: stream ended after {self.received} of "
                 f"{self.chunk_count} chunks ({self.elements} of {self.list_size} elements)",
                 where=self.sender or "",
             )

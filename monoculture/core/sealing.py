@@ -1,0 +1,54 @@
+"""Secrets at rest: files only their owner can read, and data sealed under a local key.
+
+Used for the coordinator's round tag keys (beside its database) and a
+company's round keys (in its state folder): AES-256-GCM with a random nonce,
+under a 32-byte key from os.urandom kept in a mode-0600 file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from monoculture.core.errors import ConfigError
+
+KEY_SIZE = 32
+_NONCE_SIZE = 12
+
+
+def write_secret_file(path: Path, data: bytes, *, exclusive: bool = False) -> None:
+    """Write `data` to a file created with mode 0600 (never readable by others, even briefly)."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)
+    descriptor = os.open(path, flags, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+class LocalSealer:
+    """Seals data under the key in `key_path`, creating the key on first use."""
+
+    def __init__(self, key_path: Path) -> None:
+        if not key_path.exists():
+            write_secret_file(key_path, os.urandom(KEY_SIZE), exclusive=True)
+        key = key_path.read_bytes()
+        if len(key) != KEY_SIZE:
+            raise ConfigError(f"sealing key must be {KEY_SIZE} bytes", where=str(key_path))
+        self._aead = AESGCM(key)
+        self._key_path = key_path
+
+    def seal(self, data: bytes, context: bytes) -> bytes:
+        nonce = os.urandom(_NONCE_SIZE)
+        return nonce + self._aead.encrypt(nonce, data, context)
+
+    def open(self, sealed: bytes, context: bytes) -> bytes:
+        try:
+            return self._aead.decrypt(sealed[:_NONCE_SIZE], sealed[_NONCE_SIZE:], context)
+        except InvalidTag:
+            raise ConfigError(
+                "sealed state does not open: altered, or sealed under another key", where=str(self._key_path)
+            ) from None
