@@ -41,8 +41,8 @@ def measure_operation_costs(sample: int = _SAMPLE, repeats: int = 3) -> tuple[fl
 def psi_cardinality_seconds(client_file: Path, server_file: Path) -> tuple[float, int]:
     """openmined-psi's own two-party cardinality protocol on the same two files, timed
     end to end in one process (setup, request, response, size), as it runs."""
-    client_ids = load_records(InputSpec(client_file)).ids
-    server_ids = load_records(InputSpec(server_file)).ids
+    client_ids = load_records(InputSpec(client_file)).id_list()
+    server_ids = load_records(InputSpec(server_file)).id_list()
     started = time.perf_counter()
     size = psi_two_party_cardinality(client_ids, server_ids)
     return time.perf_counter() - started, size

@@ -19,6 +19,11 @@ log = logging.getLogger("monoculture.transport")
 MESSAGE_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    # Parties blind at full CPU for minutes. Seen here at a million records: a BDP ping
+    # not acknowledged in time made the coordinator send GOAWAY (ping_timeout) in the middle
+    # of an upload, and the client's gRPC then aborted. No BDP probing, patient ping timeouts.
+    ("grpc.http2.bdp_probe", 0),
+    ("grpc.keepalive_timeout_ms", 300_000),
 ]
 INSECURE_WARNING = (
     "WARNING: --insecure: plaintext gRPC without authentication. Anyone on this host can read the "

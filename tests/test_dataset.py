@@ -20,7 +20,7 @@ def _load(path: Path, **options: object) -> object:
 def test_reads_ids_and_failures_in_file_order(tmp: Path) -> None:
     path = write_csv(tmp / "a.csv", [("x", 1), ("y", "0"), ("z", "TRUE"), ("w", "false")])
     records = load_records(InputSpec(path))
-    assert records.ids == ["x", "y", "z", "w"]
+    assert list(records.ids) == ["x", "y", "z", "w"]
     assert records.failed.tolist() == [1, 0, 1, 0]
 
 

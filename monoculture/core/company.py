@@ -106,9 +106,7 @@ def blind_own_list(
     order = random_permutation(len(records), seed, shuffle_label(owner, 0))
     size = len(records)
     points = bytearray()
-    batches = (
-        [records.ids[i] for i in order[s : s + BLIND_BATCH].tolist()] for s in range(0, size, BLIND_BATCH)
-    )
+    batches = (records.ids.take(order[s : s + BLIND_BATCH].tolist()) for s in range(0, size, BLIND_BATCH))
     for blinded in blinder.hash_and_blind(key, batches):
         points += blinded
         progress(len(points) // POINT_SIZE, size)

@@ -7,7 +7,9 @@ file, line and field at fault, raised before the first byte leaves the company.
 from __future__ import annotations
 
 import csv
+import hashlib
 import math
+from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
@@ -46,11 +48,42 @@ class InputSpec:
     max_id_length: int = DEFAULT_MAX_ID_LENGTH
 
 
+class IdColumn:
+    """Ids held compactly: their UTF-8 bytes in one buffer, with offsets.
+
+    A million ids take about 25 MB this way, against about 110 MB as Python strings.
+    """
+
+    def __init__(self, blob: bytes | bytearray, offsets: npt.NDArray[np.int64]) -> None:
+        self._blob = blob
+        self._offsets = offsets  # len(ids) + 1 entries
+
+    @classmethod
+    def from_strings(cls, ids: Iterable[str]) -> IdColumn:
+        blob, offsets = bytearray(), array("q", [0])
+        for record_id in ids:
+            blob += record_id.encode()
+            offsets.append(len(blob))
+        return cls(blob, np.frombuffer(offsets, dtype=np.int64))
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    def __getitem__(self, index: int) -> str:
+        return bytes(self._blob[self._offsets[index] : self._offsets[index + 1]]).decode()
+
+    def __iter__(self) -> Iterator[str]:
+        return (self[i] for i in range(len(self)))
+
+    def take(self, indices: Iterable[int]) -> list[str]:
+        return [self[i] for i in indices]
+
+
 @dataclass(frozen=True)
 class CompanyRecords:
     """Unique ids and their 0/1 failure indicators, in file order."""
 
-    ids: list[str]
+    ids: IdColumn
     failed: npt.NDArray[np.uint8]
     rows_read: int
     rows_merged: int = 0  # repeats folded into an earlier row by the duplicate policy
@@ -61,6 +94,9 @@ class CompanyRecords:
 
     def as_mapping(self) -> dict[str, int]:
         return dict(zip(self.ids, self.failed.tolist(), strict=True))
+
+    def id_list(self) -> list[str]:
+        return list(self.ids)
 
 
 def parse_failure(value: str) -> int | None:
@@ -73,8 +109,29 @@ def parse_failure(value: str) -> int | None:
 
 
 def load_records(spec: InputSpec) -> CompanyRecords:
-    """Read, check and de-duplicate one company's records."""
-    return _apply_duplicate_policy(spec, _read_rows(spec))
+    """Read, check and de-duplicate one company's records.
+
+    One pass keeps the ids compactly and detects repeats through 16-byte digests
+    (held in memory only, for this check); only a file with repeats is read again,
+    to apply the duplicate policy or explain the refusal.
+    """
+    blob, offsets, failed, digests = bytearray(), array("q", [0]), bytearray(), bytearray()
+    for _, record_id, bit in _read_rows(spec):
+        raw = record_id.encode()
+        blob += raw
+        offsets.append(len(blob))
+        failed.append(bit)
+        digests += hashlib.blake2b(raw, digest_size=16).digest()
+    if not failed:
+        raise InputError(
+            "holds a header but no records", where=str(spec.path), hint="give at least one record"
+        )
+    keys = np.sort(np.frombuffer(digests, dtype="S16"))
+    del digests
+    if len(keys) > 1 and bool((keys[1:] == keys[:-1]).any()):
+        return _apply_duplicate_policy(spec, _read_rows(spec))
+    ids = IdColumn(blob, np.frombuffer(offsets, dtype=np.int64))
+    return CompanyRecords(ids=ids, failed=np.frombuffer(failed, dtype=np.uint8), rows_read=len(failed))
 
 
 def _file_format(spec: InputSpec) -> str:
@@ -248,7 +305,7 @@ def _apply_duplicate_policy(spec: InputSpec, rows: Iterator[tuple[int, str, int]
         raise InputError("no records are left after dropping conflicting ids", where=str(spec.path))
     failure_bits = np.fromiter((first[i] for i in ids), dtype=np.uint8, count=len(ids))
     return CompanyRecords(
-        ids=ids,
+        ids=IdColumn.from_strings(ids),
         failed=failure_bits,
         rows_read=rows_read,
         rows_merged=sum(len(seen) for seen in repeats.values()),
