@@ -37,3 +37,18 @@ def stored_chunks(stored: bytes) -> list[pb.ListChunk]:
         if kind == "list-chunk":
             chunks.append(pb.ListChunk.FromString(payload))
     return chunks
+
+
+EXACT_KEYS = (
+    "shared_individuals",
+    "failures",
+    "systemic_failures",
+    "failure_count_histogram",
+    "pattern_counts",
+)
+
+
+def assert_same_integers(secure: dict, plain: dict) -> None:
+    """Every integer of a private result equals the plaintext computation's."""
+    for key in EXACT_KEYS:
+        assert secure[key] == plain[key], key

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import example
+from conftest import assert_same_integers, example
 
 from monoculture.core.dataset import InputSpec, load_records
 from monoculture.core.metrics import plaintext_table, result_dict
@@ -33,17 +33,6 @@ def simulate(tmp: Path, folder: str, companies: list[str]) -> tuple[dict, str]:
 def plaintext(folder: str, companies: list[str]) -> dict:
     outcomes = [load_records(InputSpec(example(folder, c))).as_mapping() for c in companies]
     return result_dict(plaintext_table(companies, outcomes))
-
-
-def assert_same_integers(secure: dict, plain: dict) -> None:
-    for key in (
-        "shared_individuals",
-        "failures",
-        "systemic_failures",
-        "failure_count_histogram",
-        "pattern_counts",
-    ):
-        assert secure[key] == plain[key], key
 
 
 def test_digit(tmp_path: Path) -> None:
