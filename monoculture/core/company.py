@@ -26,6 +26,8 @@ from monoculture.v1 import monoculture_pb2 as pb
 
 # Blinding runs in batches so progress can be shown and memory stays flat.
 BLIND_BATCH = 16384
+# A relayed list announcing more elements than this is refused before any memory is taken.
+MAX_RECEIVED_LIST = 50_000_000
 
 Progress = Callable[[int, int], None]
 
@@ -89,6 +91,19 @@ class ListInTransit:
         return points, tags
 
 
+def _collect(parts: Iterable[bytes], size: int, progress: Progress) -> bytearray:
+    """Blinded batches into one buffer allocated once (no growth copies)."""
+    out = bytearray(size * POINT_SIZE)
+    filled = 0
+    for part in parts:
+        out[filled : filled + len(part)] = part
+        filled += len(part)
+        progress(filled // POINT_SIZE, size)
+    if filled != len(out):
+        raise ProtocolError(f"blinding returned {filled // POINT_SIZE} of {size} points")
+    return out
+
+
 def blind_own_list(
     records: CompanyRecords,
     key: BlindingKey,
@@ -131,14 +146,15 @@ def relay_list(
     points, tags = incoming.take()
     size = len(points) // POINT_SIZE
     order = random_permutation(size, seed, label)
-    shuffled = np.frombuffer(points, dtype=np.uint8).reshape(-1, POINT_SIZE)[order]
-    shuffled_tags = bytearray(np.frombuffer(tags, dtype=np.uint8).reshape(-1, TAG_SIZE)[order].tobytes())
-    del points, tags, order
-    blinded = bytearray()
+    # np.take(..., out=) permutes straight into the new buffers: no third copy at the peak.
+    shuffled = np.empty((size, POINT_SIZE), dtype=np.uint8)
+    np.take(np.frombuffer(points, dtype=np.uint8).reshape(-1, POINT_SIZE), order, axis=0, out=shuffled)
+    shuffled_tags = bytearray(size * TAG_SIZE)
+    tag_rows = np.frombuffer(shuffled_tags, dtype=np.uint8).reshape(-1, TAG_SIZE)
+    np.take(np.frombuffer(tags, dtype=np.uint8).reshape(-1, TAG_SIZE), order, axis=0, out=tag_rows)
+    del points, tags, order, tag_rows
     batches = ([row.tobytes() for row in shuffled[s : s + BLIND_BATCH]] for s in range(0, size, BLIND_BATCH))
-    for part in blinder.reblind(key, batches):
-        blinded += part
-        progress(len(blinded) // POINT_SIZE, size)
+    blinded = _collect(blinder.reblind(key, batches), size, progress)
     counts.multiplications += size
     return ListInTransit(blinded, shuffled_tags)
 
@@ -151,14 +167,24 @@ class ListReceiver:
         self._sequence = ChunkSequence(expected=expected, sender=sender, keep=False)
         self._opener = opener
         self._received = ListInTransit(bytearray(), bytearray())
+        self._filled = 0
 
     def add(self, chunk: pb.ListChunk) -> None:
         self._sequence.add(chunk)
         if not chunk.sealed:
             raise ProtocolError(f"chunk {chunk.chunk_index} came unsealed", where=chunk.sender)
+        if chunk.chunk_index == 0:  # the size is known (and checked by the sequence): allocate once
+            if chunk.list_size > MAX_RECEIVED_LIST:
+                raise ProtocolError(f"a list of {chunk.list_size} elements is beyond {MAX_RECEIVED_LIST}")
+            self._received = ListInTransit(
+                bytearray(chunk.list_size * POINT_SIZE), bytearray(chunk.list_size * TAG_SIZE)
+            )
         opened = self._opener.open(chunk)
-        self._received.points += b"".join(chunk_content(opened))
-        self._received.tags += opened.tags
+        points = chunk_content(opened)
+        lo, hi = self._filled, self._filled + len(points)
+        self._received.points[lo * POINT_SIZE : hi * POINT_SIZE] = b"".join(points)
+        self._received.tags[lo * TAG_SIZE : hi * TAG_SIZE] = opened.tags
+        self._filled = hi
 
     def finish(self) -> ListInTransit:
         self._sequence.finish()
