@@ -73,6 +73,3 @@ class SecretStore:
 
     def delete(self, round_id: str) -> None:
         self._path(round_id).unlink(missing_ok=True)
-
-    def rounds(self) -> list[str]:
-        return sorted(p.stem.removeprefix("round-") for p in self._folder.glob("round-*.sealed"))

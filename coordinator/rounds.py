@@ -141,9 +141,6 @@ class RoundBook:
             record = self._record(round_id)
             return record.state, record.result_json
 
-    def audit_log(self, round_id: str) -> list[tuple[float, str, str, str, str]]:
-        return self._store.audit_log(round_id)
-
     # ---------------------------------------------------------- deadlines
 
     def fail_overdue(self, now: float | None = None) -> None:
@@ -299,10 +296,6 @@ class RoundBook:
         """Is this upload expected now? Returns the company it must be sealed to ("" = none)."""
         with self._changed:
             state = self._record(chunk.round_id, company).state
-            if (chunk.list_owner, chunk.hop) in state.done:
-                raise ProtocolError(
-                    f"list of {chunk.list_owner} at hop {chunk.hop} is complete", where=company
-                )
             state.check_upload(company, chunk.list_owner, chunk.hop, chunk.list_size)
             if chunk.chunk_count > self._limits.max_chunks_per_list:
                 raise LimitExceeded(

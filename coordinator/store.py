@@ -244,10 +244,3 @@ class RoundStore:
                 "INSERT INTO audit (at, round_id, actor, action, detail) VALUES (?, ?, ?, ?, ?)",
                 (time.time(), round_id, actor, action, detail),
             )
-
-    def audit_log(self, round_id: str | None = None) -> list[tuple[float, str, str, str, str]]:
-        query = "SELECT at, round_id, actor, action, detail FROM audit"
-        with self._lock:
-            if round_id is None:
-                return self._db.execute(query + " ORDER BY seq").fetchall()
-            return self._db.execute(query + " WHERE round_id = ? ORDER BY seq", (round_id,)).fetchall()

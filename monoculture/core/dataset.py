@@ -280,6 +280,7 @@ def _parquet_rows(spec: InputSpec) -> Iterator[tuple[str, int, Any, Any]]:
 
 
 def _apply_duplicate_policy(spec: InputSpec, rows: Iterator[tuple[int, str, int]]) -> CompanyRecords:
+    """The second pass, for a file `load_records` found repeats in (so it has rows)."""
     first: dict[str, int] = {}
     repeats: dict[str, list[tuple[int, int]]] = {}
     rows_read = 0
@@ -289,10 +290,6 @@ def _apply_duplicate_policy(spec: InputSpec, rows: Iterator[tuple[int, str, int]
             first[record_id] = failed
         else:
             repeats.setdefault(record_id, []).append((line, failed))
-    if not rows_read:
-        raise InputError(
-            "holds a header but no records", where=str(spec.path), hint="give at least one record"
-        )
     conflicting = {i for i, seen in repeats.items() if any(f != first[i] for _, f in seen)}
     if repeats and spec.duplicates == DuplicatePolicy.REFUSE:
         raise _duplicate_error(spec, len(first), rows_read, repeats, conflicting)
