@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import random
-import resource
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -43,6 +42,7 @@ from monoculture.core.errors import InputError, MonocultureError, ProtocolError
 from monoculture.core.psi_crypto import BlindingKey, InvalidPoint, TagSealer
 from monoculture.core.relay import RelayKeys, RelayPeer
 from monoculture.core.wire import ListAddress
+from monoculture.memory import peak_rss_bytes
 from monoculture.transport import channel, warn_insecure
 from monoculture.v1 import monoculture_pb2 as pb
 from monoculture.v1 import monoculture_pb2_grpc as pb_grpc
@@ -306,11 +306,12 @@ class CompanyDaemon:
         seed = company_round.secrets.shuffle_seed
         key, counts = company_round.key, company_round.counts
         if work.hop == 0:
-            records = load_records(self.config.data)  # checked at join; the same file gives the same list
+            # Read again (checked at join; the same file gives the same list), let go once blinded.
+            data = self.config.data
             outgoing = blind_own_list(
-                records, key, company_round.tags, counts, progress, seed, self.company, self._blinder
-            )
-            del records
+                lambda: load_records(data), key, company_round.tags, counts, progress, seed, self.company,
+                self._blinder,
+            )  # fmt: skip
         else:
             label = shuffle_label(work.list_owner, work.hop)
             what = f"download of list of {work.list_owner}, hop {work.hop - 1}"
@@ -360,7 +361,7 @@ class CompanyDaemon:
                 "phase": ended.phase,
                 **asdict(company_round.counts),
                 "blind_seconds": round(company_round.blind_seconds, 4),
-                "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                "peak_rss_bytes": peak_rss_bytes(),
             }
             with self.config.stats_file.open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(line) + "\n")

@@ -21,6 +21,7 @@ from monoculture.core.dataset import DuplicatePolicy, InputSpec, load_records
 from monoculture.core.errors import ConfigError, MonocultureError
 from monoculture.core.metrics import plaintext_table, result_dict
 from monoculture.core.release import MECHANISMS, ReleasePolicy
+from monoculture.memory import return_freed_buffers
 from monoculture.report import format_summary, format_truth_comparison
 
 EXIT_ERROR = 2
@@ -279,11 +280,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         from coordinator.config import load_coordinator_config
         from coordinator.server import serve
 
+        return_freed_buffers()  # a long-lived daemon: lists freed must not stay resident
         return serve(load_coordinator_config(args.config, insecure=args.insecure))
     if args.command == "client":
         from client.config import load_client_config
         from client.daemon import CompanyDaemon
 
+        return_freed_buffers()
         return CompanyDaemon(load_client_config(args.config, insecure=args.insecure)).run()
     if args.command == "certs":
         return _certs(args)

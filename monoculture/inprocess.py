@@ -39,6 +39,9 @@ class _Company:
     relay: RelayKeys = field(default_factory=RelayKeys)
     counts: OperationCounts = field(default_factory=OperationCounts)
 
+    def load(self) -> CompanyRecords:
+        return self.records
+
 
 def run_round_in_process(
     companies: Sequence[tuple[str, CompanyRecords]], chunk_elements: int = 64
@@ -58,7 +61,7 @@ def run_round_in_process(
         for owner in names:
             blinder = parties[state.ring.blinder(owner, hop)]
             if hop == 0:
-                outgoing = blind_own_list(blinder.records, blinder.key, sealers[owner], blinder.counts)
+                outgoing = blind_own_list(blinder.load, blinder.key, sealers[owner], blinder.counts)
             else:
                 state.check_download(blinder.name, owner, hop - 1)
                 sender = peers[state.ring.blinder(owner, hop - 1)]

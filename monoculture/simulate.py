@@ -23,6 +23,7 @@ from coordinator.admin import AuditorClient
 from monoculture.core.dataset import InputSpec, load_records
 from monoculture.core.errors import MonocultureError, RoundFailed
 from monoculture.core.identity import Identity, Role
+from monoculture.memory import peak_rss_bytes
 from monoculture.pki import local_deployment, tls_files
 from monoculture.transport import TlsFiles
 from monoculture.v1 import monoculture_pb2 as pb
@@ -235,23 +236,12 @@ def run_round(
             auditor.wait(status.round_id, timeout, watch)
             result = auditor.result(status.round_id)
             wall = time.perf_counter() - started
-            coordinator_peak = _peak_rss(coordinator[0].pid)
+            coordinator_peak = peak_rss_bytes(coordinator[0].pid)
         for process in clients:  # they exit after their one round
             with suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=15)
     counts = _read_counts(workdir / "operations.jsonl")
     return SimulationRun(result, wall, counts, coordinator_peak_rss_bytes=coordinator_peak, workdir=workdir)
-
-
-def _peak_rss(pid: int) -> int:
-    """Peak resident set size of a running process, in bytes (Linux /proc; 0 elsewhere)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
 
 
 def _read_counts(path: Path) -> list[dict[str, Any]]:

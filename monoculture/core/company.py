@@ -5,6 +5,8 @@
   failure bit in a tag only the coordinator can open.
 - `relay_list` (hops 1..k-1): shuffle again and multiply every point by the
   round key (one multiplication per record); tags travel with their points.
+  The list is re-blinded where it lies and shuffled as it leaves, so a company
+  holds one copy of it (memory per record: 33 + 29 bytes, and 8 for the order).
 - `ListReceiver` / `outgoing_chunks`: a relayed list arrives sealed to this
   company by the one before it and leaves sealed to the one after it.
 """
@@ -16,10 +18,18 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from monoculture.core.dataset import CompanyRecords
 from monoculture.core.errors import ProtocolError
-from monoculture.core.psi_crypto import POINT_SIZE, TAG_SIZE, BlindingKey, TagSealer, random_permutation
+from monoculture.core.psi_crypto import (
+    POINT_SIZE,
+    TAG_SIZE,
+    BlindingKey,
+    TagSealer,
+    random_permutation,
+    split_points,
+)
 from monoculture.core.relay import ChunkOpener, ChunkSealer
 from monoculture.core.wire import CHUNK_ELEMENTS, ChunkSequence, ListAddress, chunk_content, list_chunks
 from monoculture.v1 import monoculture_pb2 as pb
@@ -76,10 +86,16 @@ def shuffle_label(owner: str, hop: int) -> bytes:
 
 @dataclass
 class ListInTransit:
-    """A list between two steps: its points (one buffer, 33 bytes each) and tags (29 bytes each)."""
+    """A list between two steps: its points (one buffer, 33 bytes each), its tags (29 bytes
+    each) and the order it leaves in: element `order[p]` is sent at position p (None: as held).
+
+    Relays keep a list where it arrived and shuffle it as it leaves, so a company never
+    holds a second copy of a list.
+    """
 
     points: bytearray
     tags: bytearray
+    order: npt.NDArray[np.int64] | None = None
 
     def __len__(self) -> int:
         return len(self.points) // POINT_SIZE
@@ -87,25 +103,26 @@ class ListInTransit:
     def take(self) -> tuple[bytearray, bytearray]:
         """The buffers, leaving this holder empty (so they can be freed as soon as they are used)."""
         points, tags = self.points, self.tags
-        self.points, self.tags = bytearray(), bytearray()
+        self.points, self.tags, self.order = bytearray(), bytearray(), None
         return points, tags
 
 
-def _collect(parts: Iterable[bytes], size: int, progress: Progress) -> bytearray:
-    """Blinded batches into one buffer allocated once (no growth copies)."""
-    out = bytearray(size * POINT_SIZE)
+def _collect(parts: Iterable[bytes], into: bytearray, progress: Progress) -> bytearray:
+    """Blinded batches written one after another into `into` (allocated once, no growth copies;
+    it may be the buffer the batches were read from: a batch is read before it is written)."""
+    size = len(into) // POINT_SIZE
     filled = 0
     for part in parts:
-        out[filled : filled + len(part)] = part
+        into[filled : filled + len(part)] = part
         filled += len(part)
         progress(filled // POINT_SIZE, size)
-    if filled != len(out):
+    if filled != len(into):
         raise ProtocolError(f"blinding returned {filled // POINT_SIZE} of {size} points")
-    return out
+    return into
 
 
 def blind_own_list(
-    records: CompanyRecords,
+    load: Callable[[], CompanyRecords],
     key: BlindingKey,
     sealer: TagSealer,
     counts: OperationCounts,
@@ -116,18 +133,21 @@ def blind_own_list(
 ) -> ListInTransit:
     """Hop 0: the company's own list as shuffled blinded points and sealed tags.
 
-    With the round's secret `seed` the result is the same every time (restarts).
+    `load` gives the records; they are let go once blinded, before the tags are sealed,
+    so ids, points and tags are never all held at once. With the round's secret `seed`
+    the result is the same every time (restarts).
     """
-    order = random_permutation(len(records), seed, shuffle_label(owner, 0))
+    records = load()
     size = len(records)
-    points = bytearray()
-    batches = (records.ids.take(order[s : s + BLIND_BATCH].tolist()) for s in range(0, size, BLIND_BATCH))
-    for blinded in blinder.hash_and_blind(key, batches):
-        points += blinded
-        progress(len(points) // POINT_SIZE, size)
+    order = random_permutation(size, seed, shuffle_label(owner, 0))
+    failed, ids = records.failed[order], records.ids
+    del records
+    batches = (ids.take(order[s : s + BLIND_BATCH].tolist()) for s in range(0, size, BLIND_BATCH))
+    points = _collect(blinder.hash_and_blind(key, batches), bytearray(size * POINT_SIZE), progress)
+    del batches, ids, order
     counts.hash_to_curve += size
     counts.multiplications += size
-    return ListInTransit(points, sealer.seal(records.failed[order]))
+    return ListInTransit(points, sealer.seal(failed))
 
 
 def relay_list(
@@ -139,24 +159,19 @@ def relay_list(
     label: bytes = b"",
     blinder: Blinder = INLINE,
 ) -> ListInTransit:
-    """Hops 1..k-1: re-shuffle and re-blind a list; tags move with their points.
+    """Hops 1..k-1: re-blind every point where it lies, and shuffle the list as it leaves
+    (the same bytes as shuffling first: element `order[p]`, re-blinded, is sent at p).
 
-    Takes the buffers out of `incoming`, so the received list is freed once shuffled.
+    Takes the buffers out of `incoming`: the list is held once, re-blinded in place.
     """
     points, tags = incoming.take()
     size = len(points) // POINT_SIZE
     order = random_permutation(size, seed, label)
-    # np.take(..., out=) permutes straight into the new buffers: no third copy at the peak.
-    shuffled = np.empty((size, POINT_SIZE), dtype=np.uint8)
-    np.take(np.frombuffer(points, dtype=np.uint8).reshape(-1, POINT_SIZE), order, axis=0, out=shuffled)
-    shuffled_tags = bytearray(size * TAG_SIZE)
-    tag_rows = np.frombuffer(shuffled_tags, dtype=np.uint8).reshape(-1, TAG_SIZE)
-    np.take(np.frombuffer(tags, dtype=np.uint8).reshape(-1, TAG_SIZE), order, axis=0, out=tag_rows)
-    del points, tags, order, tag_rows
-    batches = ([row.tobytes() for row in shuffled[s : s + BLIND_BATCH]] for s in range(0, size, BLIND_BATCH))
-    blinded = _collect(blinder.reblind(key, batches), size, progress)
+    step = BLIND_BATCH * POINT_SIZE
+    batches = (split_points(bytes(points[at : at + step])) for at in range(0, len(points), step))
+    _collect(blinder.reblind(key, batches), points, progress)
     counts.multiplications += size
-    return ListInTransit(blinded, shuffled_tags)
+    return ListInTransit(points, tags, order)
 
 
 class ListReceiver:
@@ -199,5 +214,5 @@ def outgoing_chunks(
     chunk_elements: int = CHUNK_ELEMENTS,
 ) -> Iterator[pb.ListChunk]:
     """A list's chunks, sealed to the next company (or open at the last hop: sealer None)."""
-    for chunk in list_chunks(address, sender, outgoing.points, outgoing.tags, chunk_elements):
+    for chunk in list_chunks(address, sender, outgoing.points, outgoing.tags, chunk_elements, outgoing.order):
         yield sealer.seal(chunk) if sealer is not None else chunk

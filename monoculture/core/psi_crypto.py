@@ -133,9 +133,9 @@ def random_permutation(size: int, seed: bytes | None = None, label: bytes = b"")
     else:
         key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"monoculture/v1 shuffle|" + label)
         stream = Cipher(algorithms.AES(key.derive(seed)), modes.CTR(b"\x00" * 16)).encryptor()
-        raw = stream.update(b"\x00" * (8 * size)) + stream.finalize()
+        raw = stream.update(bytes(8 * size))  # CTR: the keystream itself; finalize adds nothing
     keys = np.frombuffer(raw, dtype=np.uint64)
-    return np.argsort(keys, kind="stable").astype(np.int64)
+    return np.argsort(keys, kind="stable").astype(np.int64, copy=False)
 
 
 def _tag_key(shared_secret: bytes, round_id: str, company: str) -> AESGCM:
@@ -165,11 +165,13 @@ class TagSealer:
 
     def seal(self, failure_bits: npt.ArrayLike) -> bytearray:
         """One TAG_SIZE tag per bit; the nonce is the element's position in this list."""
-        bits = np.asarray(failure_bits, dtype=np.uint8)
-        tags = bytearray()
-        for position, bit in enumerate(bits.tolist()):
+        bits = np.asarray(failure_bits, dtype=np.uint8).tobytes()
+        tags = bytearray(len(bits) * TAG_SIZE)  # allocated once
+        for position, bit in enumerate(bits):
             nonce = position.to_bytes(NONCE_SIZE, "big")
-            tags += nonce + self._aead.encrypt(nonce, bytes((bit,)), self._aad)
+            at = position * TAG_SIZE
+            tags[at : at + NONCE_SIZE] = nonce
+            tags[at + NONCE_SIZE : at + TAG_SIZE] = self._aead.encrypt(nonce, bytes((bit,)), self._aad)
         return tags
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
+
 from monoculture.core.errors import ProtocolError
 from monoculture.core.psi_crypto import POINT_SIZE, TAG_SIZE, decode_points, encode_points, split_points
 from monoculture.v1 import monoculture_pb2 as pb
@@ -37,14 +40,21 @@ def list_chunks(
     points: bytes | bytearray,
     tags: bytes | bytearray,
     chunk_elements: int = CHUNK_ELEMENTS,
+    order: npt.NDArray[np.int64] | None = None,
 ) -> Iterator[pb.ListChunk]:
-    """Split a list (`points`: concatenated 33-byte points) into self-describing chunks under 4 MiB."""
+    """Split a list (`points`: concatenated 33-byte points) into self-describing chunks under 4 MiB.
+
+    With `order`, element `order[p]` is sent at position p (a shuffle applied chunk by chunk).
+    """
     if not 0 < chunk_elements <= MAX_CHUNK_ELEMENTS:
         raise ValueError(f"chunk_elements must be in 1..{MAX_CHUNK_ELEMENTS}")
     size = len(points) // POINT_SIZE
     count = chunk_count(size, chunk_elements)
+    point_rows = np.frombuffer(points, dtype=np.uint8).reshape(-1, POINT_SIZE)
+    tag_rows = np.frombuffer(tags, dtype=np.uint8).reshape(-1, TAG_SIZE)
     for index in range(count):
         lo, hi = index * chunk_elements, min(size, (index + 1) * chunk_elements)
+        rows = order[lo:hi] if order is not None else slice(lo, hi)
         yield pb.ListChunk(
             round_id=address.round_id,
             sender=sender,
@@ -54,8 +64,8 @@ def list_chunks(
             chunk_count=count,
             list_size=size,
             chunk_elements=hi - lo,
-            points=encode_points(split_points(bytes(points[lo * POINT_SIZE : hi * POINT_SIZE]))),
-            tags=bytes(tags[lo * TAG_SIZE : hi * TAG_SIZE]),
+            points=encode_points(split_points(point_rows[rows].tobytes())),
+            tags=tag_rows[rows].tobytes(),
         )
 
 

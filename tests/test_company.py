@@ -1,0 +1,117 @@
+"""A company's two steps: what they send, in what order, and that a list is held once."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from client.workers import BlindingPool
+from monoculture.core import company
+from monoculture.core.company import (
+    INLINE,
+    ListInTransit,
+    OperationCounts,
+    blind_own_list,
+    outgoing_chunks,
+    relay_list,
+    shuffle_label,
+)
+from monoculture.core.dataset import CompanyRecords, IdColumn
+from monoculture.core.psi_crypto import (
+    NONCE_SIZE,
+    POINT_SIZE,
+    TAG_SIZE,
+    BlindingKey,
+    TagOpener,
+    TagSealer,
+    random_permutation,
+    split_points,
+    split_tags,
+)
+from monoculture.core.wire import ListAddress, chunk_content
+
+SEED = os.urandom(32)
+ADDRESS = ListAddress("r-1", "acme", 1)
+
+
+def _records(size: int) -> CompanyRecords:
+    failed = np.array([i % 3 == 0 for i in range(size)], dtype=np.uint8)
+    return CompanyRecords(IdColumn.from_strings(f"id-{i}" for i in range(size)), failed, size)
+
+
+def _sent(outgoing: ListInTransit, chunk_elements: int = 16) -> tuple[list[bytes], list[bytes]]:
+    """What leaves the company, in the order it leaves (open chunks)."""
+    points, tags = [], []
+    for chunk in outgoing_chunks(ADDRESS, "globex", outgoing, None, chunk_elements):
+        points += chunk_content(chunk)
+        tags += split_tags(chunk.tags)
+    return points, tags
+
+
+@pytest.fixture(scope="module")
+def pool():
+    pool = BlindingPool(2)
+    yield pool
+    pool.close()
+
+
+@pytest.mark.parametrize("workers", [False, True], ids=["inline", "worker-processes"])
+def test_a_relay_sends_each_element_reblinded_at_its_shuffled_place(monkeypatch, pool, workers) -> None:
+    monkeypatch.setattr(company, "BLIND_BATCH", 7)  # many batches, re-blinded in place
+    received_points = BlindingKey.fresh().hash_and_blind([f"id-{i}" for i in range(60)])
+    received_tags = [i.to_bytes(TAG_SIZE, "big") for i in range(60)]
+    incoming = ListInTransit(bytearray(b"".join(received_points)), bytearray(b"".join(received_tags)))
+    key = BlindingKey.fresh()
+    label = shuffle_label("acme", 1)
+    outgoing = relay_list(incoming, key, OperationCounts(), seed=SEED, label=label,
+                          blinder=pool if workers else INLINE)  # fmt: skip
+    assert len(incoming) == 0  # the received buffers were taken, not copied
+    order = random_permutation(60, SEED, label).tolist()
+    points, tags = _sent(outgoing)
+    assert points == key.reblind([received_points[j] for j in order])
+    assert tags == [received_tags[j] for j in order]
+
+
+def test_a_restarted_relay_sends_the_same_bytes() -> None:
+    points = b"".join(BlindingKey.fresh().hash_and_blind([f"id-{i}" for i in range(40)]))
+    tags = os.urandom(40 * TAG_SIZE)
+    key = BlindingKey.fresh()
+
+    def relay(seed: bytes | None) -> tuple[list[bytes], list[bytes]]:
+        incoming = ListInTransit(bytearray(points), bytearray(tags))
+        return _sent(relay_list(incoming, key, OperationCounts(), seed=seed))
+
+    assert relay(SEED) == relay(SEED)
+    unseeded = relay(None)  # a fresh shuffle from the OS
+    assert sorted(unseeded[0]) == sorted(relay(SEED)[0]) and unseeded != relay(SEED)
+
+
+def test_hop_zero_loads_once_and_seals_each_bit_at_its_sent_position() -> None:
+    records = _records(50)
+    loads = []
+
+    def load() -> CompanyRecords:
+        loads.append(1)
+        return records
+
+    key, opener = BlindingKey.fresh(), TagOpener()
+    sealer = TagSealer("r-1", "acme", opener.public_key)
+    counts = OperationCounts()
+    outgoing = blind_own_list(load, key, sealer, counts, seed=SEED, owner="acme")
+    assert loads == [1]
+    assert (counts.hash_to_curve, counts.multiplications) == (50, 50)
+    order = random_permutation(50, SEED, shuffle_label("acme", 0)).tolist()
+    points, tags = _sent(outgoing)
+    assert points == key.hash_and_blind([records.ids[j] for j in order])
+    assert [int.from_bytes(t[:NONCE_SIZE], "big") for t in tags] == list(range(50))
+    bits = opener.opener_for("r-1", "acme", sealer.public_key).open(tags)
+    assert bits.tolist() == records.failed[order].tolist()
+
+
+def test_a_list_in_transit_counts_points() -> None:
+    points = b"".join(BlindingKey.fresh().hash_and_blind(["a", "b", "c"]))
+    held = ListInTransit(bytearray(points), bytearray(3 * TAG_SIZE))
+    assert len(held) == 3 and split_points(bytes(held.points)) == split_points(points)
+    assert len(points) == 3 * POINT_SIZE
