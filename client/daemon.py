@@ -37,7 +37,7 @@ from monoculture.core.company import (
     relay_list,
     shuffle_label,
 )
-from monoculture.core.dataset import CompanyRecords, load_records
+from monoculture.core.dataset import CompanyRecords, InputSpec, load_records
 from monoculture.core.errors import InputError, MonocultureError, ProtocolError
 from monoculture.core.psi_crypto import BlindingKey, InvalidPoint, TagSealer
 from monoculture.core.relay import RelayKeys, RelayPeer
@@ -63,6 +63,14 @@ class CompanyRound:
     relay: RelayKeys
     counts: OperationCounts = field(default_factory=OperationCounts)
     blind_seconds: float = 0.0
+    # The records checked at join, kept for hop 0 (which follows at once) so the file is
+    # read once; a restarted daemon reads it again. Never stored.
+    joined_records: CompanyRecords | None = None
+
+    def take_records(self, data: InputSpec) -> CompanyRecords:
+        """The records for hop 0, let go here: from join, or read again after a restart."""
+        records, self.joined_records = self.joined_records, None
+        return records if records is not None else load_records(data)
 
     @classmethod
     def from_secrets(cls, secrets: RoundSecrets, company: str) -> CompanyRound:
@@ -194,6 +202,7 @@ class CompanyDaemon:
             # Sealed to disk before the keys are used: a restarted daemon can finish the round.
             self._secrets.save(company_round.secrets)
             self._rounds[round_id] = company_round
+        company_round.joined_records = records
         signed = company_round.relay.signed(
             round_id, self.company, company_round.tags.public_key, self._cert_pem, self._key_pem
         )
@@ -306,11 +315,10 @@ class CompanyDaemon:
         seed = company_round.secrets.shuffle_seed
         key, counts = company_round.key, company_round.counts
         if work.hop == 0:
-            # Read again (checked at join; the same file gives the same list), let go once blinded.
             data = self.config.data
             outgoing = blind_own_list(
-                lambda: load_records(data), key, company_round.tags, counts, progress, seed, self.company,
-                self._blinder,
+                lambda: company_round.take_records(data), key, company_round.tags, counts, progress, seed,
+                self.company, self._blinder,
             )  # fmt: skip
         else:
             label = shuffle_label(work.list_owner, work.hop)

@@ -19,7 +19,7 @@ import numpy as np
 
 from monoculture.core.errors import ProtocolError
 from monoculture.core.metrics import PatternTable
-from monoculture.core.psi_crypto import NONCE_SIZE, POINT_SIZE, CompanyTags
+from monoculture.core.psi_crypto import NONCE_SIZE, POINT_SIZE, CompanyTags, split_tags
 
 MAX_PARTIES = 16
 COMPANY_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
@@ -325,8 +325,7 @@ def count_patterns(
     index = np.zeros(len(shared), dtype=np.int64)
     for owner, sorted_list in zip(roster, lists, strict=True):
         positions = sorted_list.order[np.searchsorted(sorted_list.tokens, shared)]
-        tags = sorted_list.tags
-        bits = openers[owner].open([tags[int(p)].tobytes() for p in positions])
+        bits = openers[owner].open(split_tags(sorted_list.tags[positions].tobytes()))
         index = (index << 1) | bits.astype(np.int64)
     counts = np.bincount(index, minlength=2 ** len(roster))
     return PatternTable(tuple(roster), tuple(int(c) for c in counts))
