@@ -14,6 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from client.workers import BlindingPool
+from monoculture.core.company import INLINE
 from monoculture.core.dataset import InputSpec, load_records
 from monoculture.core.metrics import result_dict
 from monoculture.core.psi_crypto import BlindingKey, psi_two_party_cardinality
@@ -36,6 +38,27 @@ def measure_operation_costs(sample: int = _SAMPLE, repeats: int = 3) -> tuple[fl
         key.reblind(points)
         process = min(process, (time.perf_counter() - started) / sample)
     return create, process
+
+
+def pool_speedup(workers: int, size: int = 16 * 2048) -> tuple[float, float]:
+    """Seconds to hash-to-curve + multiply `size` ids in this process and over `workers`
+    worker processes (what one company's daemon does with `workers`), in batches of 2048."""
+    key = BlindingKey.fresh()
+    batches = [[secrets.token_hex(8) for _ in range(2048)] for _ in range(size // 2048)]
+    started = time.perf_counter()
+    inline = list(INLINE.hash_and_blind(key, batches))
+    one = time.perf_counter() - started
+    pool = BlindingPool(workers)
+    try:
+        list(pool.hash_and_blind(key, batches[:workers]))  # the workers are started and warm
+        started = time.perf_counter()
+        pooled = list(pool.hash_and_blind(key, batches))
+        spread = time.perf_counter() - started
+    finally:
+        pool.close()
+    if pooled != inline:
+        raise RuntimeError("the worker pool gave different points from one process")
+    return one, spread
 
 
 def psi_cardinality_seconds(client_file: Path, server_file: Path) -> tuple[float, int]:
@@ -74,6 +97,13 @@ def run_bench(parties: int, records: int, overlap: float, seed: int, insecure: b
         f"cost of one operation (one core): hash-to-curve + multiply {create_cost * 1e6:.1f} us, "
         f"multiply {multiply_cost * 1e6:.1f} us"
     )
+    if cores > 1:
+        one, spread = pool_speedup(cores)
+        print(
+            f"one company's blinding over {cores} worker processes: {one:.2f} s in one process, "
+            f"{spread:.2f} s over the workers (speed-up {one / spread:.2f}; "
+            "simulated companies use one each, as they share this machine)"
+        )
     with tempfile.TemporaryDirectory(prefix="monoculture-bench-") as tmp:
         workdir = Path(tmp)
         spec = SyntheticSpec(parties, records, seed, overlap=1.0 if overlap >= 1 else overlap)

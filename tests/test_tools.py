@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -93,8 +95,13 @@ def test_bench_prints_every_figure() -> None:
         "ratio of wall time to EC floor",
         "bytes on the wire per record per hop",
         "result equals plaintext ground truth: yes",
+        "peak RSS per process",
+        "bytes per record held, lists of 300",
+        "ratio of our round to openmined-psi cardinality",
     ):
         assert figure in done.stdout
+    if (os.cpu_count() or 1) > 1:
+        assert re.search(r"worker processes: [\d.]+ s in one process, [\d.]+ s over the workers", done.stdout)
 
 
 def test_deploy_configs_are_valid() -> None:
