@@ -19,6 +19,7 @@ from monoculture.core.company import (
     shuffle_label,
 )
 from monoculture.core.dataset import CompanyRecords, IdColumn
+from monoculture.core.errors import ProtocolError
 from monoculture.core.psi_crypto import (
     NONCE_SIZE,
     POINT_SIZE,
@@ -115,3 +116,24 @@ def test_a_list_in_transit_counts_points() -> None:
     held = ListInTransit(bytearray(points), bytearray(3 * TAG_SIZE))
     assert len(held) == 3 and split_points(bytes(held.points)) == split_points(points)
     assert len(points) == 3 * POINT_SIZE
+
+
+class _Miscounting:
+    """A blinder that returns one point too many or too few (a bug the collector must catch)."""
+
+    def __init__(self, extra: int) -> None:
+        self.extra = extra
+
+    def hash_and_blind(self, key, batches):
+        for batch in batches:
+            yield b"\x02" * POINT_SIZE * (len(batch) + self.extra)
+
+    def reblind(self, key, batches):
+        return self.hash_and_blind(key, batches)
+
+
+@pytest.mark.parametrize("extra", [1, -1])
+def test_a_blinder_returning_the_wrong_number_of_points_is_caught(extra: int) -> None:
+    incoming = ListInTransit(bytearray(b"\x02" * POINT_SIZE * 5), bytearray(5 * TAG_SIZE))
+    with pytest.raises(ProtocolError, match="blinding returned"):
+        relay_list(incoming, BlindingKey.fresh(), OperationCounts(), blinder=_Miscounting(extra))

@@ -113,6 +113,8 @@ def _collect(parts: Iterable[bytes], into: bytearray, progress: Progress) -> byt
     size = len(into) // POINT_SIZE
     filled = 0
     for part in parts:
+        if filled + len(part) > len(into):  # slice assignment past the end would grow the buffer
+            raise ProtocolError(f"blinding returned more than the {size} points of the list")
         into[filled : filled + len(part)] = part
         filled += len(part)
         progress(filled // POINT_SIZE, size)
