@@ -14,19 +14,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
 import grpc
 
-from client.config import ClientConfig
-from client.state import RoundSecrets, SecretStore
-from client.workers import BlindingPool
-from monoculture.core.company import (
+from monoculture.client.company import (
     INLINE,
     Blinder,
     ListInTransit,
@@ -37,10 +33,14 @@ from monoculture.core.company import (
     relay_list,
     shuffle_label,
 )
+from monoculture.client.config import ClientConfig
+from monoculture.client.state import RoundSecrets, SecretStore
+from monoculture.client.workers import BlindingPool
 from monoculture.core.dataset import CompanyRecords, InputSpec, load_records
 from monoculture.core.errors import InputError, MonocultureError, ProtocolError
 from monoculture.core.psi_crypto import BlindingKey, InvalidPoint, TagSealer
 from monoculture.core.relay import RelayKeys, RelayPeer
+from monoculture.core.timing import POLL_BACKOFF, SYSTEM_CLOCK, Clock, retry
 from monoculture.core.wire import ListAddress
 from monoculture.memory import peak_rss_bytes
 from monoculture.transport import channel, warn_insecure
@@ -112,18 +112,53 @@ class ProgressLog:
             self._next = done / total + 0.1
 
 
+class CoordinatorLink(Protocol):
+    """A connection to the coordinator: its CompanyService stub, and a way to close it."""
+
+    @property
+    def stub(self) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+class GrpcLink:
+    """The real link: a gRPC channel (mTLS, or plaintext on loopback with --insecure)."""
+
+    def __init__(self, config: ClientConfig) -> None:
+        self._channel = channel(config.coordinator, config.tls)
+        self.stub = pb_grpc.CompanyServiceStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+def _retryable(error: Exception) -> bool:
+    return isinstance(error, grpc.RpcError) and error.code() in _RETRYABLE
+
+
 class CompanyDaemon:
-    def __init__(self, config: ClientConfig, stop: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        config: ClientConfig,
+        stop: threading.Event | None = None,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        connect: Callable[[ClientConfig], CoordinatorLink] = GrpcLink,
+    ) -> None:
+        """`clock` times retries and backoff; `connect` opens a link to the coordinator
+        (tests connect the daemon to an in-process coordinator)."""
         self.config = config
         self._stop = stop or threading.Event()
+        self._clock = clock
         if config.tls is None:
             warn_insecure()
         self._ca_pem = config.tls.ca_pem() if config.tls else None
         self._cert_pem = config.tls.cert_pem() if config.tls else b""
         self._key_pem = config.tls.key_pem() if config.tls else None
-        self._channel = channel(config.coordinator, config.tls)
-        self._stub = pb_grpc.CompanyServiceStub(self._channel)
+        self._connect = connect
+        self._link = connect(config)
         self._reconnects = 0
+        self._poll_failures = 0
         self._rounds: dict[str, CompanyRound] = {}
         self._secrets = SecretStore(config.state_dir, config.company)
         workers = config.workers or os.cpu_count() or 1
@@ -138,43 +173,59 @@ class CompanyDaemon:
         """A fresh channel. Seen here: after the coordinator was killed mid-stream, a channel
         could stay in TRANSIENT_FAILURE although the restarted coordinator accepted new
         connections; a new channel connects at once."""
-        self._channel.close()
-        self._channel = channel(self.config.coordinator, self.config.tls)
-        self._stub = pb_grpc.CompanyServiceStub(self._channel)
+        self._link.close()
+        self._link = self._connect(self.config)
         self._reconnects += 1
 
+    @property
+    def _stub(self) -> Any:
+        return self._link.stub
+
     def run(self) -> int:
+        """Serve until stopped (or until `exit_after_rounds` rounds have ended)."""
         log.info("%s: serving, coordinator at %s", self.company, self.config.coordinator)
-        failures = 0
         while not self._stop.is_set():
-            try:
-                response = self._stub.PollWork(
-                    pb.PollWorkRequest(company=self.company, wait_seconds=self.config.poll_seconds),
-                    timeout=self.config.poll_seconds + 10,
-                )
-                failures = 0
-            except grpc.RpcError as exc:
-                if exc.code() not in _RETRYABLE:
-                    raise MonocultureError(
-                        f"the coordinator refuses this daemon: {exc.details()}", where=self.company
-                    ) from None
-                failures += 1
-                if failures >= 2:
-                    self._reconnect()
-                delay = min(30.0, 0.2 * 2 ** min(failures, 8)) * (0.5 + random.random())
-                log.warning(
-                    "%s: coordinator unreachable (%s: %s); retry in %.1f s",
-                    self.company, exc.code().name, exc.details(), delay,
-                )  # fmt: skip
-                self._stop.wait(delay)
-                continue
-            self._handle(response)
+            self.step()
             if self.config.exit_after_rounds and self._rounds_ended >= self.config.exit_after_rounds:
                 break
-        self._channel.close()
+        self.close()
+        return 0
+
+    def close(self) -> None:
+        self._link.close()
         if isinstance(self._blinder, BlindingPool):
             self._blinder.close()
-        return 0
+
+    def step(self) -> bool:
+        """Ask for work once and do what came; False when the coordinator was unreachable
+        (then this waits by the poll backoff before returning)."""
+        try:
+            response = self._stub.PollWork(
+                pb.PollWorkRequest(company=self.company, wait_seconds=self.config.poll_seconds),
+                timeout=self.config.poll_seconds + 10,
+            )
+        except grpc.RpcError as exc:
+            if exc.code() not in _RETRYABLE:
+                raise MonocultureError(
+                    f"the coordinator refuses this daemon: {exc.details()}", where=self.company
+                ) from None
+            self._poll_failures += 1
+            if self._poll_failures >= 2:
+                self._reconnect()
+            delay = POLL_BACKOFF.delay(self._poll_failures)
+            log.warning(
+                "%s: coordinator unreachable (%s: %s); retry in %.1f s",
+                self.company, exc.code().name, exc.details(), delay,
+            )  # fmt: skip
+            self._clock.sleep(delay, self._stop)
+            return False
+        self._poll_failures = 0
+        self._handle(response)
+        return True
+
+    @property
+    def rounds_ended(self) -> int:
+        return self._rounds_ended
 
     def _handle(self, response: pb.PollWorkResponse) -> None:
         kind = response.WhichOneof("work")
@@ -228,22 +279,21 @@ class CompanyDaemon:
         return self._rounds[round_id]
 
     def _retrying(self, what: str, call: Callable[[], T]) -> T:
-        """Run `call`, retrying with exponential backoff and jitter while the coordinator is unreachable."""
-        deadline = time.monotonic() + self.config.retry_seconds
-        attempt = 0
-        while True:
-            try:
-                return call()
-            except grpc.RpcError as exc:
-                if exc.code() not in _RETRYABLE or time.monotonic() > deadline or self._stop.is_set():
-                    raise
-                attempt += 1
-                if attempt >= 2:
-                    self._reconnect()
-                delay = min(10.0, 0.1 * 2 ** min(attempt, 7)) * (0.5 + random.random())
-                log.warning("%s: %s failed (%s: %s); retry %d in %.1f s", self.company, what, exc.code().name,
-                            exc.details(), attempt, delay)  # fmt: skip
-                self._stop.wait(delay)
+        """Run `call`, retrying with backoff and jitter while the coordinator is unreachable
+        (for `retry_seconds`); from the second retry on, over a fresh connection."""
+
+        def on_retry(attempt: int, error: Exception, delay: float) -> None:
+            if attempt >= 2:
+                self._reconnect()
+            assert isinstance(error, grpc.RpcError)
+            log.warning("%s: %s failed (%s: %s); retry %d in %.1f s", self.company, what, error.code().name,
+                        error.details(), attempt, delay)  # fmt: skip
+
+        give_up_at = self._clock.monotonic() + self.config.retry_seconds
+        return retry(
+            call, retryable=_retryable, give_up_at=give_up_at, clock=self._clock, stop=self._stop,
+            on_retry=on_retry,
+        )  # fmt: skip
 
     def _load_for_round(self, round_id: str, min_list_size: int) -> CompanyRecords | None:
         try:

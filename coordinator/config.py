@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from monoculture.analysis.release import ReleasePolicy
 from monoculture.core.config import Key, check_sections, read_toml, resolve_path, section
 from monoculture.core.errors import ConfigError
-from monoculture.core.release import ReleasePolicy
 from monoculture.transport import TlsFiles
 
 _COORDINATOR = {

@@ -10,32 +10,26 @@ twice.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from coordinator.config import Limits
-from coordinator.store import RoundStore
+from monoculture.analysis.release import ReleasePolicy, release
+from monoculture.coordinator.config import Limits
+from monoculture.coordinator.counting import FinalList, count_patterns
+from monoculture.coordinator.state import RoundState, Work, new_round_id
+from monoculture.coordinator.store import RoundStore
 from monoculture.core.errors import LimitExceeded, ProtocolError, UnknownRound
-from monoculture.core.protocol import (
-    TERMINAL_PHASES,
-    FinalList,
-    Ring,
-    RoundPhase,
-    RoundState,
-    Work,
-    count_patterns,
-    new_round_id,
-)
+from monoculture.core.protocol import TERMINAL_PHASES, Ring, RoundPhase
 from monoculture.core.psi_crypto import TAG_SIZE, CompanyTags, TagOpener
 from monoculture.core.relay import RelayPeer
-from monoculture.core.release import ReleasePolicy, release
+from monoculture.core.timing import SYSTEM_CLOCK, Clock
 from monoculture.core.wire import ChunkSequence, ListAddress, chunk_content
 from monoculture.v1 import monoculture_pb2 as pb
 
@@ -69,6 +63,10 @@ class StoreRecorder:
             handle.write(len(payload).to_bytes(8, "big") + payload)
 
 
+def _daemon_thread(work: Callable[[], None]) -> None:
+    threading.Thread(target=work, daemon=True).start()
+
+
 class RoundBook:
     """Every round this coordinator runs. Thread-safe; no network I/O."""
 
@@ -80,8 +78,14 @@ class RoundBook:
         release_policy: ReleasePolicy | None = None,
         ca_pem: bytes | None = None,
         recorder: StoreRecorder | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        in_background: Callable[[Callable[[], None]], None] | None = None,
     ) -> None:
+        """`clock` gives every time the rounds record (deadlines); `in_background` runs the
+        counting of rounds resumed in COUNTING (default: a daemon thread each)."""
         self._store = store
+        self._clock = clock
+        self._in_background = in_background or _daemon_thread
         self._rounds: dict[str, RoundRecord] = {}
         self._changed = threading.Condition()
         self._limits = limits or Limits()
@@ -106,7 +110,7 @@ class RoundBook:
                 self._store.audit(stored.state.round_id, COORDINATOR, "resumed", stored.state.phase)
         for round_id, record in self._rounds.items():
             if record.state.phase == RoundPhase.COUNTING:
-                threading.Thread(target=self._count, args=(round_id,), daemon=True).start()
+                self._in_background(functools.partial(self._count, round_id))
 
     # ------------------------------------------------------------ auditor
 
@@ -114,7 +118,7 @@ class RoundBook:
         ring = Ring(tuple(companies))
         state = RoundState(
             new_round_id(), ring, min_list_size=max(self._limits.min_list_size, min_list_size),
-            deadline_seconds=deadline_seconds or self._limits.deadline_seconds,
+            deadline_seconds=deadline_seconds or self._limits.deadline_seconds, opened_at=self._clock.time(),
         )  # fmt: skip
         with self._changed:
             in_flight = sum(r.state.phase not in TERMINAL_PHASES for r in self._rounds.values())
@@ -149,7 +153,7 @@ class RoundBook:
             for record in self._rounds.values():
                 if record.state.phase in TERMINAL_PHASES:
                     continue
-                late = record.state.overdue(now or time.time())
+                late = record.state.overdue(self._clock.time() if now is None else now)
                 if late is not None:
                     party, what = late
                     deadline = record.state.deadline_seconds
@@ -158,13 +162,13 @@ class RoundBook:
     # ---------------------------------------------------------- companies
 
     def poll_work(self, company: str, wait_seconds: float) -> pb.PollWorkResponse:
-        deadline = time.monotonic() + max(0.0, min(wait_seconds, 60.0))
+        deadline = self._clock.monotonic() + max(0.0, min(wait_seconds, 60.0))
         with self._changed:
             while True:
                 response = self._next_work(company)
                 if response is not None:
                     return response
-                remaining = deadline - time.monotonic()
+                remaining = deadline - self._clock.monotonic()
                 if remaining <= 0:
                     return pb.PollWorkResponse()
                 self._changed.wait(remaining)
@@ -234,7 +238,7 @@ class RoundBook:
                 if request.list_size > self._limits.max_list_size:
                     limit = self._limits.max_list_size
                     raise LimitExceeded(f"list of {request.list_size} records is above the limit of {limit}")
-                record.state.enroll(company, request.list_size)
+                record.state.enroll(company, request.list_size, self._clock.time())
             except ProtocolError as exc:
                 if record.state.phase == RoundPhase.OPEN:
                     self._fail(record, f"enrolment of {company} refused: {exc.message}", company)
@@ -322,7 +326,7 @@ class RoundBook:
             state = record.state
             if (address.list_owner, address.hop) in state.done:
                 return  # a concurrent retry completed it first
-            state.record_upload(address.list_owner, address.hop)
+            state.record_upload(address.list_owner, address.hop, self._clock.time())
             self._store.save_state(state)
             if address.hop > 0:
                 self._store.drop_list(address.round_id, address.list_owner, address.hop - 1)

@@ -12,10 +12,10 @@ from types import FrameType
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from coordinator.config import CoordinatorConfig
-from coordinator.rounds import RoundBook, StoreRecorder
-from coordinator.service import AuditorServicer, Authenticator, CompanyServicer
-from coordinator.store import RoundStore
+from monoculture.coordinator.config import CoordinatorConfig
+from monoculture.coordinator.rounds import RoundBook, StoreRecorder
+from monoculture.coordinator.service import AuditorServicer, Authenticator, CompanyServicer
+from monoculture.coordinator.store import RoundStore
 from monoculture.core.errors import ConfigError
 from monoculture.transport import (
     MESSAGE_OPTIONS,

@@ -7,16 +7,26 @@ auditor administers rounds. With --insecure, names are taken on trust.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
-from collections.abc import Iterator
-from typing import Any, NoReturn
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar, cast
 
 import grpc
 
-from coordinator.rounds import RoundBook
-from monoculture.core.errors import LimitExceeded, MonocultureError, NotPermitted, UnknownRound
+from monoculture.coordinator.rounds import RoundBook
+from monoculture.coordinator.state import RoundState
+from monoculture.core.errors import (
+    LimitExceeded,
+    MalformedRequest,
+    MonocultureError,
+    NotPermitted,
+    ProtocolError,
+    UnknownRound,
+)
 from monoculture.core.identity import Identity, Role, identity_of
-from monoculture.core.protocol import RoundPhase, RoundState
+from monoculture.core.protocol import RoundPhase
 from monoculture.core.psi_crypto import InvalidPoint
 from monoculture.core.wire import ListAddress
 from monoculture.v1 import monoculture_pb2 as pb
@@ -29,13 +39,48 @@ _CODES: list[tuple[type[MonocultureError], grpc.StatusCode]] = [
     (UnknownRound, grpc.StatusCode.NOT_FOUND),
     (LimitExceeded, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (InvalidPoint, grpc.StatusCode.INVALID_ARGUMENT),
+    (MalformedRequest, grpc.StatusCode.INVALID_ARGUMENT),
 ]
 
+Method = TypeVar("Method", bound=Callable[..., Any])
 
-def _abort(context: grpc.ServicerContext, error: MonocultureError) -> NoReturn:
-    code = next((c for kind, c in _CODES if isinstance(error, kind)), grpc.StatusCode.FAILED_PRECONDITION)
-    context.abort(code, str(error))
-    raise AssertionError("unreachable")  # context.abort raises
+
+def status_code(error: MonocultureError, default: grpc.StatusCode) -> grpc.StatusCode:
+    """The gRPC status a project error is answered with."""
+    return next((code for kind, code in _CODES if isinstance(error, kind)), default)
+
+
+def answers_errors(
+    default: grpc.StatusCode = grpc.StatusCode.FAILED_PRECONDITION,
+) -> Callable[[Method], Method]:
+    """Servicer methods raise project errors; this answers each with its status code and message.
+
+    `default` is the code of an error not in the table (a ProtocolError is a request the
+    protocol does not allow now: FAILED_PRECONDITION). Works on unary and streaming replies.
+    """
+
+    def decorate(method: Method) -> Method:
+        if inspect.isgeneratorfunction(method):
+
+            @functools.wraps(method)
+            def streaming(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+                try:
+                    yield from method(self, request, context)
+                except MonocultureError as exc:
+                    context.abort(status_code(exc, default), str(exc))
+
+            return cast(Method, streaming)
+
+        @functools.wraps(method)
+        def unary(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+            try:
+                return method(self, request, context)
+            except MonocultureError as exc:
+                context.abort(status_code(exc, default), str(exc))
+
+        return cast(Method, unary)
+
+    return decorate
 
 
 class Authenticator:
@@ -74,58 +119,45 @@ class CompanyServicer(pb_grpc.CompanyServiceServicer):
         self._book = book
         self._auth = auth
 
+    @answers_errors()
     def PollWork(self, request: pb.PollWorkRequest, context: Any) -> pb.PollWorkResponse:
-        try:
-            company = self._auth.company(context, request.company)
-        except MonocultureError as exc:
-            _abort(context, exc)
+        company = self._auth.company(context, request.company)
         return self._book.poll_work(company, request.wait_seconds)
 
+    @answers_errors()
     def Enroll(self, request: pb.EnrollRequest, context: Any) -> pb.EnrollResponse:
-        try:
-            self._book.enroll(self._auth.company(context, request.company), request)
-        except MonocultureError as exc:
-            _abort(context, exc)
+        self._book.enroll(self._auth.company(context, request.company), request)
         return pb.EnrollResponse()
 
+    @answers_errors()
     def UploadList(self, request_iterator: Iterator[pb.ListChunk], context: Any) -> pb.UploadReceipt:
         first = next(request_iterator, None)
         if first is None:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "upload held no chunks")
-            raise AssertionError("unreachable")  # context.abort raises
+            raise MalformedRequest("upload held no chunks")
+        company = self._auth.company(context, first.sender)
         try:
-            company = self._auth.company(context, first.sender)
             elements = self._book.receive_list(company, _prepend(first, request_iterator))
-        except MonocultureError as exc:
-            _abort(context, exc)
         except grpc.RpcError:
             # The sender went away mid-stream; what arrived is kept, the retry completes it.
             log.info("an upload by %s broke off; waiting for the retry", first.sender)
             context.abort(grpc.StatusCode.CANCELLED, "upload broke off")
         return pb.UploadReceipt(elements=elements)
 
+    @answers_errors()
     def DownloadList(self, request: pb.DownloadListRequest, context: Any) -> Iterator[pb.ListChunk]:
         address = ListAddress(request.round_id, request.list_owner, request.hop)
-        try:
-            chunks = self._book.download_list(self._auth.company(context, request.company), address)
-        except MonocultureError as exc:
-            _abort(context, exc)
-        yield from chunks
+        yield from self._book.download_list(self._auth.company(context, request.company), address)
 
+    @answers_errors()
     def Withdraw(self, request: pb.WithdrawRequest, context: Any) -> pb.WithdrawResponse:
-        try:
-            company = self._auth.company(context, request.company)
-            self._book.withdraw(request.round_id, company, request.reason[:2000], request.blamed)
-        except MonocultureError as exc:
-            _abort(context, exc)
+        company = self._auth.company(context, request.company)
+        self._book.withdraw(request.round_id, company, request.reason[:2000], request.blamed)
         return pb.WithdrawResponse()
 
+    @answers_errors()
     def GetStatus(self, request: pb.CompanyStatusRequest, context: Any) -> pb.RoundStatus:
-        try:
-            company = self._auth.company(context, request.company)
-            return status_message(self._book.status(request.round_id, company))
-        except MonocultureError as exc:
-            _abort(context, exc)
+        company = self._auth.company(context, request.company)
+        return status_message(self._book.status(request.round_id, company))
 
 
 def _prepend(first: pb.ListChunk, rest: Iterator[pb.ListChunk]) -> Iterator[pb.ListChunk]:
@@ -138,37 +170,25 @@ class AuditorServicer(pb_grpc.AuditorServiceServicer):
         self._book = book
         self._auth = auth
 
+    @answers_errors(default=grpc.StatusCode.INVALID_ARGUMENT)
     def OpenRound(self, request: pb.OpenRoundRequest, context: Any) -> pb.RoundStatus:
-        try:
-            self._auth.auditor(context)
-            state = self._book.open_round(
-                list(request.companies), request.min_list_size, request.deadline_seconds
-            )
-        except (NotPermitted, LimitExceeded) as exc:
-            _abort(context, exc)
-        except MonocultureError as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        self._auth.auditor(context)
+        companies = list(request.companies)
+        state = self._book.open_round(companies, request.min_list_size, request.deadline_seconds)
         return status_message(state)
 
+    @answers_errors()
     def GetRoundStatus(self, request: pb.RoundRef, context: Any) -> pb.RoundStatus:
-        try:
-            self._auth.auditor(context)
-            return status_message(self._book.status(request.round_id))
-        except MonocultureError as exc:
-            _abort(context, exc)
+        self._auth.auditor(context)
+        return status_message(self._book.status(request.round_id))
 
+    @answers_errors()
     def GetRoundResult(self, request: pb.RoundRef, context: Any) -> pb.RoundResult:
-        try:
-            self._auth.auditor(context)
-            state, result_json = self._book.result(request.round_id)
-        except MonocultureError as exc:
-            _abort(context, exc)
+        self._auth.auditor(context)
+        state, result_json = self._book.result(request.round_id)
         if state.phase != RoundPhase.COMPLETE:
             detail = f": {state.failure_reason}" if state.failure_reason else ""
-            context.abort(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f"round {state.round_id} is {state.phase}, no result{detail}",
-            )
+            raise ProtocolError(f"round {state.round_id} is {state.phase}, no result{detail}")
         return pb.RoundResult(round_id=state.round_id, phase=state.phase, result_json=result_json)
 
 

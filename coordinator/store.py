@@ -15,15 +15,15 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from monoculture.coordinator.state import RoundState
 from monoculture.core.errors import ConfigError, ProtocolError
-from monoculture.core.protocol import RoundState
 from monoculture.core.relay import RelayPeer
 from monoculture.core.sealing import LocalSealer
+from monoculture.core.timing import SYSTEM_CLOCK, Clock
 from monoculture.v1 import monoculture_pb2 as pb
 
 _SCHEMA = """
@@ -92,7 +92,8 @@ class ListProgress:
 
 
 class RoundStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, clock: Clock = SYSTEM_CLOCK) -> None:
+        self._clock = clock
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -242,5 +243,5 @@ class RoundStore:
         with self._lock:
             self._db.execute(
                 "INSERT INTO audit (at, round_id, actor, action, detail) VALUES (?, ?, ?, ?, ?)",
-                (time.time(), round_id, actor, action, detail),
+                (self._clock.time(), round_id, actor, action, detail),
             )

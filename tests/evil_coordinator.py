@@ -16,9 +16,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from coordinator.config import load_coordinator_config
-from coordinator.rounds import RoundBook
-from coordinator.server import serve
+from monoculture.coordinator.config import load_coordinator_config
+from monoculture.coordinator.rounds import RoundBook
+from monoculture.coordinator.server import serve
 from monoculture.core.wire import ListAddress
 from monoculture.v1 import monoculture_pb2 as pb
 

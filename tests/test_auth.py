@@ -16,7 +16,7 @@ import pytest
 from pki_helpers import LocalPki
 
 from monoculture.core.identity import CertifiedKey, Identity, Role, create_ca, issue, read_certified_key
-from monoculture.simulate import start_coordinator
+from monoculture.research.simulate import start_coordinator
 from monoculture.transport import TlsFiles
 from monoculture.v1 import monoculture_pb2 as pb
 from monoculture.v1 import monoculture_pb2_grpc as pb_grpc

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from conftest import example, stored_chunks, write_csv
 
-from coordinator.admin import AuditorClient
+from monoculture.auditor import AuditorClient
 from monoculture.core.dataset import InputSpec
 from monoculture.core.errors import RoundFailed
-from monoculture.simulate import CompanyInput, start_company, start_coordinator
+from monoculture.research.simulate import CompanyInput, start_company, start_coordinator
 
 
 def monoculture(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:

@@ -7,9 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from client.workers import BlindingPool
-from monoculture.core import company
-from monoculture.core.company import (
+from monoculture.client import company
+from monoculture.client.company import (
     INLINE,
     ListInTransit,
     OperationCounts,
@@ -18,6 +17,7 @@ from monoculture.core.company import (
     relay_list,
     shuffle_label,
 )
+from monoculture.client.workers import BlindingPool
 from monoculture.core.dataset import CompanyRecords, IdColumn
 from monoculture.core.errors import ProtocolError
 from monoculture.core.psi_crypto import (

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from conftest import assert_same_integers, example
 
+from monoculture.analysis.metrics import result_dict
+from monoculture.analysis.table import plaintext_table
 from monoculture.core.dataset import InputSpec, load_records
-from monoculture.core.metrics import plaintext_table, result_dict
 
 pytestmark = pytest.mark.e2e
 

@@ -16,10 +16,11 @@ from conftest import assert_same_integers, write_csv
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from monoculture.analysis.metrics import result_dict
+from monoculture.analysis.table import plaintext_table
 from monoculture.core.dataset import InputSpec, load_records
-from monoculture.core.metrics import plaintext_table, result_dict
-from monoculture.inprocess import run_round_in_process
-from monoculture.simulate import CompanyInput, run_round
+from monoculture.research.inprocess import run_round_in_process
+from monoculture.research.simulate import CompanyInput, run_round
 
 
 @st.composite

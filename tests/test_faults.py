@@ -20,12 +20,13 @@ from conftest import assert_same_integers, write_csv
 from pki_helpers import LocalPki
 from wiretap import WireTap
 
-from coordinator.admin import AuditorClient
+from monoculture.analysis.metrics import result_dict
+from monoculture.analysis.table import plaintext_table
+from monoculture.auditor import AuditorClient
 from monoculture.core.dataset import InputSpec, load_records
 from monoculture.core.errors import RoundFailed
-from monoculture.core.metrics import plaintext_table, result_dict
-from monoculture.simulate import CompanyInput, start_company, start_coordinator
-from monoculture.synthetic import SyntheticSpec, generate
+from monoculture.research.simulate import CompanyInput, start_company, start_coordinator
+from monoculture.research.synthetic import SyntheticSpec, generate
 
 pytestmark = pytest.mark.e2e
 

@@ -25,13 +25,13 @@ import pytest
 from conftest import ROOT, example, write_csv
 from pki_helpers import LocalPki
 
-from coordinator.admin import AuditorClient
+from monoculture.auditor import AuditorClient
 from monoculture.core.dataset import InputSpec, load_records
 from monoculture.core.errors import InputError, RoundFailed
 from monoculture.core.identity import read_certified_key
 from monoculture.core.psi_crypto import POINT_SIZE, TAG_SIZE, TagSealer, encode_points
 from monoculture.core.relay import RelayKeys, RelayPeer
-from monoculture.simulate import CompanyInput, start_company, start_coordinator
+from monoculture.research.simulate import CompanyInput, start_company, start_coordinator
 from monoculture.transport import TlsFiles
 from monoculture.v1 import monoculture_pb2 as pb
 from monoculture.v1 import monoculture_pb2_grpc as pb_grpc

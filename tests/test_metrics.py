@@ -8,15 +8,10 @@ import numpy as np
 import pytest
 from conftest import example
 
+from monoculture.analysis.metrics import result_dict
+from monoculture.analysis.stats import all_fail_null_distribution, poisson_binomial
+from monoculture.analysis.table import PatternTable, count_patterns, pattern_string, plaintext_table
 from monoculture.core.dataset import InputSpec, load_records
-from monoculture.core.metrics import (
-    PatternTable,
-    count_patterns,
-    pattern_string,
-    plaintext_table,
-    result_dict,
-)
-from monoculture.core.stats import all_fail_null_distribution, poisson_binomial
 
 
 def _folder(folder: str, companies: list[str]) -> dict:

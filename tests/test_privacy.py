@@ -17,10 +17,10 @@ import pytest
 from conftest import example, stored_chunks
 from wiretap import WireTap
 
-from coordinator.admin import AuditorClient
+from monoculture.auditor import AuditorClient
 from monoculture.core.dataset import InputSpec, load_records
 from monoculture.core.psi_crypto import NONCE_SIZE, TAG_SIZE, split_tags
-from monoculture.simulate import CompanyInput, start_company, start_coordinator
+from monoculture.research.simulate import CompanyInput, start_company, start_coordinator
 
 COMPANIES = ["google", "microsoft", "ibm"]
 HASHES = ["md5", "sha1", "sha224", "sha256", "sha384", "sha512", "sha3_256", "blake2b", "blake2s"]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from monoculture.coordinator.state import TRANSITIONS, RoundState
 from monoculture.core.errors import ProtocolError
-from monoculture.core.protocol import TRANSITIONS, Ring, RoundPhase, RoundState
+from monoculture.core.protocol import Ring, RoundPhase
 
 
 def _state(k: int = 3) -> RoundState:
@@ -42,7 +43,7 @@ def _enrol_all(state: RoundState, size: int = 5) -> None:
         join = state.next_work(company)
         assert join is not None and join.join
         assert state.next_work(company) == join  # on offer until done (a restarted company asks again)
-        state.enroll(company, size)
+        state.enroll(company, size, 0.0)
         later = state.next_work(company)
         assert later is None or not later.join
 
@@ -54,7 +55,7 @@ def _run_hop0(state: RoundState, size: int = 5) -> None:
     for company, work in works.items():
         assert work is not None and work.hop == 0 and work.list_owner == company
         state.check_upload(company, company, 0, size)
-        state.record_upload(company, 0)
+        state.record_upload(company, 0, 0.0)
 
 
 def test_a_whole_round_walks_open_relaying_counting() -> None:
@@ -73,7 +74,7 @@ def test_a_whole_round_walks_open_relaying_counting() -> None:
             assert work.hop >= 1
             state.check_download(company, work.list_owner, work.hop - 1)
             state.check_upload(company, work.list_owner, work.hop, 5)
-            state.record_upload(work.list_owner, work.hop)
+            state.record_upload(work.list_owner, work.hop, 0.0)
             relayed.append((work.list_owner, work.hop))
             progressed = True
         assert progressed
@@ -84,11 +85,11 @@ def test_a_whole_round_walks_open_relaying_counting() -> None:
 
 def test_uploads_out_of_turn_are_refused() -> None:
     state = _state(3)
-    state.enroll("c0", 5)
+    state.enroll("c0", 5, 0.0)
     with pytest.raises(ProtocolError, match="needs RELAYING"):
         state.check_upload("c0", "c0", 0, 5)  # before everyone enrolled
     for company in ("c1", "c2"):
-        state.enroll(company, 5)
+        state.enroll(company, 5, 0.0)
     with pytest.raises(ProtocolError, match="c0's to produce"):
         state.check_upload("c1", "c0", 0, 5)  # someone else's own list
     with pytest.raises(ProtocolError, match="c1's to produce"):
@@ -112,7 +113,7 @@ def test_fully_blinded_lists_never_go_to_a_company() -> None:
     state = _state(2)
     _run_hop0(state)
     state.check_upload("c1", "c0", 1, 5)
-    state.record_upload("c0", 1)
+    state.record_upload("c0", 1, 0.0)
     with pytest.raises(ProtocolError, match="coordinator only"):
         state.check_download("c1", "c0", 1)
     with pytest.raises(ProtocolError, match="not yours"):
@@ -122,10 +123,10 @@ def test_fully_blinded_lists_never_go_to_a_company() -> None:
 def test_enrolment_checks() -> None:
     state = RoundState("r-1", Ring(("a", "b")), min_list_size=10)
     with pytest.raises(ProtocolError, match="below this round's minimum"):
-        state.enroll("a", 9)
-    state.enroll("a", 10)
+        state.enroll("a", 9, 0.0)
+    state.enroll("a", 10, 0.0)
     with pytest.raises(ProtocolError, match="already enrolled"):
-        state.enroll("a", 10)
+        state.enroll("a", 10, 0.0)
 
 
 def test_failing_names_the_party_and_is_final() -> None:
@@ -143,23 +144,23 @@ def test_a_step_stays_on_offer_until_it_is_done() -> None:
     first = state.next_work("c0")
     assert first is not None and state.next_work("c0") == first
     state.check_upload("c0", "c0", 0, 5)
-    state.record_upload("c0", 0)
+    state.record_upload("c0", 0, 0.0)
     assert state.next_work("c0") != first
 
 
 def test_deadlines_name_the_late_party() -> None:
     state = RoundState("r-1", Ring(("a", "b", "c")), deadline_seconds=10, opened_at=1000.0)
     assert state.overdue(1005.0) is None
-    state.enroll("a", 5)
+    state.enroll("a", 5, 0.0)
     assert state.overdue(1011.0) == ("b", "did not enrol")
-    state.enroll("b", 5)
-    state.enroll("c", 5)
+    state.enroll("b", 5, 0.0)
+    state.enroll("c", 5, 0.0)
     state.relaying_since = 2000.0
     for company in ("a", "b"):
-        state.record_upload(company, 0)
+        state.record_upload(company, 0, 0.0)
         state.done_at[(company, 0)] = 2005.0
     assert state.overdue(2011.0) == ("c", "did not deliver list of c at hop 0")
-    state.record_upload("c", 0)
+    state.record_upload("c", 0, 0.0)
     state.done_at[("c", 0)] = 2011.0
     assert state.overdue(2014.0) is None
     assert state.overdue(2016.0) == ("b", "did not deliver list of a at hop 1")

@@ -19,17 +19,16 @@ import numpy as np
 import pytest
 from conftest import example
 
-from monoculture.core.errors import ConfigError
-from monoculture.core.metrics import PatternTable
-from monoculture.core.release import (
-    ReleasePolicy,
+from monoculture.analysis.disclosure import cells_to_withhold
+from monoculture.analysis.privacy import (
     bernoulli_exp,
-    cells_to_withhold,
     discrete_gaussian,
     discrete_laplace,
     gaussian_sigma_squared,
-    release,
 )
+from monoculture.analysis.release import ReleasePolicy, release
+from monoculture.analysis.table import PatternTable
+from monoculture.core.errors import ConfigError
 
 DIGIT = PatternTable(("google", "microsoft", "ibm"), (576, 20, 5, 1, 858, 199, 54, 287))
 

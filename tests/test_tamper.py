@@ -15,10 +15,10 @@ import pytest
 from conftest import ROOT, example
 from pki_helpers import LocalPki
 
-from coordinator.admin import AuditorClient
+from monoculture.auditor import AuditorClient
 from monoculture.core.dataset import InputSpec
 from monoculture.core.errors import MonocultureError, RoundFailed
-from monoculture.simulate import CompanyInput, start_company, start_coordinator
+from monoculture.research.simulate import CompanyInput, start_company, start_coordinator
 
 pytestmark = pytest.mark.e2e
 COMPANIES = ["google", "microsoft", "ibm"]

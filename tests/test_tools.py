@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, example
 
-from client.config import load_client_config
-from coordinator.config import load_coordinator_config
-from monoculture.synthetic import SyntheticSpec, generate
+from monoculture.client.config import load_client_config
+from monoculture.coordinator.config import load_coordinator_config
+from monoculture.research.synthetic import SyntheticSpec, generate
 
 
 def monoculture(*args: str) -> subprocess.CompletedProcess[str]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from client.workers import BlindingPool
-from monoculture.core.company import INLINE
+from monoculture.client.company import INLINE
+from monoculture.client.workers import BlindingPool
 from monoculture.core.psi_crypto import POINT_SIZE, BlindingKey, InvalidPoint
 
 

@@ -57,3 +57,7 @@ class LimitExceeded(ProtocolError):
 
 class RoundFailed(MonocultureError):
     """A round ended without a result; `where` names the party at fault."""
+
+
+class MalformedRequest(ProtocolError):
+    """A request that can never be valid, whatever the round's state (e.g. an empty upload)."""

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 if TYPE_CHECKING:
-    from monoculture.core.metrics import PatternTable
+    from monoculture.analysis.table import PatternTable
 
 FloatArray = npt.NDArray[np.float64]
 

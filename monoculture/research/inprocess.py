@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from monoculture.core.company import (
+from monoculture.analysis.table import PatternTable
+from monoculture.client.company import (
     ListInTransit,
     ListReceiver,
     OperationCounts,
@@ -22,9 +23,10 @@ from monoculture.core.company import (
     outgoing_chunks,
     relay_list,
 )
+from monoculture.coordinator.counting import FinalList, count_patterns
+from monoculture.coordinator.state import RoundState, new_round_id
 from monoculture.core.dataset import CompanyRecords
-from monoculture.core.metrics import PatternTable
-from monoculture.core.protocol import FinalList, Ring, RoundState, count_patterns, new_round_id
+from monoculture.core.protocol import Ring
 from monoculture.core.psi_crypto import TAG_SIZE, BlindingKey, TagOpener, TagSealer
 from monoculture.core.relay import RelayKeys, RelayPeer
 from monoculture.core.wire import ChunkSequence, ListAddress, chunk_content
@@ -55,7 +57,7 @@ def run_round_in_process(
         sealers[name] = TagSealer(state.round_id, name, opener.public_key)
         peers[name] = party.relay.signed(state.round_id, name, sealers[name].public_key, b"", None)
         company_tags[name] = opener.opener_for(state.round_id, name, sealers[name].public_key)
-        state.enroll(name, len(party.records))
+        state.enroll(name, len(party.records), 0.0)
     lists: dict[tuple[str, int], list[pb.ListChunk]] = {}
     for hop in range(state.ring.parties):
         for owner in names:
@@ -102,5 +104,5 @@ def _send(
     for chunk in outgoing_chunks(address, sender.name, outgoing, sealer, chunk_elements):
         sequence.add(chunk)
     sequence.finish()
-    state.record_upload(owner, hop)
+    state.record_upload(owner, hop, 0.0)
     return sequence.chunks

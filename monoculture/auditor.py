@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -11,15 +10,21 @@ import grpc
 
 from monoculture.core.errors import MonocultureError, RoundFailed
 from monoculture.core.protocol import TERMINAL_PHASES, RoundPhase
+from monoculture.core.timing import SYSTEM_CLOCK, Clock, retry
 from monoculture.transport import TlsFiles, channel, warn_insecure
 from monoculture.v1 import monoculture_pb2 as pb
 from monoculture.v1 import monoculture_pb2_grpc as pb_grpc
 
 
+def _unavailable(error: Exception) -> bool:
+    return isinstance(error, grpc.RpcError) and error.code() == grpc.StatusCode.UNAVAILABLE
+
+
 class AuditorClient:
-    def __init__(self, address: str, tls: TlsFiles | None) -> None:
+    def __init__(self, address: str, tls: TlsFiles | None, clock: Clock = SYSTEM_CLOCK) -> None:
         """`tls`: the auditor's certificate and key and the CA; None only with --insecure."""
         self.address = address
+        self._clock = clock
         if tls is None:
             warn_insecure()
         self._channel = channel(address, tls)
@@ -36,14 +41,13 @@ class AuditorClient:
 
     def _call(self, method: Callable[..., Any], request: Any, retry_until: float = 0.0) -> Any:
         """One call; UNAVAILABLE is retried until `retry_until` (monotonic), e.g. across a restart."""
-        while True:
-            try:
-                return method(request, timeout=30)
-            except grpc.RpcError as exc:
-                if exc.code() == grpc.StatusCode.UNAVAILABLE and time.monotonic() < retry_until:
-                    time.sleep(0.5)
-                    continue
-                self._explain(exc)
+        try:
+            return retry(
+                lambda: method(request, timeout=30), retryable=_unavailable, give_up_at=retry_until,
+                clock=self._clock,
+            )  # fmt: skip
+        except grpc.RpcError as exc:
+            self._explain(exc)
 
     def _explain(self, exc: grpc.RpcError) -> NoReturn:
         """Turn a gRPC error into one a person can act on."""
@@ -83,20 +87,20 @@ class AuditorClient:
         interval: float = 0.2,
     ) -> pb.RoundStatus:
         """Poll until the round ends; a failed round raises RoundFailed naming the party."""
-        deadline = time.monotonic() + timeout
+        deadline = self._clock.monotonic() + timeout
         while True:
             status = self.status(round_id, retry_until=deadline)
             if on_status is not None:
                 on_status(status)
             if status.phase in TERMINAL_PHASES:
                 break
-            if time.monotonic() > deadline:
+            if self._clock.monotonic() > deadline:
                 raise RoundFailed(
                     f"round {round_id} still {status.phase} after {timeout:.0f} s "
                     f"({status.hops_done}/{status.hops_total} list hops done)",
                     hint="check that every company's daemon is running (`monoculture client run`)",
                 )
-            time.sleep(interval)
+            self._clock.sleep(interval)
         if status.phase == RoundPhase.FAILED:
             raise RoundFailed(
                 f"round {round_id} failed: {status.failure_reason}", where=status.failed_party or ""

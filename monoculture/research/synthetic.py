@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from monoculture.analysis.table import PatternTable, count_patterns
 from monoculture.core.errors import ConfigError
-from monoculture.core.metrics import PatternTable, count_patterns
 
 
 @dataclass(frozen=True)

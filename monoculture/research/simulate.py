@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from coordinator.admin import AuditorClient
+from monoculture.analysis.release import ReleasePolicy
+from monoculture.auditor import AuditorClient
 from monoculture.core.dataset import InputSpec, load_records
 from monoculture.core.errors import MonocultureError, RoundFailed
 from monoculture.core.identity import Identity, Role
@@ -89,6 +90,17 @@ def _tls_section(tls: TlsFiles | None) -> str:
         f"ca_file = {_toml_string(tls.ca_file)}\n"
         f"cert_file = {_toml_string(tls.cert_file)}\n"
         f"key_file = {_toml_string(tls.key_file)}\n"
+    )
+
+
+def release_section(policy: ReleasePolicy) -> str:
+    return (
+        "[release]\n"
+        f"min_shared_individuals = {policy.min_shared_individuals}\n"
+        f"min_cell_count = {policy.min_cell_count}\n"
+        f'dp_mechanism = "{policy.mechanism}"\n'
+        f"dp_epsilon = {policy.epsilon!r}\n"
+        f"dp_delta = {policy.delta!r}\n"
     )
 
 
@@ -194,7 +206,7 @@ def run_round(
     *,
     timeout: float = 3600.0,
     on_status: Callable[[pb.RoundStatus], None] | None = None,
-    coordinator_sections: str = "",
+    release: ReleasePolicy | None = None,
     insecure: bool = False,
 ) -> SimulationRun:
     """Run one round with real processes; raises RoundFailed naming the party at fault.
@@ -213,7 +225,11 @@ def run_round(
     with ExitStack() as stack:
         coordinator: list[subprocess.Popen[bytes]] = []
         address = start_coordinator(
-            workdir, stack, tls=tls(Role.COORDINATOR, ""), sections=coordinator_sections, started=coordinator
+            workdir,
+            stack,
+            tls=tls(Role.COORDINATOR, ""),
+            sections=release_section(release or ReleasePolicy()),
+            started=coordinator,
         )
         clients = [
             start_company(c, address, workdir, stack, tls=tls(Role.COMPANY, c.name)) for c in companies

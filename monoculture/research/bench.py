@@ -15,13 +15,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from client.workers import BlindingPool
-from monoculture.core.company import INLINE
+from monoculture.analysis.metrics import result_dict
+from monoculture.client.company import INLINE
+from monoculture.client.workers import BlindingPool
 from monoculture.core.dataset import InputSpec, load_records
-from monoculture.core.metrics import result_dict
 from monoculture.core.psi_crypto import BlindingKey, psi_two_party_cardinality
-from monoculture.simulate import CompanyInput, SimulationRun, run_round
-from monoculture.synthetic import SyntheticSpec, generate
+from monoculture.research.simulate import CompanyInput, SimulationRun, run_round
+from monoculture.research.synthetic import SyntheticSpec, generate
 
 _SAMPLE = 4000
 

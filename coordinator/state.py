@@ -1,0 +1,197 @@
+"""The round's state machine (docs/PROTOCOL.md, "States"), without any I/O.
+
+The coordinator keeps one `RoundState` per round and asks it what each
+company should do next and whether an upload is allowed. Time comes in as an
+argument (`now`, seconds since the epoch), so the state machine is tested with
+any clock.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from monoculture.core.errors import ProtocolError
+from monoculture.core.protocol import TERMINAL_PHASES, Ring, RoundPhase
+
+TRANSITIONS: dict[RoundPhase, frozenset[RoundPhase]] = {
+    RoundPhase.OPEN: frozenset({RoundPhase.RELAYING, RoundPhase.FAILED}),
+    RoundPhase.RELAYING: frozenset({RoundPhase.COUNTING, RoundPhase.FAILED}),
+    RoundPhase.COUNTING: frozenset({RoundPhase.COMPLETE, RoundPhase.FAILED}),
+    RoundPhase.COMPLETE: frozenset(),
+    RoundPhase.FAILED: frozenset(),
+}
+
+
+def new_round_id() -> str:
+    return "r-" + secrets.token_hex(8)
+
+
+@dataclass(frozen=True)
+class Work:
+    """One task for one company: join (enrol), or blind list `list_owner` at `hop`."""
+
+    round_id: str
+    list_owner: str
+    hop: int
+    join: bool = False
+
+
+@dataclass
+class RoundState:
+    """What the coordinator knows about one round. No ids, no keys, no bits."""
+
+    round_id: str
+    ring: Ring
+    min_list_size: int = 1
+    deadline_seconds: float = 3600.0  # each step must be done this long after it can start
+    opened_at: float = 0.0  # when the auditor opened it (the coordinator's clock)
+    phase: RoundPhase = RoundPhase.OPEN
+    list_sizes: dict[str, int] = field(default_factory=dict)
+    joined: set[str] = field(default_factory=set)  # JoinRound sent at least once
+    done: set[tuple[str, int]] = field(default_factory=set)  # (owner, hop) uploaded
+    done_at: dict[tuple[str, int], float] = field(default_factory=dict)
+    relaying_since: float = 0.0
+    failure_reason: str = ""
+    failed_party: str = ""
+
+    # ------------------------------------------------------------ persistence
+
+    def to_json(self) -> str:
+        """Everything needed to resume the round after a restart (no secrets, no data)."""
+        return json.dumps({
+            "round_id": self.round_id, "roster": list(self.ring.roster), "min_list_size": self.min_list_size,
+            "deadline_seconds": self.deadline_seconds, "opened_at": self.opened_at, "phase": self.phase.value,
+            "list_sizes": self.list_sizes, "joined": sorted(self.joined),
+            "done_at": [[o, h, t] for (o, h), t in sorted(self.done_at.items())],
+            "relaying_since": self.relaying_since,
+            "failure_reason": self.failure_reason, "failed_party": self.failed_party,
+        })  # fmt: skip
+
+    @classmethod
+    def from_json(cls, text: str) -> RoundState:
+        data: dict[str, Any] = json.loads(text)
+        done_at = {(o, int(h)): float(t) for o, h, t in data["done_at"]}
+        return cls(
+            round_id=data["round_id"], ring=Ring(tuple(data["roster"])), min_list_size=data["min_list_size"],
+            deadline_seconds=data["deadline_seconds"], opened_at=data["opened_at"],
+            phase=RoundPhase(data["phase"]), list_sizes=dict(data["list_sizes"]), joined=set(data["joined"]),
+            done=set(done_at), done_at=done_at, relaying_since=data["relaying_since"],
+            failure_reason=data["failure_reason"], failed_party=data["failed_party"],
+        )  # fmt: skip
+
+    def advance(self, target: RoundPhase) -> None:
+        if target not in TRANSITIONS[self.phase]:
+            raise ProtocolError(f"round {self.round_id} cannot go from {self.phase} to {target}")
+        self.phase = target
+
+    def fail(self, reason: str, party: str = "") -> None:
+        if self.phase in TERMINAL_PHASES:
+            return
+        self.failure_reason = reason
+        self.failed_party = party
+        self.advance(RoundPhase.FAILED)
+
+    @property
+    def hops_total(self) -> int:
+        return self.ring.parties * self.ring.parties
+
+    def enroll(self, company: str, list_size: int, now: float) -> None:
+        self.ring.position(company)
+        self._require_phase(RoundPhase.OPEN, company)
+        if company in self.list_sizes:
+            raise ProtocolError("already enrolled in this round", where=company)
+        if list_size < self.min_list_size:
+            raise ProtocolError(
+                f"list of {list_size} records is below this round's minimum of {self.min_list_size}",
+                where=company,
+            )
+        self.list_sizes[company] = list_size
+        if len(self.list_sizes) == self.ring.parties:
+            self.advance(RoundPhase.RELAYING)
+            self.relaying_since = now
+
+    def check_upload(self, sender: str, owner: str, hop: int, list_size: int) -> None:
+        """Refuse an upload the protocol does not expect now (raises ProtocolError)."""
+        self.ring.position(sender)
+        self.ring.position(owner)
+        if not 0 <= hop <= self.ring.final_hop:
+            raise ProtocolError(f"hop {hop} is outside 0..{self.ring.final_hop}", where=sender)
+        self._require_phase(RoundPhase.RELAYING, sender)
+        if self.ring.blinder(owner, hop) != sender:
+            raise ProtocolError(
+                f"list of {owner} at hop {hop} is {self.ring.blinder(owner, hop)}'s to produce",
+                where=sender,
+            )
+        if (owner, hop) in self.done:
+            raise ProtocolError(f"list of {owner} at hop {hop} was already uploaded", where=sender)
+        if list_size != self.list_sizes[owner]:
+            raise ProtocolError(
+                f"list of {owner} has {self.list_sizes[owner]} elements, upload declares {list_size}",
+                where=sender,
+            )
+
+    def check_download(self, company: str, owner: str, hop: int) -> None:
+        """Only the next blinder may download a list, and never a fully blinded one."""
+        if hop >= self.ring.final_hop:
+            raise ProtocolError("fully blinded lists go to the coordinator only", where=company)
+        self._require_phase(RoundPhase.RELAYING, company)
+        if self.ring.blinder(owner, hop + 1) != company:
+            raise ProtocolError(f"list of {owner} at hop {hop} is not yours to relay", where=company)
+        if (owner, hop) not in self.done:
+            raise ProtocolError(f"list of {owner} at hop {hop} is not complete", where=company)
+
+    def record_upload(self, owner: str, hop: int, now: float) -> None:
+        self.done.add((owner, hop))
+        self.done_at[(owner, hop)] = now
+        if self.phase == RoundPhase.RELAYING and self.all_lists_final():
+            self.advance(RoundPhase.COUNTING)
+
+    def all_lists_final(self) -> bool:
+        return all((o, self.ring.final_hop) in self.done for o in self.ring.roster)
+
+    def next_work(self, company: str) -> Work | None:
+        """The next task for `company`, or None when it has none now.
+
+        A task stays on offer until it is done: a company asks for work only
+        between tasks, so asking again while one is open means it lost it
+        (a restart) and should do it again.
+        """
+        if self.phase == RoundPhase.OPEN and company not in self.list_sizes:
+            self.ring.position(company)
+            self.joined.add(company)
+            return Work(self.round_id, company, 0, join=True)
+        if self.phase != RoundPhase.RELAYING:
+            return None
+        for owner in self.ring.roster:
+            hop = (self.ring.position(company) - self.ring.position(owner)) % self.ring.parties
+            if self._ready(owner, hop) and (owner, hop) not in self.done:
+                return Work(self.round_id, owner, hop)
+        return None
+
+    def _ready(self, owner: str, hop: int) -> bool:
+        return hop == 0 or (owner, hop - 1) in self.done
+
+    def overdue(self, now: float) -> tuple[str, str] | None:
+        """(party, what it failed to do) for the first step past its deadline, else None."""
+        if self.phase == RoundPhase.OPEN:
+            for company in self.ring.roster:
+                if company not in self.list_sizes and now - self.opened_at > self.deadline_seconds:
+                    return company, "did not enrol"
+        if self.phase == RoundPhase.RELAYING:
+            for owner in self.ring.roster:
+                for hop in range(self.ring.parties):
+                    if (owner, hop) in self.done or not self._ready(owner, hop):
+                        continue
+                    since = self.relaying_since if hop == 0 else self.done_at[(owner, hop - 1)]
+                    if now - since > self.deadline_seconds:
+                        return self.ring.blinder(owner, hop), f"did not deliver list of {owner} at hop {hop}"
+        return None
+
+    def _require_phase(self, phase: RoundPhase, company: str) -> None:
+        if self.phase != phase:
+            raise ProtocolError(
+                f"round {self.round_id} is {self.phase}, this step needs {phase}", where=company
+            )

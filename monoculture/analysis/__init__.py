@@ -1,0 +1,3 @@
+"""Every figure a user sees, computed once from a `PatternTable`: metrics,
+inference, disclosure control and differential privacy. Pure: no I/O.
+"""

@@ -1,0 +1,99 @@
+"""What the auditor may publish: thresholds, cell suppression and optional
+differential privacy on the pattern table.
+
+Order of operations (docs/THREAT_MODEL.md, "Release policy"):
+1. Differential privacy (optional): noise is added to every one of the 2^k
+   cells, once; everything published is computed from the noisy cells.
+2. Threshold: with fewer shared individuals than `min_shared_individuals`,
+   only the roster and the reason are published.
+3. Cell suppression: cells below `min_cell_count` (but above zero) are
+   withheld and marked; further cells are withheld until no withheld cell can
+   be recomputed exactly from what is still published: N, each company's
+   failure count and S. The histogram, pairwise figures and the confidence
+   interval (which involve every cell) are withheld with them; when the
+   all-fail cell itself is withheld, S and H are too.
+
+Differential privacy (`privacy`): neighbouring tables differ by one individual added or
+removed, which changes one cell by 1 (L1 = L2 sensitivity 1). The discrete
+Laplace mechanism with scale 1/epsilon gives epsilon-DP for the whole table;
+the discrete Gaussian with sigma^2 = 1/(2 rho) gives rho-zCDP, reported as
+(epsilon, delta)-DP with epsilon = rho + 2 sqrt(rho ln(1/delta)). Every round
+spends its epsilon anew (sequential composition: k rounds over the same people
+cost the sum). Samplers are the exact ones of Canonne, Kamath and Steinke
+(NeurIPS 2020), on rational arithmetic, drawing only from `secrets`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from monoculture.analysis.disclosure import cells_to_withhold, withhold
+from monoculture.analysis.metrics import result_dict
+from monoculture.analysis.privacy import MECHANISMS, add_noise, gaussian_sigma_squared
+from monoculture.analysis.table import PatternTable
+from monoculture.core.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ReleasePolicy:
+    min_shared_individuals: int = 0
+    min_cell_count: int = 0
+    mechanism: str = "none"
+    epsilon: float = 0.0
+    delta: float = 0.0
+
+    def check(self) -> None:
+        if self.min_shared_individuals < 0 or self.min_cell_count < 0:
+            raise ConfigError("release thresholds must be non-negative")
+        if self.mechanism not in MECHANISMS:
+            raise ConfigError(
+                f"unknown DP mechanism {self.mechanism!r}", hint=f"one of {', '.join(MECHANISMS)}"
+            )
+        if self.mechanism != "none" and not self.epsilon > 0:
+            raise ConfigError("differential privacy needs epsilon > 0")
+        if self.mechanism == "discrete-gaussian" and not 0 < self.delta < 1:
+            raise ConfigError("the discrete Gaussian needs 0 < delta < 1")
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "min_shared_individuals": self.min_shared_individuals,
+            "min_cell_count": self.min_cell_count,
+            "differential_privacy": None,
+        }
+        if self.mechanism == "discrete-laplace":
+            out["differential_privacy"] = {
+                "mechanism": self.mechanism, "epsilon": self.epsilon, "delta": 0.0,
+                "neighbouring": "one individual added or removed", "scale": 1 / self.epsilon,
+            }  # fmt: skip
+        elif self.mechanism == "discrete-gaussian":
+            out["differential_privacy"] = {
+                "mechanism": self.mechanism, "epsilon": self.epsilon, "delta": self.delta,
+                "neighbouring": "one individual added or removed",
+                "sigma": math.sqrt(float(gaussian_sigma_squared(self.epsilon, self.delta))),
+            }  # fmt: skip
+        return out
+
+
+def release(table: PatternTable, policy: ReleasePolicy) -> dict[str, Any]:
+    """The result JSON the auditor may publish under `policy`."""
+    published = add_noise(table, policy.mechanism, policy.epsilon, policy.delta)
+    n = published.shared_individuals
+    if n < policy.min_shared_individuals:
+        return {
+            "companies": list(table.companies),
+            "suppressed": True,
+            "suppression_reason": (
+                f"fewer shared individuals than the release minimum of {policy.min_shared_individuals}"
+            ),
+            "release_policy": policy.describe(),
+        }
+    result = result_dict(published)
+    withheld = cells_to_withhold(published, policy.min_cell_count)
+    if withheld:
+        withhold(result, withheld, published.parties, policy.min_cell_count)
+    result["suppressed"] = False
+    result["noisy"] = policy.mechanism != "none"
+    result["release_policy"] = policy.describe()
+    return result

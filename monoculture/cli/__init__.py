@@ -1,0 +1,54 @@
+"""The `monoculture` command line (README, "Command line"): one module per command group.
+
+Expected failures (bad input, refused requests, failed rounds) print what is
+wrong and what to do, and exit with status 2; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from monoculture import __version__
+from monoculture.cli import bench, certs, daemons, plaintext, round, simulate
+from monoculture.cli.common import EXIT_ERROR
+from monoculture.core.errors import MonocultureError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="monoculture", description="Private measurement of outcome homogenization across companies."
+    )
+    parser.add_argument("--version", action="version", version=f"monoculture {__version__}")
+    parser.add_argument(
+        "--log-level", default=os.environ.get("MONOCULTURE_LOG_LEVEL", "INFO"),
+        help="log level of daemons and progress (env MONOCULTURE_LOG_LEVEL)",
+    )  # fmt: skip
+    commands = parser.add_subparsers(dest="command", required=True)
+    simulate.add_parser(commands)
+    daemons.add_parsers(commands)
+    certs.add_parser(commands)
+    round.add_parser(commands)
+    bench.add_parser(commands)
+    plaintext.add_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.handler(args))
+    except MonocultureError as exc:
+        print(exc.diagnostics(), file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,25 @@
+"""`monoculture bench`: a simulated round timed against the elliptic-curve floor."""
+
+from __future__ import annotations
+
+import argparse
+
+from monoculture.cli.common import Commands
+
+
+def add_parser(commands: Commands) -> None:
+    bench = commands.add_parser("bench", help="time a simulated round against the EC floor")
+    bench.add_argument("--parties", type=int, default=3)
+    bench.add_argument("--records", type=int, default=100_000, help="records per company")
+    bench.add_argument("--overlap", type=float, default=1.0)
+    bench.add_argument("--seed", type=int, default=1)
+    bench.add_argument(
+        "--insecure", action="store_true", help="plaintext transport (to measure what mTLS costs)"
+    )
+    bench.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from monoculture.research.bench import run_bench
+
+    return run_bench(args.parties, args.records, args.overlap, args.seed, insecure=args.insecure)

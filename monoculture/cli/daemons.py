@@ -1,0 +1,41 @@
+"""`monoculture coordinator serve` and `monoculture client run`: the two daemons."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from monoculture.cli.common import Commands, add_insecure
+from monoculture.memory import return_freed_buffers
+
+
+def add_parsers(commands: Commands) -> None:
+    coordinator = commands.add_parser("coordinator", help="the auditor's coordinator daemon")
+    serve = coordinator.add_subparsers(dest="action", required=True).add_parser(
+        "serve", help="run the coordinator"
+    )
+    serve.add_argument("--config", type=Path, required=True, help="TOML file (deploy/coordinator.toml)")
+    add_insecure(serve)
+    serve.set_defaults(handler=serve_coordinator)
+
+    client = commands.add_parser("client", help="a company's daemon")
+    run = client.add_subparsers(dest="action", required=True).add_parser("run", help="run the company daemon")
+    run.add_argument("--config", type=Path, required=True, help="TOML file (deploy/client-*.toml)")
+    add_insecure(run)
+    run.set_defaults(handler=run_client)
+
+
+def serve_coordinator(args: argparse.Namespace) -> int:
+    from monoculture.coordinator.config import load_coordinator_config
+    from monoculture.coordinator.server import serve
+
+    return_freed_buffers()  # a long-lived daemon: lists freed must not stay resident
+    return serve(load_coordinator_config(args.config, insecure=args.insecure))
+
+
+def run_client(args: argparse.Namespace) -> int:
+    from monoculture.client.config import load_client_config
+    from monoculture.client.daemon import CompanyDaemon
+
+    return_freed_buffers()
+    return CompanyDaemon(load_client_config(args.config, insecure=args.insecure)).run()

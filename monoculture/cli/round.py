@@ -1,0 +1,86 @@
+"""`monoculture round open|status|result`: round administration by the auditor."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from monoculture.auditor import AuditorClient
+from monoculture.cli.common import Commands, add_certs_folder, add_insecure, write_result
+from monoculture.report import format_summary
+
+
+def add_parser(commands: Commands) -> None:
+    round_parser = commands.add_parser("round", help="round administration (the auditor)")
+    actions = round_parser.add_subparsers(dest="action", required=True)
+    handlers: dict[str, tuple[str, Callable[[AuditorClient, argparse.Namespace], int]]] = {
+        "open": ("open a round", _open),
+        "status": ("a round's phase and progress", _status),
+        "result": ("a round's result JSON", _result),
+    }
+    for name, (text, handler) in handlers.items():
+        sub = actions.add_parser(name, help=text)
+        sub.add_argument(
+            "--coordinator", default=os.environ.get("MONOCULTURE_COORDINATOR", "127.0.0.1:50051"),
+            help="coordinator address (env MONOCULTURE_COORDINATOR)",
+        )  # fmt: skip
+        add_certs_folder(
+            sub, "--certs", "folder with ca.pem, auditor.pem and auditor.key (env MONOCULTURE_CERTS)"
+        )
+        add_insecure(sub)
+        sub.set_defaults(handler=_with_auditor(handler))
+    open_parser, status_parser, result_parser = (actions.choices[n] for n in handlers)
+    open_parser.add_argument(
+        "--companies", required=True, help="comma-separated company names; their order is the pattern order"
+    )
+    open_parser.add_argument("--min-list-size", type=int, default=1)
+    for sub in (status_parser, result_parser):
+        sub.add_argument("round_id")
+    result_parser.add_argument("--wait", type=float, default=0.0, help="wait this many seconds for the end")
+    result_parser.add_argument("--out", type=Path, help="write the result JSON here")
+
+
+def _with_auditor(
+    handler: Callable[[AuditorClient, argparse.Namespace], int],
+) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        from monoculture.core.identity import Identity, Role
+        from monoculture.pki import tls_files
+
+        tls = None if args.insecure else tls_files(args.certs, Identity(Role.AUDITOR, "auditor"))
+        with AuditorClient(args.coordinator, tls) as auditor:
+            return handler(auditor, args)
+
+    return run
+
+
+def _open(auditor: AuditorClient, args: argparse.Namespace) -> int:
+    companies = [c.strip() for c in args.companies.split(",") if c.strip()]
+    print(auditor.open_round(companies, args.min_list_size).round_id)
+    return 0
+
+
+def _status(auditor: AuditorClient, args: argparse.Namespace) -> int:
+    status = auditor.status(args.round_id)
+    shown = {
+        "round_id": status.round_id, "phase": status.phase, "companies": list(status.companies),
+        "hops_done": status.hops_done, "hops_total": status.hops_total,
+        "failure_reason": status.failure_reason, "failed_party": status.failed_party,
+    }  # fmt: skip
+    print(json.dumps(shown, indent=2))
+    return 0
+
+
+def _result(auditor: AuditorClient, args: argparse.Namespace) -> int:
+    if args.wait > 0:
+        auditor.wait(args.round_id, args.wait)
+    result = auditor.result(args.round_id)
+    if args.out is None:
+        print(json.dumps(result, indent=2))
+    else:
+        print(format_summary(result))
+        write_result(result, args.out)
+    return 0

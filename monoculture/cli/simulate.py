@@ -1,0 +1,106 @@
+"""`monoculture simulate`: a real multi-party round on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from monoculture.analysis.metrics import result_dict
+from monoculture.cli.common import (
+    Commands,
+    add_input_options,
+    add_insecure,
+    add_release_options,
+    input_specs,
+    release_policy,
+    write_result,
+)
+from monoculture.core.dataset import InputSpec
+from monoculture.core.errors import ConfigError
+from monoculture.report import format_summary, format_truth_comparison
+from monoculture.v1 import monoculture_pb2 as pb
+
+
+def _rates_argument(value: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected rates like 0.2 or 0.1,0.3, got {value!r}") from None
+
+
+def add_parser(commands: Commands) -> None:
+    sim = commands.add_parser("simulate", help="run a real multi-party round on this machine")
+    add_input_options(sim)
+    sim.add_argument("--parties", type=int, help="synthetic: number of companies")
+    sim.add_argument("--individuals", type=int, help="synthetic: population size")
+    sim.add_argument("--seed", type=int, help="synthetic: seed of the population (not of any key)")
+    sim.add_argument(
+        "--overlap", type=float, default=0.8,
+        help="synthetic: share of the population every company holds (default 0.8)",
+    )  # fmt: skip
+    sim.add_argument(
+        "--failure-rate", type=_rates_argument, default=(0.2,),
+        help="synthetic: one rate, or one per company comma-separated (default 0.2)",
+    )  # fmt: skip
+    sim.add_argument(
+        "--correlation", type=float, default=0.3,
+        help="synthetic: share of individuals failed jointly (0 = independent, H ~ 1)",
+    )  # fmt: skip
+    sim.add_argument("--workdir", type=Path, help="keep configs, certificates and daemon logs here")
+    sim.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the round")
+    add_insecure(sim)
+    add_release_options(sim)
+    sim.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from monoculture.research.simulate import CompanyInput, run_round
+    from monoculture.research.synthetic import SyntheticSpec, generate
+
+    synthetic = args.parties is not None or args.individuals is not None
+    if synthetic == bool(args.company):
+        raise ConfigError("give either --company NAME=PATH (two or more) or --parties K --individuals N")
+    policy = release_policy(args)
+    with tempfile.TemporaryDirectory(prefix="monoculture-") as tmp:
+        workdir = args.workdir or Path(tmp)
+        truth = None
+        if synthetic:
+            if args.parties is None or args.individuals is None:
+                raise ConfigError("synthetic runs need both --parties and --individuals")
+            spec = SyntheticSpec(
+                args.parties, args.individuals, args.seed, args.overlap, args.failure_rate, args.correlation
+            )
+            population = generate(spec, workdir / "data")
+            companies = [
+                CompanyInput(n, InputSpec(p))
+                for n, p in zip(population.companies, population.files, strict=True)
+            ]
+            truth = (population.truth, spec.model_homogenization())
+        else:
+            companies = [CompanyInput(name, spec) for name, spec in input_specs(args)]
+            if len(companies) < 2:
+                raise ConfigError("a round needs at least two --company NAME=PATH")
+        run = run_round(
+            companies, workdir, timeout=args.timeout, on_status=_print_progress(), release=policy,
+            insecure=args.insecure,
+        )  # fmt: skip
+    print(format_summary(run.result))
+    if truth is not None and not run.result.get("suppressed"):
+        print(format_truth_comparison(run.result, result_dict(truth[0]), truth[1]))
+    write_result(run.result, args.out)
+    return 0
+
+
+def _print_progress() -> Callable[[pb.RoundStatus], None]:
+    last: list[str] = []
+
+    def show(status: pb.RoundStatus) -> None:
+        line = f"round {status.round_id}: {status.phase} ({status.hops_done}/{status.hops_total} list hops)"
+        if not last or last[-1] != line:
+            print(line, file=sys.stderr, flush=True)
+            last.append(line)
+
+    return show

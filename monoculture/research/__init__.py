@@ -1,0 +1,3 @@
+"""The researcher's side: simulated multi-party rounds (separate processes or one
+process), synthetic populations and the benchmark. May import both roles.
+"""
