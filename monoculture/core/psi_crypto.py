@@ -134,7 +134,7 @@ def random_permutation(size: int, seed: bytes | None = None, label: bytes = b"")
         key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"monoculture/v1 shuffle|" + label)
         stream = Cipher(algorithms.AES(key.derive(seed)), modes.CTR(b"\x00" * 16)).encryptor()
         raw = stream.update(bytes(8 * size))  # CTR: the keystream itself; finalize adds nothing
-    keys = np.frombuffer(raw, dtype=np.uint64)
+    keys = np.frombuffer(raw, dtype="<u8")  # little-endian on every machine: the same shuffle
     return np.argsort(keys, kind="stable").astype(np.int64, copy=False)
 
 
@@ -202,7 +202,9 @@ class CompanyTags:
         self._company = company
 
     def open(self, tags: Sequence[bytes]) -> npt.NDArray[np.uint8]:
-        """Failure bits of the given tags; a forged, altered or moved tag fails the round."""
+        """Failure bits of the given tags; a forged or altered tag, or one of another round or
+        company, fails the round. (A tag carries its own nonce, so a tag moved to another
+        position still opens: shuffles move tags by design.)"""
         bits = np.empty(len(tags), dtype=np.uint8)
         for i, tag in enumerate(tags):
             try:

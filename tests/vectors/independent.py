@@ -1,0 +1,369 @@
+"""A second implementation of monoculture's v1 byte formats, for the known-answer vectors.
+
+Written from the format descriptions (docs/PROTOCOL.md, README "Result JSON", the
+.proto file), not from monoculture's code, and importing nothing from monoculture:
+
+- HKDF-SHA256 is RFC 5869 written out with `hmac` (checked against the RFC's own
+  test cases by tests/test_vectors.py);
+- AES-CTR is written out as AES-ECB over big-endian counter blocks;
+- protobuf messages are encoded by hand (tag, varint, length-delimited fields);
+- the result figures are exact rationals (`fractions.Fraction`);
+- the JSON-schema check is a small validator for the subset the schema uses.
+
+Only X25519, AES-256-GCM and the AES block cipher come from `cryptography`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import re
+from fractions import Fraction
+from itertools import combinations
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+# ------------------------------------------------------------------ primitives
+
+
+def hkdf_sha256(ikm: bytes, info: bytes, length: int = 32, salt: bytes | None = None) -> bytes:
+    """RFC 5869, section 2: extract (salt absent = HashLen zero bytes), then expand."""
+    prk = hmac.new(salt if salt else bytes(32), ikm, hashlib.sha256).digest()
+    okm, block = b"", b""
+    for counter in range(1, math.ceil(length / 32) + 1):
+        block = hmac.new(prk, block + info + bytes((counter,)), hashlib.sha256).digest()
+        okm += block
+    return okm[:length]
+
+
+def x25519_public(private_key: bytes) -> bytes:
+    return X25519PrivateKey.from_private_bytes(private_key).public_key().public_bytes_raw()
+
+
+def x25519_shared(private_key: bytes, peer_public_key: bytes) -> bytes:
+    private = X25519PrivateKey.from_private_bytes(private_key)
+    return private.exchange(X25519PublicKey.from_public_bytes(peer_public_key))
+
+
+def aes_ctr_keystream(key: bytes, length: int) -> bytes:
+    """AES-CTR keystream from a zero 16-byte initial counter block, counter = the whole
+    block as a 128-bit big-endian integer (written out from AES-ECB)."""
+    blocks = b"".join(i.to_bytes(16, "big") for i in range(math.ceil(length / 16)))
+    ecb = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+    return (ecb.update(blocks) + ecb.finalize())[:length]
+
+
+def nonce(index: int) -> bytes:
+    """12-byte big-endian position / chunk index."""
+    return index.to_bytes(12, "big")
+
+
+def length_prefixed(value: str | bytes) -> bytes:
+    data = value.encode() if isinstance(value, str) else value
+    return len(data).to_bytes(4, "big") + data
+
+
+# ------------------------------------------------------------------ protobuf by hand
+
+
+def varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, value = value & 0x7F, value >> 7
+        out.append(low | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def pb_bytes(number: int, data: bytes) -> bytes:
+    """A length-delimited field (wire type 2); proto3 leaves out empty scalars."""
+    return varint(number << 3 | 2) + varint(len(data)) + data if data else b""
+
+
+def pb_uint(number: int, value: int) -> bytes:
+    """A varint field (wire type 0); proto3 leaves out zero."""
+    return varint(number << 3) + varint(value) if value else b""
+
+
+def psi_request(points: list[bytes]) -> bytes:
+    """openmined-psi `psi_proto.Request{reveal_intersection = true (1), encrypted_elements (2)}`."""
+    return pb_uint(1, 1) + b"".join(varint(2 << 3 | 2) + varint(len(p)) + p for p in points)
+
+
+def _read_varint(blob: bytes, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if at >= len(blob) or shift > 63:
+            raise ValueError("truncated or overlong varint")
+        byte = blob[at]
+        value, at, shift = value | (byte & 0x7F) << shift, at + 1, shift + 7
+        if not byte & 0x80:
+            return value, at
+
+
+def parse_psi_request(blob: bytes) -> list[bytes]:
+    """The encrypted_elements of a serialized psi_proto.Request (ValueError if it does not parse)."""
+    elements, at = [], 0
+    while at < len(blob):
+        key, at = _read_varint(blob, at)
+        number, wire_type = key >> 3, key & 7
+        if wire_type == 0:
+            _, at = _read_varint(blob, at)
+        elif wire_type == 2:
+            length, at = _read_varint(blob, at)
+            if at + length > len(blob):
+                raise ValueError("length-delimited field runs past the end")
+            if number == 2:
+                elements.append(blob[at : at + length])
+            at += length
+        else:
+            raise ValueError(f"unexpected wire type {wire_type}")
+    return elements
+
+
+def list_chunk_body(points: bytes, tags: bytes) -> bytes:
+    """monoculture.v1.ListChunkBody{points = 1, tags = 2}."""
+    return pb_bytes(1, points) + pb_bytes(2, tags)
+
+
+def list_chunk(header: dict[str, Any], sender: str, receiver: str, sealed: bytes) -> bytes:
+    """monoculture.v1.ListChunk as sent sealed (points and tags empty), fields in number order."""
+    return b"".join(
+        (
+            pb_bytes(1, header["round_id"].encode()),
+            pb_bytes(2, sender.encode()),
+            pb_bytes(3, header["list_owner"].encode()),
+            pb_uint(4, header["hop"]),
+            pb_uint(5, header["chunk_index"]),
+            pb_uint(6, header["chunk_count"]),
+            pb_uint(7, header["list_size"]),
+            pb_uint(10, header["chunk_elements"]),
+            pb_bytes(11, receiver.encode()),
+            pb_bytes(12, sealed),
+        )
+    )
+
+
+# ------------------------------------------------------------------ failure tags
+
+
+def tag_key_info(round_id: str, company: str) -> bytes:
+    return f"monoculture/v1 failure tag key|{round_id}|{company}".encode()
+
+
+def tag_aad(round_id: str, company: str) -> bytes:
+    return f"monoculture/v1 tag|{round_id}|{company}".encode()
+
+
+def tag_key(shared_secret: bytes, round_id: str, company: str) -> bytes:
+    return hkdf_sha256(shared_secret, tag_key_info(round_id, company))
+
+
+def seal_tag(key: bytes, aad: bytes, position: int, plaintext: bytes) -> bytes:
+    """nonce || AES-256-GCM(nonce, plaintext, aad): 12 + 1 + 16 = 29 bytes for one bit."""
+    return nonce(position) + AESGCM(key).encrypt(nonce(position), plaintext, aad)
+
+
+def open_tag(key: bytes, aad: bytes, tag: bytes) -> bytes:
+    return AESGCM(key).decrypt(tag[:12], tag[12:], aad)
+
+
+# ------------------------------------------------------------------ relays
+
+
+def key_statement(round_id: str, company: str, relay_public_key: bytes, tag_public_key: bytes) -> bytes:
+    fields = (round_id, company, relay_public_key, tag_public_key)
+    return b"monoculture/v1 relay public key" + b"".join(length_prefixed(f) for f in fields)
+
+
+def relay_key_info(round_id: str, sender: str, receiver: str, owner: str, hop: int) -> bytes:
+    fields = (round_id, sender, receiver, owner, str(hop))
+    return b"monoculture/v1 relay chunk key" + b"".join(length_prefixed(f) for f in fields)
+
+
+def relay_key(shared_secret: bytes, round_id: str, sender: str, receiver: str, owner: str, hop: int) -> bytes:
+    return hkdf_sha256(shared_secret, relay_key_info(round_id, sender, receiver, owner, hop))
+
+
+def chunk_aad(header: dict[str, Any], sender: str, receiver: str) -> bytes:
+    fields = (
+        header["round_id"], sender, receiver, header["list_owner"], str(header["hop"]),
+        str(header["chunk_index"]), str(header["chunk_count"]), str(header["list_size"]),
+        str(header["chunk_elements"]),
+    )  # fmt: skip
+    return b"monoculture/v1 relay chunk" + b"".join(length_prefixed(f) for f in fields)
+
+
+def seal_chunk(key: bytes, chunk_index: int, body: bytes, aad: bytes) -> bytes:
+    """AES-256-GCM of the serialized ListChunkBody (ciphertext || 16-byte tag; the nonce is not sent)."""
+    return AESGCM(key).encrypt(nonce(chunk_index), body, aad)
+
+
+def open_chunk(key: bytes, chunk_index: int, sealed: bytes, aad: bytes) -> bytes:
+    return AESGCM(key).decrypt(nonce(chunk_index), sealed, aad)
+
+
+# ------------------------------------------------------------------ shuffles
+
+
+def shuffle_label(owner: str, hop: int) -> bytes:
+    return f"{owner}|{hop}".encode()
+
+
+def shuffle_key(seed: bytes, label: bytes) -> bytes:
+    return hkdf_sha256(seed, b"monoculture/v1 shuffle|" + label)
+
+
+def shuffle_sort_keys(seed: bytes, label: bytes, size: int) -> list[int]:
+    """One 64-bit sort key per element: 8 keystream bytes each, read little-endian."""
+    stream = aes_ctr_keystream(shuffle_key(seed, label), 8 * size)
+    return [int.from_bytes(stream[8 * i : 8 * i + 8], "little") for i in range(size)]
+
+
+def permutation(seed: bytes, label: bytes, size: int) -> list[int]:
+    """Indices ordered by their sort key (ties by index: a stable sort)."""
+    keys = shuffle_sort_keys(seed, label, size)
+    return sorted(range(size), key=lambda i: (keys[i], i))
+
+
+# ------------------------------------------------------------------ result figures
+
+
+def ratio(value: Fraction | None) -> str | None:
+    """An exact rational as "p/q" (JSON has no rationals)."""
+    return None if value is None else f"{value.numerator}/{value.denominator}"
+
+
+def result_figures(companies: list[str], counts: list[int]) -> dict[str, Any]:
+    """The result's integer keys (exact) and its rational keys (as "p/q" strings)
+    from the 2^k pattern counts; character i of a pattern is company i's bit."""
+    k = len(companies)
+    patterns = [format(index, f"0{k}b") for index in range(2**k)]
+    n = sum(counts)
+    fails = [sum(c for p, c in zip(patterns, counts, strict=True) if p[i] == "1") for i in range(k)]
+    histogram = [
+        sum(c for p, c in zip(patterns, counts, strict=True) if p.count("1") == j) for j in range(k + 1)
+    ]
+    systemic = counts[patterns.index("1" * k)]
+    rates = [Fraction(f, n) for f in fails]
+    expected = math.prod(rates, start=Fraction(1))
+    pairwise = {}
+    for a, b in combinations(range(k), 2):
+        joint = sum(c for p, c in zip(patterns, counts, strict=True) if p[a] == p[b] == "1")
+        pairwise[f"{companies[a]},{companies[b]}"] = ratio(Fraction(joint * n, fails[a] * fails[b]))
+    poisson = [Fraction(1)]
+    for rate in rates:  # Poisson-binomial: failures if companies failed independently
+        poisson = [
+            (poisson[j] if j < len(poisson) else 0) * (1 - rate) + (poisson[j - 1] * rate if j else 0)
+            for j in range(len(poisson) + 1)
+        ]
+    return {
+        "integer": {
+            "companies": list(companies),
+            "shared_individuals": n,
+            "failures": dict(zip(companies, fails, strict=True)),
+            "systemic_failures": systemic,
+            "failure_count_histogram": histogram,
+            "pattern_counts": dict(zip(patterns, counts, strict=True)),
+        },
+        "rational": {
+            "failure_rates": {name: ratio(r) for name, r in zip(companies, rates, strict=True)},
+            "systemic_failure_rate": ratio(Fraction(systemic, n)),
+            "expected_systemic_failure_rate": ratio(expected),
+            "homogenization": ratio(Fraction(systemic, n) / expected),
+            "pairwise_homogenization": pairwise,
+            "expected_failure_count_histogram": [ratio(n * p) for p in poisson],
+        },
+    }
+
+
+# ------------------------------------------------------------------ JSON schema (a subset)
+
+_ANNOTATIONS = frozenset({"$schema", "$id", "$comment", "title", "description"})
+_KEYWORDS = frozenset(
+    {
+        "type", "const", "enum", "required", "properties", "patternProperties", "additionalProperties",
+        "items", "minItems", "maxItems", "minimum", "anyOf",
+    }
+)  # fmt: skip
+
+
+def _is_type(value: Any, name: str) -> bool:
+    if name == "null":
+        return value is None
+    if name == "boolean":
+        return isinstance(value, bool)
+    if name == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if name == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if name == "string":
+        return isinstance(value, str)
+    if name == "array":
+        return isinstance(value, list)
+    if name == "object":
+        return isinstance(value, dict)
+    raise ValueError(f"unknown JSON type {name!r}")
+
+
+def schema_errors(value: Any, schema: dict[str, Any], where: str = "$") -> list[str]:
+    """Why `value` fails `schema` (empty: it validates). JSON-Schema 2020-12 semantics for
+    the keywords in _KEYWORDS; any other keyword is refused rather than ignored."""
+    unknown = set(schema) - _KEYWORDS - _ANNOTATIONS
+    if unknown:
+        raise ValueError(f"schema keyword(s) {sorted(unknown)} at {where} are not implemented")
+    errors: list[str] = []
+    if "anyOf" in schema:
+        branches = [schema_errors(value, branch, where) for branch in schema["anyOf"]]
+        if all(branches):
+            errors.append(f"{where}: matches no branch of anyOf ({'; '.join(b[0] for b in branches)})")
+    if "type" in schema:
+        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        if not any(_is_type(value, t) for t in types):
+            return [*errors, f"{where}: {type(value).__name__} {value!r:.60} is not of type {types}"]
+    if "const" in schema and not _json_equal(value, schema["const"]):
+        errors.append(f"{where}: {value!r:.60} is not {schema['const']!r}")
+    if "enum" in schema and not any(_json_equal(value, e) for e in schema["enum"]):
+        errors.append(f"{where}: {value!r:.60} is not one of {schema['enum']}")
+    if "minimum" in schema and _is_type(value, "number") and value < schema["minimum"]:
+        errors.append(f"{where}: {value} is below {schema['minimum']}")
+    if isinstance(value, list):
+        if len(value) < schema.get("minItems", 0):
+            errors.append(f"{where}: fewer than {schema['minItems']} items")
+        if len(value) > schema.get("maxItems", len(value)):
+            errors.append(f"{where}: more than {schema['maxItems']} items")
+        if "items" in schema:
+            for i, item in enumerate(value):
+                errors += schema_errors(item, schema["items"], f"{where}[{i}]")
+    if isinstance(value, dict):
+        errors += [
+            f"{where}: required key {key!r} is missing"
+            for key in schema.get("required", ())
+            if key not in value
+        ]
+        for key, item in value.items():
+            matched = False
+            if key in schema.get("properties", {}):
+                matched = True
+                errors += schema_errors(item, schema["properties"][key], f"{where}.{key}")
+            for pattern, sub in schema.get("patternProperties", {}).items():
+                if re.search(pattern, key):
+                    matched = True
+                    errors += schema_errors(item, sub, f"{where}.{key}")
+            extra = schema.get("additionalProperties", True)
+            if not matched and extra is False:
+                errors.append(f"{where}: key {key!r} is not allowed")
+            elif not matched and isinstance(extra, dict):
+                errors += schema_errors(item, extra, f"{where}.{key}")
+    return errors
+
+
+def _json_equal(a: Any, b: Any) -> bool:
+    """JSON equality: true/1 and false/0 differ (Python's == makes them equal)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    return bool(a == b)
