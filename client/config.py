@@ -1,106 +1,215 @@
-"""The company daemon's TOML configuration (deploy/client-*.toml show every key)."""
+"""The company daemon's TOML configuration (deploy/client-*.toml show every key).
+
+The section dataclasses below are the one source of the keys, their defaults, their
+checks and the comments in deploy/; `ClientConfig` is what the daemon runs with.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from monoculture.core.config import Key, check_sections, read_toml, resolve_path, section
-from monoculture.core.dataset import DEFAULT_MAX_ID_LENGTH, DuplicatePolicy, InputSpec
+from monoculture.core.config import (
+    TlsPaths,
+    check_sections,
+    optional_path,
+    path_value,
+    read_section,
+    read_toml,
+    resolve_path,
+)
+from monoculture.core.dataset import DuplicatePolicy, InputSpec
 from monoculture.core.errors import ConfigError, MonocultureError
 from monoculture.core.protocol import check_company_name
 from monoculture.core.wire import CHUNK_ELEMENTS, MAX_CHUNK_ELEMENTS
 from monoculture.transport import TlsFiles
 
-_CLIENT = {
-    "company": Key(str, required=True),
-    "coordinator": Key(str, required=True),
-    "poll_seconds": Key(float, 10.0),
-    "stats_file": Key(str, ""),
-    "exit_after_rounds": Key(int, 0),
-    "chunk_elements": Key(int, CHUNK_ELEMENTS),
-    "state_dir": Key(str, "client-state"),
-    "retry_seconds": Key(float, 600.0),
-    "workers": Key(int, 0),
-}
-_TLS = {"ca_file": Key(str, ""), "cert_file": Key(str, ""), "key_file": Key(str, "")}
-_DATA = {
-    "path": Key(str, required=True),
-    "format": Key(str, "auto"),
-    "id_column": Key(str, "id"),
-    "failure_column": Key(str, "failed"),
-    "duplicates": Key(str, DuplicatePolicy.REFUSE.value),
-    "max_id_length": Key(int, DEFAULT_MAX_ID_LENGTH),
-}
+
+@dataclass(frozen=True)
+class ClientSection:
+    """This company's daemon: its name, the coordinator it dials and how it works."""
+
+    company: str = field(
+        metadata={
+            "doc": "This company's name on rounds' rosters (1-64 of a-z 0-9 - _ .); "
+            "must match its certificate."
+        }
+    )
+    coordinator: str = field(metadata={"doc": "The coordinator's address. The daemon only dials out."})
+    poll_seconds: float = field(default=10.0, metadata={"doc": "Long-poll duration, seconds."})
+    stats_file: str = field(
+        default="", metadata={"doc": 'Append per-round EC operation counts (JSON lines) here ("" = off).'}
+    )
+    exit_after_rounds: int = field(
+        default=0, metadata={"doc": "Stop after this many rounds have ended (0 = serve forever)."}
+    )
+    chunk_elements: int = field(
+        default=CHUNK_ELEMENTS,
+        metadata={"doc": f"Elements per wire chunk, 1..{MAX_CHUNK_ELEMENTS} (the default is about 1 MiB)."},
+    )
+    state_dir: str = field(
+        default="client-state",
+        metadata={
+            "doc": "Sealed per-round keys, so a restarted daemon finishes its rounds "
+            "(mode 0700; deleted per round)."
+        },
+    )
+    retry_seconds: float = field(
+        default=600.0,
+        metadata={
+            "doc": "How long a step is retried (backoff with jitter) while the coordinator is unreachable."
+        },
+    )
+    workers: int = field(
+        default=0,
+        metadata={
+            "doc": "Blinding worker processes: 0 = one per core; 1 = blind in the daemon process itself."
+        },
+    )
+
+    def check(self) -> None:
+        """The company name is valid and chunks are within the wire's bounds."""
+        try:
+            check_company_name(self.company)
+        except MonocultureError as exc:
+            raise ConfigError(f"company: {exc.message}", hint=exc.hint) from None
+        if not 1 <= self.chunk_elements <= MAX_CHUNK_ELEMENTS:
+            raise ConfigError(f"chunk_elements must be 1..{MAX_CHUNK_ELEMENTS}")
+
+
+@dataclass(frozen=True)
+class TlsSection(TlsPaths):
+    """mTLS: the CA and this company's certificate and key, from the auditor
+    (`monoculture certs issue --company NAME`). Required unless --insecure."""
+
+
+@dataclass(frozen=True)
+class DataSection:
+    """This company's records: one row per individual, an id and a failure indicator."""
+
+    # The defaults are InputSpec's, which `monoculture simulate` and the CLI use too.
+    path: str = field(metadata={"doc": "CSV with a header, or Parquet (by suffix, or set format)."})
+    format: str = field(default=InputSpec.file_format, metadata={"doc": "auto | csv | parquet"})
+    id_column: str = field(default=InputSpec.id_column, metadata={"doc": "The column of ids."})
+    failure_column: str = field(
+        default=InputSpec.failure_column,
+        metadata={"doc": "0/1 or true/false; 1 = the model failed on this individual."},
+    )
+    duplicates: str = field(
+        default=InputSpec.duplicates.value,
+        metadata={"doc": f'{" | ".join(DuplicatePolicy)} (README, "Duplicate ids").'},
+    )
+    max_id_length: int = field(
+        default=InputSpec.max_id_length, metadata={"doc": "Longest id accepted, in UTF-8 bytes."}
+    )
+
+    def check(self) -> None:
+        """`duplicates` names a policy."""
+        self.policy()
+
+    def policy(self) -> DuplicatePolicy:
+        """The duplicate-id policy named by `duplicates`."""
+        try:
+            return DuplicatePolicy(self.duplicates)
+        except ValueError:
+            raise ConfigError(
+                f"duplicates = {self.duplicates!r} is not a policy",
+                hint=f"choose one of {', '.join(DuplicatePolicy)}",
+            ) from None
+
+
+SECTIONS = {"client": ClientSection, "tls": TlsSection, "data": DataSection}
 
 
 @dataclass(frozen=True)
 class ClientConfig:
+    """What the company daemon runs with: paths resolved, [data] as an InputSpec.
+
+    Defaults are ClientSection's (a key left out of a file means the same as one left out here).
+    """
+
     company: str
     coordinator: str
     data: InputSpec
     tls: TlsFiles | None = None  # None only with --insecure
-    poll_seconds: float = 10.0
-    stats_file: Path | None = None  # JSON lines of per-round EC operation counts
-    exit_after_rounds: int = 0  # 0: serve forever
-    chunk_elements: int = CHUNK_ELEMENTS
-    state_dir: Path = Path("client-state")  # sealed per-round keys, for restarts
-    retry_seconds: float = 600.0  # how long to retry a step while the coordinator is unreachable
-    workers: int = 0  # blinding worker processes; 0 = one per core, 1 = blind in the daemon itself
+    poll_seconds: float = ClientSection.poll_seconds
+    stats_file: Path | None = None  # JSON lines of per-round EC operation counts; [client] stats_file ""
+    exit_after_rounds: int = ClientSection.exit_after_rounds  # 0: serve forever
+    chunk_elements: int = ClientSection.chunk_elements
+    state_dir: Path = Path(ClientSection.state_dir)  # sealed per-round keys, for restarts
+    retry_seconds: float = ClientSection.retry_seconds  # retry a step this long while unreachable
+    workers: int = ClientSection.workers  # blinding processes; 0 = one per core, 1 = in the daemon
 
 
-def _tls(path: Path, values: dict[str, str], insecure: bool) -> TlsFiles | None:
-    given = [k for k, v in values.items() if v]
+def _tls(path: Path, section: TlsSection, insecure: bool) -> TlsFiles | None:
     if insecure:
         return None
-    if len(given) != 3:
+    if len(section.given()) != 3:
         raise ConfigError(
             "[tls] needs ca_file, cert_file and key_file",
             where=str(path),
             hint="get them from the auditor (`monoculture certs issue --company NAME`), "
             "or pass --insecure (plaintext, loopback only)",
         )
-    return TlsFiles(*(resolve_path(path, values[k]) for k in ("ca_file", "cert_file", "key_file")))
+    return TlsFiles(*section.resolved(path))
 
 
 def load_client_config(path: Path, *, insecure: bool = False) -> ClientConfig:
+    """Read and check the company daemon's config; paths are relative to the file's folder."""
     document = read_toml(path)
-    check_sections(path, document, {"client", "tls", "data"})
-    client = section(path, document, "client", _CLIENT)
-    data = section(path, document, "data", _DATA)
-    tls = _tls(path, section(path, document, "tls", _TLS), insecure)
-    try:
-        check_company_name(client["company"])
-    except MonocultureError as exc:
-        raise ConfigError(f"[client] company: {exc.message}", where=str(path), hint=exc.hint) from None
-    if not 1 <= client["chunk_elements"] <= MAX_CHUNK_ELEMENTS:
-        raise ConfigError(f"[client] chunk_elements must be 1..{MAX_CHUNK_ELEMENTS}", where=str(path))
-    try:
-        policy = DuplicatePolicy(data["duplicates"])
-    except ValueError:
-        choices = ", ".join(p.value for p in DuplicatePolicy)
-        raise ConfigError(
-            f"[data] duplicates = {data['duplicates']!r} is not a policy",
-            where=str(path),
-            hint=f"choose one of {choices}",
-        ) from None
+    check_sections(path, document, set(SECTIONS))
+    client = read_section(path, document, "client", ClientSection)
+    data = read_section(path, document, "data", DataSection)
+    tls = _tls(path, read_section(path, document, "tls", TlsSection), insecure)
     return ClientConfig(
-        company=client["company"],
-        coordinator=client["coordinator"],
+        company=client.company,
+        coordinator=client.coordinator,
         tls=tls,
-        poll_seconds=client["poll_seconds"],
-        stats_file=resolve_path(path, client["stats_file"]) if client["stats_file"] else None,
-        exit_after_rounds=client["exit_after_rounds"],
-        chunk_elements=client["chunk_elements"],
-        state_dir=resolve_path(path, client["state_dir"]),
-        retry_seconds=client["retry_seconds"],
-        workers=client["workers"],
+        poll_seconds=client.poll_seconds,
+        stats_file=optional_path(path, client.stats_file),
+        exit_after_rounds=client.exit_after_rounds,
+        chunk_elements=client.chunk_elements,
+        state_dir=resolve_path(path, client.state_dir),
+        retry_seconds=client.retry_seconds,
+        workers=client.workers,
         data=InputSpec(
-            path=resolve_path(path, data["path"]),
-            id_column=data["id_column"],
-            failure_column=data["failure_column"],
-            file_format=data["format"],
-            duplicates=policy,
-            max_id_length=data["max_id_length"],
+            path=resolve_path(path, data.path),
+            id_column=data.id_column,
+            failure_column=data.failure_column,
+            file_format=data.format,
+            duplicates=data.policy(),
+            max_id_length=data.max_id_length,
         ),
     )
+
+
+def _tls_section(tls: TlsFiles | None) -> TlsSection:
+    if tls is None:
+        return TlsSection()
+    return TlsSection(str(tls.ca_file), str(tls.cert_file), str(tls.key_file))
+
+
+def client_sections(config: ClientConfig) -> dict[str, object]:
+    """`config` as the sections of its file, for `render_toml` (paths written as they are held)."""
+    return {
+        "client": ClientSection(
+            company=config.company,
+            coordinator=config.coordinator,
+            poll_seconds=config.poll_seconds,
+            stats_file=path_value(config.stats_file),
+            exit_after_rounds=config.exit_after_rounds,
+            chunk_elements=config.chunk_elements,
+            state_dir=str(config.state_dir),
+            retry_seconds=config.retry_seconds,
+            workers=config.workers,
+        ),
+        "tls": _tls_section(config.tls),
+        "data": DataSection(
+            path=str(config.data.path),
+            format=config.data.file_format,
+            id_column=config.data.id_column,
+            failure_column=config.data.failure_column,
+            duplicates=config.data.duplicates.value,
+            max_id_length=config.data.max_id_length,
+        ),
+    }

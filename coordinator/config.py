@@ -1,4 +1,8 @@
-"""The coordinator's TOML configuration (deploy/coordinator.toml shows every key)."""
+"""The coordinator's TOML configuration (deploy/coordinator.toml shows every key).
+
+The section dataclasses below are the one source of the keys, their defaults, their
+checks and the comments in deploy/; `CoordinatorConfig` is what the coordinator runs with.
+"""
 
 from __future__ import annotations
 
@@ -6,101 +10,213 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from monoculture.analysis.release import ReleasePolicy
-from monoculture.core.config import Key, check_sections, read_toml, resolve_path, section
+from monoculture.core.config import (
+    TlsPaths,
+    check_sections,
+    optional_path,
+    path_value,
+    read_section,
+    read_toml,
+    resolve_path,
+)
 from monoculture.core.errors import ConfigError
 from monoculture.transport import TlsFiles
 
-_COORDINATOR = {
-    "listen": Key(str, "127.0.0.1:50051"),
-    "port_file": Key(str, ""),
-    "record_dir": Key(str, ""),
-    "max_workers": Key(int, 32),
-    "database": Key(str, "coordinator-state/coordinator.sqlite"),
-}
-_TLS = {"ca_file": Key(str, ""), "cert_file": Key(str, ""), "key_file": Key(str, "")}
-_LIMITS = {
-    "min_list_size": Key(int, 1),
-    "max_list_size": Key(int, 10_000_000),
-    "max_chunks_per_list": Key(int, 4096),
-    "max_rounds_in_flight": Key(int, 16),
-    "deadline_seconds": Key(float, 3600.0),
-}
-_RELEASE = {
-    "min_shared_individuals": Key(int, 0),
-    "min_cell_count": Key(int, 0),
-    "dp_mechanism": Key(str, "none"),
-    "dp_epsilon": Key(float, 0.0),
-    "dp_delta": Key(float, 0.0),
-}
+MIN_WORKERS = 4  # below this, long polls could hold every gRPC thread
+
+
+@dataclass(frozen=True)
+class CoordinatorSection:
+    """Where the coordinator listens and keeps its state."""
+
+    listen: str = field(
+        default="127.0.0.1:50051",
+        metadata={"doc": "Address to listen on; port 0 lets the operating system choose (see port_file)."},
+    )
+    port_file: str = field(
+        default="", metadata={"doc": 'Where to write the bound port once listening ("" = nowhere).'}
+    )
+    record_dir: str = field(
+        default="",
+        metadata={
+            "doc": "Test aid: keep a copy of everything the coordinator stores in this folder\n"
+            '("" = off). Never enable it in production.'
+        },
+    )
+    max_workers: int = field(
+        default=32,
+        metadata={"doc": f"gRPC worker threads (each long poll holds one; at least {MIN_WORKERS})."},
+    )
+    database: str = field(
+        default="coordinator-state/coordinator.sqlite",
+        metadata={
+            "doc": "Rounds, relayed chunks, results and the append-only audit log (SQLite); the key that\n"
+            "seals the rounds' tag keys is written beside it as coordinator.sqlite.key (mode 0600)."
+        },
+    )
+
+    def check(self) -> None:
+        """Enough worker threads."""
+        if self.max_workers < MIN_WORKERS:
+            raise ConfigError(f"max_workers must be at least {MIN_WORKERS}")
+
+
+@dataclass(frozen=True)
+class TlsSection(TlsPaths):
+    """mTLS. Made by `monoculture certs init` and `monoculture certs issue --coordinator HOST`.
+    Without them the coordinator refuses to start unless given --insecure (loopback only)."""
 
 
 @dataclass(frozen=True)
 class Limits:
     """Bounds on what one company may send and how many rounds may run."""
 
-    min_list_size: int = 1  # guards the probe attack: no company may enrol a handful of ids
-    max_list_size: int = 10_000_000
-    max_chunks_per_list: int = 4096
-    max_rounds_in_flight: int = 16
-    deadline_seconds: float = 3600.0  # a party must finish each step this long after it can start
+    min_list_size: int = field(
+        default=1,
+        metadata={
+            "doc": "No company may enrol fewer records (guards probe attacks; a round may ask for more)."
+        },
+    )
+    max_list_size: int = field(default=10_000_000, metadata={"doc": "No company may enrol more records."})
+    max_chunks_per_list: int = field(
+        default=4096, metadata={"doc": "Most wire chunks one company's list may take."}
+    )
+    max_rounds_in_flight: int = field(
+        default=16, metadata={"doc": "Rounds in progress at once; opening another is refused."}
+    )
+    deadline_seconds: float = field(
+        default=3600.0,
+        metadata={
+            "doc": "A party must finish each step this many seconds after it can start, "
+            "or the round fails naming it."
+        },
+    )
+
+    def check(self) -> None:
+        """Sizes in order and room for a round."""
+        if not 1 <= self.min_list_size <= self.max_list_size or self.max_rounds_in_flight < 1:
+            raise ConfigError("need 1 <= min_list_size <= max_list_size, max_rounds_in_flight >= 1")
+
+
+@dataclass(frozen=True)
+class ReleaseSection:
+    """What the auditor publishes (README, "Release policy")."""
+
+    # The keys of ReleasePolicy, with its defaults; the dp_ keys are its mechanism, epsilon, delta.
+    min_shared_individuals: int = field(
+        default=ReleasePolicy.min_shared_individuals,
+        metadata={"doc": "Below this many shared individuals, nothing but the roster is published."},
+    )
+    min_cell_count: int = field(
+        default=ReleasePolicy.min_cell_count,
+        metadata={
+            "doc": "Pattern cells with 1 to min_cell_count - 1 individuals are withheld, with complements."
+        },
+    )
+    dp_mechanism: str = field(
+        default=ReleasePolicy.mechanism,
+        metadata={
+            "doc": '"none", "discrete-laplace" (epsilon) or "discrete-gaussian" (epsilon, delta); per round.'
+        },
+    )
+    dp_epsilon: float = field(default=ReleasePolicy.epsilon, metadata={"doc": "Privacy budget per round."})
+    dp_delta: float = field(default=ReleasePolicy.delta, metadata={"doc": "The discrete Gaussian's delta."})
+
+    def policy(self) -> ReleasePolicy:
+        """The ReleasePolicy these keys describe."""
+        return ReleasePolicy(
+            self.min_shared_individuals,
+            self.min_cell_count,
+            self.dp_mechanism,
+            self.dp_epsilon,
+            self.dp_delta,
+        )
+
+    @classmethod
+    def of(cls, policy: ReleasePolicy) -> ReleaseSection:
+        """The keys that describe `policy`."""
+        return cls(
+            policy.min_shared_individuals,
+            policy.min_cell_count,
+            policy.mechanism,
+            policy.epsilon,
+            policy.delta,
+        )
+
+    def check(self) -> None:
+        """The policy's own check."""
+        self.policy().check()
+
+
+SECTIONS = {"coordinator": CoordinatorSection, "tls": TlsSection, "limits": Limits, "release": ReleaseSection}
 
 
 @dataclass(frozen=True)
 class CoordinatorConfig:
-    listen: str = "127.0.0.1:50051"
-    port_file: Path | None = None  # where to write the bound port (for listen port 0)
-    record_dir: Path | None = None  # test aid: keep a copy of everything stored
-    max_workers: int = 32
-    database: Path = Path("coordinator-state/coordinator.sqlite")
+    """What the coordinator runs with: paths resolved, [release] as a ReleasePolicy.
+
+    Defaults are the sections' (a key left out of a file means the same as one left out here).
+    """
+
+    listen: str = CoordinatorSection.listen
+    port_file: Path | None = None  # where to write the bound port (for listen port 0); port_file ""
+    record_dir: Path | None = None  # test aid: keep a copy of everything stored; record_dir ""
+    max_workers: int = CoordinatorSection.max_workers
+    database: Path = Path(CoordinatorSection.database)
     tls: TlsFiles | None = None  # None only with --insecure
     limits: Limits = field(default_factory=Limits)
     release: ReleasePolicy = field(default_factory=ReleasePolicy)
 
 
-def _tls(path: Path, values: dict[str, str]) -> TlsFiles | None:
-    given = [k for k, v in values.items() if v]
-    if not given:
-        return None
-    if len(given) != 3:
+def _tls(path: Path, section: TlsSection, insecure: bool) -> TlsFiles | None:
+    given = section.given()
+    if given and len(given) != 3:
         raise ConfigError("[tls] needs ca_file, cert_file and key_file together", where=str(path))
-    return TlsFiles(*(resolve_path(path, values[k]) for k in ("ca_file", "cert_file", "key_file")))
-
-
-def load_coordinator_config(path: Path, *, insecure: bool = False) -> CoordinatorConfig:
-    document = read_toml(path)
-    check_sections(path, document, {"coordinator", "tls", "limits", "release"})
-    values = section(path, document, "coordinator", _COORDINATOR)
-    tls = _tls(path, section(path, document, "tls", _TLS))
-    if tls is None and not insecure:
+    if not given and not insecure:
         raise ConfigError(
             "no [tls] files: the coordinator needs its certificate, key and the CA",
             where=str(path),
             hint="create them with `monoculture certs init` and "
             "`monoculture certs issue --coordinator HOST`, or pass --insecure (plaintext, loopback only)",
         )
-    limits = Limits(**section(path, document, "limits", _LIMITS))
-    if not 1 <= limits.min_list_size <= limits.max_list_size or limits.max_rounds_in_flight < 1:
-        raise ConfigError(
-            "[limits] need 1 <= min_list_size <= max_list_size, max_rounds_in_flight >= 1", where=str(path)
-        )
-    release_values = section(path, document, "release", _RELEASE)
-    release = ReleasePolicy(
-        release_values["min_shared_individuals"], release_values["min_cell_count"],
-        release_values["dp_mechanism"], release_values["dp_epsilon"], release_values["dp_delta"],
-    )  # fmt: skip
-    try:
-        release.check()
-    except ConfigError as exc:
-        raise ConfigError(f"[release] {exc.message}", where=str(path), hint=exc.hint) from None
-    if values["max_workers"] < 4:
-        raise ConfigError("[coordinator] max_workers must be at least 4", where=str(path))
+    return None if insecure else TlsFiles(*section.resolved(path))
+
+
+def load_coordinator_config(path: Path, *, insecure: bool = False) -> CoordinatorConfig:
+    """Read and check the coordinator's config; paths are relative to the file's folder."""
+    document = read_toml(path)
+    check_sections(path, document, set(SECTIONS))
+    values = read_section(path, document, "coordinator", CoordinatorSection)
+    tls = _tls(path, read_section(path, document, "tls", TlsSection), insecure)
     return CoordinatorConfig(
-        listen=values["listen"],
-        port_file=resolve_path(path, values["port_file"]) if values["port_file"] else None,
-        record_dir=resolve_path(path, values["record_dir"]) if values["record_dir"] else None,
-        max_workers=values["max_workers"],
-        database=resolve_path(path, values["database"]),
-        tls=None if insecure else tls,
-        limits=limits,
-        release=release,
+        listen=values.listen,
+        port_file=optional_path(path, values.port_file),
+        record_dir=optional_path(path, values.record_dir),
+        max_workers=values.max_workers,
+        database=resolve_path(path, values.database),
+        tls=tls,
+        limits=read_section(path, document, "limits", Limits),
+        release=read_section(path, document, "release", ReleaseSection).policy(),
     )
+
+
+def _tls_section(tls: TlsFiles | None) -> TlsSection:
+    if tls is None:
+        return TlsSection()
+    return TlsSection(str(tls.ca_file), str(tls.cert_file), str(tls.key_file))
+
+
+def coordinator_sections(config: CoordinatorConfig) -> dict[str, object]:
+    """`config` as the sections of its file, for `render_toml` (paths written as they are held)."""
+    return {
+        "coordinator": CoordinatorSection(
+            listen=config.listen,
+            port_file=path_value(config.port_file),
+            record_dir=path_value(config.record_dir),
+            max_workers=config.max_workers,
+            database=str(config.database),
+        ),
+        "tls": _tls_section(config.tls),
+        "limits": config.limits,
+        "release": ReleaseSection.of(config.release),
+    }

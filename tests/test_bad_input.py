@@ -147,7 +147,7 @@ def test_a_daemon_with_bad_input_withdraws_and_sends_nothing(tmp_path: Path) -> 
     bad = write_csv(tmp_path / "bad.csv", [("a", 1), ("b", 7)])
     record_dir = tmp_path / "recorded"
     with ExitStack() as stack:
-        address = start_coordinator(tmp_path, stack, f'record_dir = "{record_dir}"\n')
+        address = start_coordinator(tmp_path, stack, record_dir=record_dir)
         good = CompanyInput("google", InputSpec(example("digit", "google")))
         good_second = CompanyInput("ibm", InputSpec(example("digit", "ibm")))
         daemons = [

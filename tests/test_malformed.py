@@ -26,6 +26,7 @@ from conftest import ROOT, example, write_csv
 from pki_helpers import LocalPki
 
 from monoculture.auditor import AuditorClient
+from monoculture.coordinator.config import Limits
 from monoculture.core.dataset import InputSpec, load_records
 from monoculture.core.errors import InputError, RoundFailed
 from monoculture.core.identity import read_certified_key
@@ -68,7 +69,7 @@ def test_simulate_refuses(tmp_path: Path, name: str) -> None:
 
 # ------------------------------------------------------------ live daemons
 
-LIMITS = "[limits]\nmin_list_size = 10\nmax_list_size = 100000\nmax_chunks_per_list = 50\n"
+LIMITS = Limits(min_list_size=10, max_list_size=100000, max_chunks_per_list=50)
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +78,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     names = ["google", "broken-csv", "broken-parquet", "evil"]
     pki = LocalPki(folder / "certs", names)
     with ExitStack() as stack:
-        address = start_coordinator(folder, stack, tls=pki.coordinator(), sections=LIMITS)
+        address = start_coordinator(folder, stack, tls=pki.coordinator(), limits=LIMITS)
         daemons = {}
         for name, path in (
             ("google", example("digit", "google")),

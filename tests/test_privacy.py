@@ -39,7 +39,7 @@ def observed_round(tmp_path_factory: pytest.TempPathFactory) -> dict:
     workdir = tmp_path_factory.mktemp("privacy")
     record_dir = workdir / "recorded"
     with ExitStack() as stack:
-        address = start_coordinator(workdir, stack, f'record_dir = "{record_dir}"\n')
+        address = start_coordinator(workdir, stack, record_dir=record_dir)
         tap = WireTap(int(address.rsplit(":", 1)[1]))
         stack.callback(tap.close)
         for name in COMPANIES:

@@ -104,7 +104,7 @@ def retry(
             return call()
         except Exception as exc:
             stopped = stop is not None and stop.is_set()
-            if not retryable(exc) or clock.monotonic() > give_up_at or stopped:
+            if not retryable(exc) or clock.monotonic() >= give_up_at or stopped:
                 raise
             attempt += 1
             delay = backoff.delay(attempt)

@@ -2,8 +2,9 @@
 
 Starts one coordinator process and one company daemon process per company on
 127.0.0.1 with OS-assigned ports, opens a round through the auditor API exactly
-as `monoculture round open` does, waits for it and returns the result. Nothing
-imports this module but the CLI.
+as `monoculture round open` does, waits for it and returns the result. The
+daemons' config files, and the examples in deploy/ (`deploy_examples`, written by
+scripts/gen-deploy.py), are rendered from the config dataclasses of the two roles.
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import ExitStack, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
 from monoculture.analysis.release import ReleasePolicy
 from monoculture.auditor import AuditorClient
+from monoculture.client.config import ClientConfig, client_sections
+from monoculture.coordinator.config import CoordinatorConfig, Limits, coordinator_sections
+from monoculture.core.config import render_toml
 from monoculture.core.dataset import InputSpec, load_records
 from monoculture.core.errors import MonocultureError, RoundFailed
 from monoculture.core.identity import Identity, Role
@@ -45,10 +49,6 @@ class SimulationRun:
     operation_counts: list[dict[str, Any]] = field(default_factory=list)
     coordinator_peak_rss_bytes: int = 0
     workdir: Path | None = None
-
-
-def _toml_string(value: str | Path) -> str:
-    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
 
 
 def _spawn(args: list[str], log_path: Path, stack: ExitStack) -> subprocess.Popen[bytes]:
@@ -82,28 +82,6 @@ def _log_tail(path: Path, lines: int = 15) -> str:
         return ""
 
 
-def _tls_section(tls: TlsFiles | None) -> str:
-    if tls is None:
-        return ""
-    return (
-        "[tls]\n"
-        f"ca_file = {_toml_string(tls.ca_file)}\n"
-        f"cert_file = {_toml_string(tls.cert_file)}\n"
-        f"key_file = {_toml_string(tls.key_file)}\n"
-    )
-
-
-def release_section(policy: ReleasePolicy) -> str:
-    return (
-        "[release]\n"
-        f"min_shared_individuals = {policy.min_shared_individuals}\n"
-        f"min_cell_count = {policy.min_cell_count}\n"
-        f'dp_mechanism = "{policy.mechanism}"\n'
-        f"dp_epsilon = {policy.epsilon!r}\n"
-        f"dp_delta = {policy.delta!r}\n"
-    )
-
-
 def _insecure_flag(tls: TlsFiles | None) -> list[str]:
     return ["--insecure"] if tls is None else []
 
@@ -111,28 +89,34 @@ def _insecure_flag(tls: TlsFiles | None) -> list[str]:
 def start_coordinator(
     workdir: Path,
     stack: ExitStack,
-    extra: str = "",
+    *,
     tls: TlsFiles | None = None,
-    sections: str = "",
+    record_dir: Path | None = None,
+    limits: Limits | None = None,
+    release: ReleasePolicy | None = None,
     program: list[str] | None = None,
     listen: str = "127.0.0.1:0",
     started: list[subprocess.Popen[bytes]] | None = None,
 ) -> str:
     """Start `monoculture coordinator serve` on port 0; returns its address.
 
-    `extra`: more [coordinator] keys; `sections`: more TOML sections; `tls` None: --insecure;
-    `program`: another Python entry point taking the same --config (tests); `listen`: a fixed
-    address (a restart on the same port).
+    `tls` None: --insecure; `record_dir`, `limits`, `release`: those keys of the config (defaults
+    otherwise); `program`: another Python entry point taking the same --config (tests);
+    `listen`: a fixed address (a restart on the same port).
     """
+    workdir = workdir.resolve()  # the file's relative paths would be read from its own folder
     port_file = workdir / "coordinator.port"
     port_file.unlink(missing_ok=True)
-    config = workdir / "coordinator.toml"
-    config.write_text(
-        f"[coordinator]\nlisten = {_toml_string(listen)}\nport_file = {_toml_string(port_file)}\n"
-        + extra
-        + _tls_section(tls)
-        + sections
+    settings = CoordinatorConfig(
+        listen=listen,
+        port_file=port_file,
+        record_dir=record_dir.resolve() if record_dir else None,
+        tls=tls,
+        limits=limits or Limits(),
+        release=release or ReleasePolicy(),
     )
+    config = workdir / "coordinator.toml"
+    config.write_text(render_toml(coordinator_sections(settings), comments=False), encoding="utf-8")
     log_path = workdir / "coordinator.log"
     entry = program or ["-m", "monoculture", "coordinator", "serve"]
     process = _spawn([*entry, "--config", str(config), *_insecure_flag(tls)], log_path, stack)
@@ -160,30 +144,24 @@ def start_company(
 ) -> subprocess.Popen[bytes]:
     """Start `monoculture client run` for one company (`tls` None: --insecure).
 
-    `workers`: blinding processes; 1 by default, since here every company shares one machine.
+    `chunk_elements` None: the default; `workers`: blinding processes, 1 by default, since
+    here every company shares one machine.
     """
-    spec = company.spec
-    chunking = f"chunk_elements = {chunk_elements}\n" if chunk_elements else ""
-    config = workdir / f"client-{company.name}.toml"
-    config.write_text(
-        "[client]\n"
-        f"company = {_toml_string(company.name)}\n"
-        f"coordinator = {_toml_string(address)}\n"
-        "poll_seconds = 2.0\n"
-        f"stats_file = {_toml_string(workdir / 'operations.jsonl')}\n"
-        f"exit_after_rounds = {rounds}\n"
-        f"workers = {workers}\n"
-        f"state_dir = {_toml_string(workdir / f'client-state-{company.name}')}\n"
-        + chunking
-        + _tls_section(tls)
-        + "[data]\n"
-        f"path = {_toml_string(spec.path.resolve())}\n"
-        f"format = {_toml_string(spec.file_format)}\n"
-        f"id_column = {_toml_string(spec.id_column)}\n"
-        f"failure_column = {_toml_string(spec.failure_column)}\n"
-        f"duplicates = {_toml_string(spec.duplicates.value)}\n"
-        f"max_id_length = {spec.max_id_length}\n"
+    workdir = workdir.resolve()  # the file's relative paths would be read from its own folder
+    settings = ClientConfig(
+        company=company.name,
+        coordinator=address,
+        data=replace(company.spec, path=company.spec.path.resolve()),
+        tls=tls,
+        poll_seconds=2.0,
+        stats_file=workdir / "operations.jsonl",
+        exit_after_rounds=rounds,
+        chunk_elements=chunk_elements or ClientConfig.chunk_elements,
+        state_dir=workdir / f"client-state-{company.name}",
+        workers=workers,
     )
+    config = workdir / f"client-{company.name}.toml"
+    config.write_text(render_toml(client_sections(settings), comments=False), encoding="utf-8")
     args = ["-m", "monoculture", "client", "run", "--config", str(config), *_insecure_flag(tls)]
     return _spawn(args, workdir / f"client-{company.name}.log", stack)
 
@@ -228,7 +206,7 @@ def run_round(
             workdir,
             stack,
             tls=tls(Role.COORDINATOR, ""),
-            sections=release_section(release or ReleasePolicy()),
+            release=release,
             started=coordinator,
         )
         clients = [

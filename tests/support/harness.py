@@ -1,0 +1,291 @@
+"""An in-process round: the coordinator's real `RoundBook` (state machine, SQLite
+store, counting, release) behind its real servicers, and k real `CompanyDaemon`s
+(real openmined-psi blinding, tags, sealed relays, sealed state on disk), joined
+by an in-process link instead of gRPC, on a clock the test moves.
+
+What it replaces is only the network: every request goes through the servicer
+methods (and their error mapping) as it would over gRPC, and errors come back
+as `grpc.RpcError`s with a status code, as a real stub raises them. So every
+phase transition, deadline, retry, crash and resumption of docs/PROTOCOL.md is
+a unit test of milliseconds; tests/test_faults.py proves the same against real
+processes and sockets.
+
+Faults the link can inject: the coordinator unreachable for the next N calls
+(`Network.unreachable_calls`), an upload stream cut after N chunks
+(`Network.cut_upload_after`), and a hook that sees (and may alter) every chunk
+the coordinator hands out (`Network.tamper`). Crashes are restarts: a new
+`RoundBook` on the same database, or a new daemon on the same state folder.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+import grpc
+
+from monoculture.analysis.release import ReleasePolicy
+from monoculture.client.config import ClientConfig
+from monoculture.client.daemon import CompanyDaemon
+from monoculture.coordinator.config import Limits
+from monoculture.coordinator.rounds import RoundBook
+from monoculture.coordinator.service import AuditorServicer, Authenticator, CompanyServicer
+from monoculture.coordinator.store import RoundStore
+from monoculture.core.dataset import InputSpec
+from monoculture.core.protocol import TERMINAL_PHASES, RoundPhase
+from monoculture.v1 import monoculture_pb2 as pb
+
+START = 1_800_000_000.0  # the fake clock's epoch
+
+
+class FakeClock:
+    """A clock that moves only when told to, or when someone sleeps on it."""
+
+    def __init__(self, start: float = START) -> None:
+        self._now = start
+        self._lock = threading.Lock()
+        self.slept: list[float] = []
+
+    def time(self) -> float:
+        return self._now
+
+    def monotonic(self) -> float:
+        return self._now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._now += seconds
+
+    def sleep(self, seconds: float, stop: threading.Event | None = None) -> bool:
+        self.slept.append(seconds)
+        self.advance(max(0.0, seconds))
+        return stop is not None and stop.is_set()
+
+
+class LinkError(grpc.RpcError):
+    """What a gRPC stub raises: a status code and its details."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self._code = code
+        self._details = details
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+
+class _Context:
+    """The part of grpc.ServicerContext the servicers use (insecure mode: no certificates)."""
+
+    def abort(self, code: grpc.StatusCode, details: str) -> NoReturn:
+        raise LinkError(code, details)
+
+    def auth_context(self) -> dict[str, list[bytes]]:
+        return {}
+
+
+@dataclass
+class Network:
+    """Faults of the link between the companies and the coordinator."""
+
+    unreachable_calls: int = 0  # the next N calls fail UNAVAILABLE
+    unreachable_methods: frozenset[str] | None = None  # ... of these methods only (None: any)
+    cut_upload_after: int | None = None  # the next upload breaks off after N chunks
+    tamper: Callable[[pb.ListChunk], pb.ListChunk] | None = None  # sees every chunk handed out
+    calls: list[str] = field(default_factory=list)
+
+    def enter(self, method: str) -> None:
+        self.calls.append(method)
+        affected = self.unreachable_methods is None or method in self.unreachable_methods
+        if self.unreachable_calls > 0 and affected:
+            self.unreachable_calls -= 1
+            raise LinkError(grpc.StatusCode.UNAVAILABLE, "connection refused (injected)")
+
+
+class _Stub:
+    """A CompanyService stub that calls the current coordinator's servicer in this process."""
+
+    def __init__(self, harness: Harness) -> None:
+        self._harness = harness
+
+    def _servicer(self, method: str) -> CompanyServicer:
+        self._harness.network.enter(method)
+        return self._harness.company_servicer
+
+    def PollWork(self, request: pb.PollWorkRequest, timeout: float | None = None) -> pb.PollWorkResponse:
+        response: pb.PollWorkResponse = self._servicer("PollWork").PollWork(request, _Context())
+        return response
+
+    def Enroll(self, request: pb.EnrollRequest, timeout: float | None = None) -> pb.EnrollResponse:
+        response: pb.EnrollResponse = self._servicer("Enroll").Enroll(request, _Context())
+        return response
+
+    def Withdraw(self, request: pb.WithdrawRequest, timeout: float | None = None) -> pb.WithdrawResponse:
+        response: pb.WithdrawResponse = self._servicer("Withdraw").Withdraw(request, _Context())
+        return response
+
+    def UploadList(self, chunks: Iterator[pb.ListChunk], timeout: float | None = None) -> pb.UploadReceipt:
+        servicer = self._servicer("UploadList")
+        network = self._harness.network
+        if network.cut_upload_after is not None:
+            limit, network.cut_upload_after = network.cut_upload_after, None
+            chunks = _cut(chunks, limit)
+        receipt: pb.UploadReceipt = servicer.UploadList(chunks, _Context())
+        return receipt
+
+    def DownloadList(
+        self, request: pb.DownloadListRequest, timeout: float | None = None
+    ) -> Iterator[pb.ListChunk]:
+        servicer = self._servicer("DownloadList")
+        tamper = self._harness.network.tamper
+        for chunk in servicer.DownloadList(request, _Context()):
+            yield tamper(chunk) if tamper is not None else chunk
+
+
+def _cut(chunks: Iterator[pb.ListChunk], limit: int) -> Iterator[pb.ListChunk]:
+    """The stream as the coordinator sees a connection that drops after `limit` chunks."""
+    yield from itertools.islice(chunks, limit)
+    raise LinkError(grpc.StatusCode.UNAVAILABLE, "connection reset mid-stream (injected)")
+
+
+class _Link:
+    def __init__(self, harness: Harness) -> None:
+        self.stub = _Stub(harness)
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class Harness:
+    """One coordinator and k companies in this process; see the module docstring."""
+
+    def __init__(
+        self,
+        folder: Path,
+        companies: dict[str, Iterable[tuple[str, int]]],
+        *,
+        limits: Limits | None = None,
+        release_policy: ReleasePolicy | None = None,
+        retry_seconds: float = 60.0,
+        chunk_elements: int = 16,
+    ) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.clock = FakeClock()
+        self.network = Network()
+        self._limits = limits or Limits()
+        self._release = release_policy or ReleasePolicy()
+        self.configs = {
+            name: self._client_config(name, rows, retry_seconds, chunk_elements)
+            for name, rows in companies.items()
+        }
+        self.coordinator_restarts = 0
+        self._start_coordinator()
+        self.daemons = {name: self._daemon(name) for name in self.configs}
+
+    # ------------------------------------------------------------ parties
+
+    def _client_config(
+        self, name: str, rows: Iterable[tuple[str, int]], retry_seconds: float, chunk_elements: int
+    ) -> ClientConfig:
+        data = self.folder / f"{name}.csv"
+        data.write_text("id,failed\n" + "".join(f"{i},{f}\n" for i, f in rows), encoding="utf-8")
+        return ClientConfig(
+            company=name, coordinator="in-process", data=InputSpec(data), tls=None, poll_seconds=0.0,
+            state_dir=self.folder / f"state-{name}", retry_seconds=retry_seconds, workers=1,
+            chunk_elements=chunk_elements,
+        )  # fmt: skip
+
+    def _daemon(self, name: str) -> CompanyDaemon:
+        return CompanyDaemon(self.configs[name], clock=self.clock, connect=lambda _config: _Link(self))
+
+    def _start_coordinator(self) -> None:
+        self.store = RoundStore(self.folder / "coordinator.sqlite", clock=self.clock)
+        self.book = RoundBook(
+            self.store, limits=self._limits, release_policy=self._release, clock=self.clock,
+            in_background=lambda work: work(),
+        )  # fmt: skip
+        auth = Authenticator(secure=False)
+        self.company_servicer = CompanyServicer(self.book, auth)
+        self.auditor_servicer = AuditorServicer(self.book, auth)
+
+    def restart_coordinator(self) -> None:
+        """The coordinator crashes (everything in memory is lost) and starts again on its database."""
+        self.store.close()
+        self.coordinator_restarts += 1
+        self._start_coordinator()
+
+    def restart_company(self, name: str) -> None:
+        """A company's daemon crashes and starts again on its state folder."""
+        self.daemons[name] = self._daemon(name)
+
+    # ------------------------------------------------------------ auditor
+
+    def open_round(self, companies: list[str] | None = None, deadline_seconds: float = 0) -> str:
+        request = pb.OpenRoundRequest(
+            companies=companies or list(self.configs), deadline_seconds=deadline_seconds
+        )
+        status: pb.RoundStatus = self.auditor_servicer.OpenRound(request, _Context())
+        return status.round_id
+
+    def status(self, round_id: str) -> pb.RoundStatus:
+        status: pb.RoundStatus = self.auditor_servicer.GetRoundStatus(
+            pb.RoundRef(round_id=round_id), _Context()
+        )
+        return status
+
+    def phase(self, round_id: str) -> RoundPhase:
+        return RoundPhase(self.status(round_id).phase)
+
+    def result(self, round_id: str) -> dict[str, Any]:
+        import json
+
+        reply: pb.RoundResult = self.auditor_servicer.GetRoundResult(
+            pb.RoundRef(round_id=round_id), _Context()
+        )
+        result: dict[str, Any] = json.loads(reply.result_json)
+        return result
+
+    def audit_actions(self, round_id: str) -> list[tuple[str, str, str]]:
+        rows = self.store._db.execute(
+            "SELECT actor, action, detail FROM audit WHERE round_id = ? ORDER BY seq", (round_id,)
+        ).fetchall()
+        return [tuple(row) for row in rows]
+
+    # ------------------------------------------------------------ driving
+
+    def step(self, name: str) -> bool:
+        """Company `name` asks for work once and does it."""
+        return self.daemons[name].step()
+
+    def step_all(self) -> None:
+        for name in list(self.daemons):
+            self.step(name)
+
+    def run(
+        self, round_id: str, max_sweeps: int = 200, between: Callable[[], None] | None = None
+    ) -> RoundPhase:
+        """Let every company work (in roster order, a step each per sweep) until the round ends,
+        and then once more so each hears the end. `between` runs after every sweep."""
+        for _ in range(max_sweeps):
+            phase = self.phase(round_id)
+            if phase in TERMINAL_PHASES:
+                self.step_all()  # each company hears the end and forgets the round's keys
+                return phase
+            self.step_all()
+            if between is not None:
+                between()
+        raise AssertionError(f"round {round_id} still {self.phase(round_id)} after {max_sweeps} sweeps")
+
+    def close(self) -> None:
+        for daemon in self.daemons.values():
+            daemon.close()
+        self.store.close()
