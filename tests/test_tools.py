@@ -84,7 +84,10 @@ def test_plaintext_command(tmp_path: Path) -> None:
 
 @pytest.mark.e2e
 def test_bench_prints_every_figure() -> None:
-    done = monoculture("--log-level", "WARNING", "bench", "--parties", "2", "--records", "300")
+    done = monoculture(
+        "--log-level", "WARNING", "bench", "--parties", "2", "--records", "300",
+        "--cost-sample", "500", "--pool-ids", "2048",
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     for figure in (
         "cost of one operation",

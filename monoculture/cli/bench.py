@@ -14,6 +14,12 @@ def add_parser(commands: Commands) -> None:
     bench.add_argument("--overlap", type=float, default=1.0)
     bench.add_argument("--seed", type=int, default=1)
     bench.add_argument(
+        "--cost-sample", type=int, default=4000, help="ids per measurement of one operation's cost"
+    )
+    bench.add_argument(
+        "--pool-ids", type=int, default=16 * 2048, help="ids blinded to time the worker pool (default 32768)"
+    )
+    bench.add_argument(
         "--insecure", action="store_true", help="plaintext transport (to measure what mTLS costs)"
     )
     bench.set_defaults(handler=run)
@@ -22,4 +28,7 @@ def add_parser(commands: Commands) -> None:
 def run(args: argparse.Namespace) -> int:
     from monoculture.research.bench import run_bench
 
-    return run_bench(args.parties, args.records, args.overlap, args.seed, insecure=args.insecure)
+    return run_bench(
+        args.parties, args.records, args.overlap, args.seed, insecure=args.insecure,
+        cost_sample=args.cost_sample, pool_ids=args.pool_ids,
+    )  # fmt: skip

@@ -45,7 +45,8 @@ def pool_speedup(workers: int, size: int = 16 * 2048) -> tuple[float, float]:
     """Seconds to hash-to-curve + multiply `size` ids in this process and over `workers`
     worker processes (what one company's daemon does with `workers`), in batches of 2048."""
     key = BlindingKey.fresh()
-    batches = [[secrets.token_hex(8) for _ in range(2048)] for _ in range(size // 2048)]
+    batch = min(2048, max(1, size // workers))
+    batches = [[secrets.token_hex(8) for _ in range(batch)] for _ in range(max(workers, size // batch))]
     started = time.perf_counter()
     inline = list(INLINE.hash_and_blind(key, batches))
     one = time.perf_counter() - started
@@ -96,14 +97,26 @@ def _print_memory(run: SimulationRun) -> None:
     print(f"  coordinator: {_mib(peak)} ({peak / held:.0f} bytes per record held, {held} final tokens)")
 
 
-def run_bench(parties: int, records: int, overlap: float, seed: int, insecure: bool = False) -> int:
+def run_bench(
+    parties: int,
+    records: int,
+    overlap: float,
+    seed: int,
+    insecure: bool = False,
+    cost_sample: int = _SAMPLE,
+    pool_ids: int = 16 * 2048,
+) -> int:
+    """Print every figure of README, "monoculture bench"; exit status 1 if the result is not exact.
+
+    `cost_sample`: ids per measurement of one operation's cost; `pool_ids`: ids blinded to
+    show what the worker pool gives one company (smaller is quicker and noisier)."""
     cores = os.cpu_count() or 1
     transport = "plaintext (--insecure)" if insecure else "mTLS + sealed relays"
     print(f"monoculture bench: {parties} parties x {records} records, {cores} cores, {transport}")
-    before = measure_operation_costs()
+    before = measure_operation_costs(cost_sample)
     _print_costs("before the round", before)
     if cores > 1:
-        one, spread = pool_speedup(cores)
+        one, spread = pool_speedup(cores, pool_ids)
         print(
             f"one company's blinding over {cores} worker processes: {one:.2f} s in one process, "
             f"{spread:.2f} s over the workers (speed-up {one / spread:.2f}; "
@@ -120,7 +133,7 @@ def run_bench(parties: int, records: int, overlap: float, seed: int, insecure: b
         run = run_round(companies, workdir, insecure=insecure)
         total = time.perf_counter() - started
         psi_run = psi_cardinality_seconds(*population.files) if parties == 2 else None
-    after = measure_operation_costs()
+    after = measure_operation_costs(cost_sample)
     _print_costs("after the round", after)
     # The machine's cost is the lower of the two: a neighbour slowing one measurement
     # down must not lower the floor's bar (seen here: 85 and 117 us in one session).
