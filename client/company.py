@@ -2,7 +2,8 @@
 
 - `blind_own_list` (hop 0): shuffle, hash every id to the curve and multiply by
   the round key (one hash-to-curve + one multiplication per record), seal every
-  failure bit in a tag only the coordinator can open.
+  failure bit in a tag only the coordinator can open (with its group code, for the
+  company a round takes its groups from).
 - `relay_list` (hops 1..k-1): shuffle again and multiply every point by the
   round key (one multiplication per record); tags travel with their points.
   The list is re-blinded where it lies and shuffled as it leaves, so a company
@@ -20,7 +21,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from monoculture.core.dataset import CompanyRecords
+from monoculture.core.dataset import CompanyRecords, GroupLabelError
 from monoculture.core.errors import ProtocolError
 from monoculture.core.psi_crypto import (
     POINT_SIZE,
@@ -137,19 +138,30 @@ def blind_own_list(
 
     `load` gives the records; they are let go once blinded, before the tags are sealed,
     so ids, points and tags are never all held at once. With the round's secret `seed`
-    the result is the same every time (restarts).
+    the result is the same every time (restarts). When `sealer` carries the round's group
+    labels (this company defines the groups), the records' labels become group codes in
+    the tags; a label the round did not declare is a GroupLabelError.
     """
     records = load()
     size = len(records)
+    codes = None
+    if sealer.group_labels:
+        if records.groups is None:
+            raise GroupLabelError(
+                "the records were read without their group labels",
+                reason="the round takes its groups from this company, but its records hold none",
+            )
+        codes = records.groups.round_codes(sealer.group_labels)
     order = random_permutation(size, seed, shuffle_label(owner, 0))
     failed, ids = records.failed[order], records.ids
+    codes = codes[order] if codes is not None else None
     del records
     batches = (ids.take(order[s : s + BLIND_BATCH].tolist()) for s in range(0, size, BLIND_BATCH))
     points = _collect(blinder.hash_and_blind(key, batches), bytearray(size * POINT_SIZE), progress)
     del batches, ids, order
     counts.hash_to_curve += size
     counts.multiplications += size
-    return ListInTransit(points, sealer.seal(failed))
+    return ListInTransit(points, sealer.seal(failed, codes))
 
 
 def relay_list(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from monoculture.analysis.budget import ReleaseFloor
 from monoculture.core.config import (
     TlsPaths,
     check_sections,
@@ -102,6 +103,13 @@ class DataSection:
     max_id_length: int = field(
         default=InputSpec.max_id_length, metadata={"doc": "Longest id accepted, in UTF-8 bytes."}
     )
+    group_column: str = field(
+        default="",
+        metadata={
+            "doc": 'The column of group labels ("" = none), read only in rounds that take their groups\n'
+            "from this company (round open --groups-from); every label must be one the round declared."
+        },
+    )
 
     def check(self) -> None:
         """`duplicates` names a policy."""
@@ -118,7 +126,81 @@ class DataSection:
             ) from None
 
 
-SECTIONS = {"client": ClientSection, "tls": TlsSection, "data": DataSection}
+@dataclass(frozen=True)
+class ReleaseFloorSection:
+    """The weakest release policy this company accepts, and its privacy budget (README,
+    "Release policy"). Every round announces its policy when the company joins; a round whose
+    policy is weaker, or that would take this company over its budget, is refused before
+    anything is sent, and fails naming this company and the rule. The defaults accept any
+    policy and set no budget. A sensible floor: min_shared_individuals = 100,
+    min_cell_count = 10, allow_exact_release = false, max_epsilon_per_round = 1.0,
+    max_epsilon_per_roster = 10.0."""
+
+    # The keys of analysis.budget.ReleaseFloor, with its defaults.
+    min_shared_individuals: int = field(
+        default=ReleaseFloor.min_shared_individuals,
+        metadata={
+            "doc": "Refuse a round publishing figures over fewer shared individuals than this "
+            "(e.g. 100; 0 = any)."
+        },
+    )
+    min_cell_count: int = field(
+        default=ReleaseFloor.min_cell_count,
+        metadata={"doc": "Refuse a round publishing pattern cells smaller than this (e.g. 10; 0 = any)."},
+    )
+    allow_exact_release: bool = field(
+        default=ReleaseFloor.allow_exact_release,
+        metadata={
+            "doc": "Accept a round released without differential privacy (dp_mechanism none); e.g. false.\n"
+            "An exact release counts 0 against the epsilon keys below (it promises no privacy at all):\n"
+            "only this key refuses it."
+        },
+    )
+    max_epsilon_per_round: float = field(
+        default=ReleaseFloor.max_epsilon_per_round,
+        metadata={"doc": "Refuse a round whose release spends a larger epsilon (e.g. 1.0; inf = any)."},
+    )
+    max_epsilon_per_roster: float = field(
+        default=ReleaseFloor.max_epsilon_per_roster,
+        metadata={
+            "doc": "Refuse a round that would take the epsilon this company has spent on rounds with\n"
+            "the same roster (the same set of companies) above this (e.g. 10.0; inf = no limit).\n"
+            "Kept in state_dir/privacy-ledger.json, charged when the company enrols (never refunded)."
+        },
+    )
+
+    def floor(self) -> ReleaseFloor:
+        """The ReleaseFloor these keys describe."""
+        return ReleaseFloor(
+            self.min_shared_individuals,
+            self.min_cell_count,
+            self.allow_exact_release,
+            self.max_epsilon_per_round,
+            self.max_epsilon_per_roster,
+        )
+
+    @classmethod
+    def of(cls, floor: ReleaseFloor) -> ReleaseFloorSection:
+        """The keys that describe `floor`."""
+        return cls(
+            floor.min_shared_individuals,
+            floor.min_cell_count,
+            floor.allow_exact_release,
+            floor.max_epsilon_per_round,
+            floor.max_epsilon_per_roster,
+        )
+
+    def check(self) -> None:
+        """The floor's own check."""
+        self.floor().check()
+
+
+SECTIONS = {
+    "client": ClientSection,
+    "tls": TlsSection,
+    "data": DataSection,
+    "release_floor": ReleaseFloorSection,
+}
 
 
 @dataclass(frozen=True)
@@ -139,6 +221,7 @@ class ClientConfig:
     state_dir: Path = Path(ClientSection.state_dir)  # sealed per-round keys, for restarts
     retry_seconds: float = ClientSection.retry_seconds  # retry a step this long while unreachable
     workers: int = ClientSection.workers  # blinding processes; 0 = one per core, 1 = in the daemon
+    release_floor: ReleaseFloor = field(default_factory=ReleaseFloor)  # accepts any policy, no budget
 
 
 def _tls(path: Path, section: TlsSection, insecure: bool) -> TlsFiles | None:
@@ -161,6 +244,7 @@ def load_client_config(path: Path, *, insecure: bool = False) -> ClientConfig:
     client = read_section(path, document, "client", ClientSection)
     data = read_section(path, document, "data", DataSection)
     tls = _tls(path, read_section(path, document, "tls", TlsSection), insecure)
+    floor = read_section(path, document, "release_floor", ReleaseFloorSection).floor()
     return ClientConfig(
         company=client.company,
         coordinator=client.coordinator,
@@ -179,7 +263,9 @@ def load_client_config(path: Path, *, insecure: bool = False) -> ClientConfig:
             file_format=data.format,
             duplicates=data.policy(),
             max_id_length=data.max_id_length,
+            group_column=data.group_column or None,
         ),
+        release_floor=floor,
     )
 
 
@@ -211,5 +297,7 @@ def client_sections(config: ClientConfig) -> dict[str, object]:
             failure_column=config.data.failure_column,
             duplicates=config.data.duplicates.value,
             max_id_length=config.data.max_id_length,
+            group_column=config.data.group_column or "",
         ),
+        "release_floor": ReleaseFloorSection.of(config.release_floor),
     }

@@ -22,6 +22,9 @@ from typing import Any, Protocol, TypeVar
 
 import grpc
 
+from monoculture.analysis.budget import Ledger, RoundCost, floor_violations, roster_key, round_cost
+from monoculture.analysis.groups import group_round_cost
+from monoculture.analysis.release import ReleasePolicy
 from monoculture.client.company import (
     INLINE,
     Blinder,
@@ -34,10 +37,12 @@ from monoculture.client.company import (
     shuffle_label,
 )
 from monoculture.client.config import ClientConfig
+from monoculture.client.ledger import PrivacyLedger
 from monoculture.client.state import RoundSecrets, SecretStore
 from monoculture.client.workers import BlindingPool
-from monoculture.core.dataset import CompanyRecords, InputSpec, load_records
-from monoculture.core.errors import InputError, MonocultureError, ProtocolError
+from monoculture.core.dataset import CompanyRecords, GroupLabelError, InputSpec, load_records
+from monoculture.core.errors import ConfigError, InputError, MonocultureError, ProtocolError
+from monoculture.core.protocol import check_groups
 from monoculture.core.psi_crypto import BlindingKey, InvalidPoint, TagSealer
 from monoculture.core.relay import RelayKeys, RelayPeer
 from monoculture.core.timing import POLL_BACKOFF, SYSTEM_CLOCK, Clock, retry
@@ -68,26 +73,36 @@ class CompanyRound:
     joined_records: CompanyRecords | None = None
 
     def take_records(self, data: InputSpec) -> CompanyRecords:
-        """The records for hop 0, let go here: from join, or read again after a restart."""
+        """The records for hop 0, let go here: from join, or read again after a restart (with
+        their group labels when this company defines the round's groups)."""
         records, self.joined_records = self.joined_records, None
-        return records if records is not None else load_records(data)
+        return records if records is not None else load_records(data, groups=bool(self.secrets.group_labels))
 
     @classmethod
     def from_secrets(cls, secrets: RoundSecrets, company: str) -> CompanyRound:
         return cls(
             secrets,
             BlindingKey(secrets.blinding_key),
-            TagSealer(secrets.round_id, company, secrets.coordinator_public_key, secrets.tag_private_key),
+            TagSealer(
+                secrets.round_id,
+                company,
+                secrets.coordinator_public_key,
+                secrets.tag_private_key,
+                group_labels=secrets.group_labels,
+            ),
             RelayKeys(secrets.relay_private_key),
         )
 
     @classmethod
-    def fresh(cls, round_id: str, company: str, coordinator_public_key: bytes) -> CompanyRound:
+    def fresh(
+        cls, round_id: str, company: str, coordinator_public_key: bytes, group_labels: tuple[str, ...] = ()
+    ) -> CompanyRound:
+        """`group_labels`: the round's, when it takes its groups from this company."""
         tag_key = TagSealer(round_id, company, coordinator_public_key).private_key
         blinding_key = BlindingKey.fresh().key_bytes
         relay_key = RelayKeys().private_bytes()
         secrets = RoundSecrets(
-            round_id, blinding_key, tag_key, relay_key, os.urandom(32), coordinator_public_key
+            round_id, blinding_key, tag_key, relay_key, os.urandom(32), coordinator_public_key, group_labels
         )
         return cls.from_secrets(secrets, company)
 
@@ -161,6 +176,7 @@ class CompanyDaemon:
         self._poll_failures = 0
         self._rounds: dict[str, CompanyRound] = {}
         self._secrets = SecretStore(config.state_dir, config.company)
+        self._ledger = PrivacyLedger(config.state_dir, config.release_floor.max_epsilon_per_roster)
         workers = config.workers or os.cpu_count() or 1
         self._blinder: Blinder = BlindingPool(workers) if workers > 1 else INLINE
         self._rounds_ended = 0
@@ -244,12 +260,18 @@ class CompanyDaemon:
     def _join(self, join: pb.JoinRound) -> None:
         round_id = join.round_id
         log.info("%s: joining round %s (ring %s)", self.company, round_id, ", ".join(join.roster))
-        records = self._load_for_round(round_id, join.min_list_size)
+        cost = self._accept_release(join)
+        if cost is None:
+            return
+        labels = self._group_labels(join)
+        if labels is None:
+            return
+        records = self._load_for_round(round_id, join.min_list_size, labels)
         if records is None:
             return
         company_round = self._round(round_id)
         if company_round is None:
-            company_round = CompanyRound.fresh(round_id, self.company, join.coordinator_public_key)
+            company_round = CompanyRound.fresh(round_id, self.company, join.coordinator_public_key, labels)
             # Sealed to disk before the keys are used: a restarted daemon can finish the round.
             self._secrets.save(company_round.secrets)
             self._rounds[round_id] = company_round
@@ -266,7 +288,65 @@ class CompanyDaemon:
             signature=signed.signature,
             certificate_pem=signed.certificate_pem,
         )
+        # Charged before enrolling (a round this company is in may release), once per round.
+        self._ledger.charge(roster_key(join.roster), round_id, cost, self._clock.time())
         self._retrying("enrol", lambda: self._stub.Enroll(request))
+
+    def _accept_release(self, join: pb.JoinRound) -> RoundCost | None:
+        """What the round will spend, if its announced release policy is at or above this
+        company's [release_floor] and fits its budget for the roster; otherwise the daemon
+        withdraws, naming itself and each rule it applied, before sending anything else (None)."""
+        cost, reasons = self._release_refusals(join)
+        if reasons:
+            self._withdraw(join.round_id, "its release floor refuses this round: " + "; ".join(reasons))
+            return None
+        return cost
+
+    def _release_refusals(self, join: pb.JoinRound) -> tuple[RoundCost, list[str]]:
+        """The round's cost and every reason this company refuses it (none: it accepts)."""
+        floor = self.config.release_floor
+        if not join.HasField("release_policy"):  # a coordinator older than release floors
+            if floor.accepts_anything:
+                return RoundCost(0.0, 0.0), []
+            return RoundCost(0.0, 0.0), [
+                f"the coordinator announced no release policy, and {self.company} sets a release floor"
+            ]
+        announced = join.release_policy
+        policy = ReleasePolicy(
+            announced.min_shared_individuals, announced.min_cell_count, announced.dp_mechanism,
+            announced.dp_epsilon, announced.dp_delta,
+        )  # fmt: skip
+        try:
+            policy.check()
+            # With groups the group tables are released too: twice the cost (analysis/groups.py).
+            cost = group_round_cost(round_cost(policy), bool(join.groups_from))
+        except ConfigError as exc:
+            return RoundCost(0.0, 0.0), [f"the round's release policy cannot be checked ({exc.message})"]
+        if join.HasField("round_charge"):  # the coordinator may charge more (more than one release)
+            charge = join.round_charge
+            cost = RoundCost(max(cost.epsilon, charge.epsilon), max(cost.delta, charge.delta))
+        roster = roster_key(join.roster)
+        ledger = self._roster_ledger(join, roster)
+        over = ledger.violation(cost, roster, self.company)
+        reasons = floor_violations(policy, floor, self.company, cost) + ([over] if over else [])
+        if not reasons:
+            log.info(
+                "%s: round %s releases with %s (epsilon %g, delta %g); %s has spent epsilon %g on "
+                "roster %s (its limit: %g)",
+                self.company, join.round_id, policy.mechanism, cost.epsilon, cost.delta, self.company,
+                ledger.spent, roster, ledger.cap,
+            )  # fmt: skip
+        return cost, reasons
+
+    def _roster_ledger(self, join: pb.JoinRound, roster: str) -> Ledger:
+        """This company's spending on `roster` before this round: its own ledger, or the
+        coordinator's when that counts more (rounds before this state folder existed)."""
+        own = self._ledger.ledger(roster, excluding=join.round_id)
+        if not join.HasField("roster_budget") or join.roster_budget.spent_epsilon <= own.spent:
+            return own
+        theirs = join.roster_budget
+        charged = sum(entry.status != "refunded" for entry in theirs.rounds)
+        return Ledger(theirs.spent_epsilon, own.cap, max(own.spent_delta, theirs.spent_delta), charged)
 
     def _round(self, round_id: str) -> CompanyRound | None:
         """This round's keys: in memory, or unsealed from the state folder after a restart."""
@@ -295,14 +375,41 @@ class CompanyDaemon:
             on_retry=on_retry,
         )  # fmt: skip
 
-    def _load_for_round(self, round_id: str, min_list_size: int) -> CompanyRecords | None:
+    def _group_labels(self, join: pb.JoinRound) -> tuple[str, ...] | None:
+        """The round's group labels if it takes its groups from this company, () if it does not
+        (other companies' tags stay one bit); None when the declared groups are not valid (the
+        daemon then withdraws)."""
+        if join.groups_from:
+            log.info(
+                "%s: round %s takes %d groups from %s",
+                self.company, join.round_id, len(join.group_labels), join.groups_from,
+            )  # fmt: skip
         try:
-            records = load_records(self.config.data)
+            check_groups(join.roster, join.groups_from, join.group_labels)
+        except ProtocolError as exc:
+            self._withdraw(join.round_id, f"the round's groups are not valid: {exc.message}")
+            return None
+        return tuple(join.group_labels) if join.groups_from == self.company else ()
+
+    def _load_for_round(
+        self, round_id: str, min_list_size: int, group_labels: tuple[str, ...] = ()
+    ) -> CompanyRecords | None:
+        """The checked records, or None after withdrawing. With `group_labels` (this company
+        defines the round's groups) their group labels too, every one of them declared."""
+        try:
+            records = load_records(self.config.data, groups=bool(group_labels))
             if len(records) < min_list_size:
                 raise InputError(
                     f"holds {len(records)} records, below this round's minimum of {min_list_size}",
                     where=str(self.config.data.path),
                 )
+            if records.groups is not None:
+                records.groups.round_codes(group_labels, where=str(self.config.data.path))
+        except GroupLabelError as exc:
+            log.error("%s: round %s: group labels refused\n%s", self.company, round_id, exc.diagnostics())
+            # exc.reason names no label, id, path or line: those stay in the company's own log.
+            self._withdraw(round_id, exc.reason)
+            return None
         except MonocultureError as exc:
             log.error("%s: round %s: input refused\n%s", self.company, round_id, exc.diagnostics())
             # The reason sent holds no id, path or line: those stay in the company's own log.
@@ -333,6 +440,18 @@ class CompanyDaemon:
                     receiver, work.round_id, self.company, work.list_owner, work.hop
                 )
             outgoing = self._blinded(company_round, work)
+        except GroupLabelError as exc:  # the file changed since join (a restart): no label is sent
+            log.error(
+                "%s: round %s: group labels refused\n%s", self.company, work.round_id, exc.diagnostics()
+            )
+            self._withdraw(work.round_id, f"{target.describe()}: {exc.reason}")
+            return
+        except InputError as exc:  # the file, read again after a restart, is refused now
+            log.error("%s: round %s: input refused\n%s", self.company, work.round_id, exc.diagnostics())
+            # As at join: the reason sent holds no id, path or line (a duplicate-id error lists ids).
+            reason = f"its input was refused by its daemon ({type(exc).__name__}); see {self.company}'s log"
+            self._withdraw(work.round_id, f"{target.describe()}: {reason}")
+            return
         except MonocultureError as exc:
             self._withdraw(work.round_id, f"{target.describe()}: {exc.message}", exc.where)
             return

@@ -2,8 +2,9 @@
 
 One file per round in the state folder, AES-256-GCM sealed under a key kept
 beside it (mode 0600), holding the round's blinding scalar, tag and relay
-private keys and the shuffle seed. Deleted when the round ends. Never holds an
-id or a failure bit.
+private keys and the shuffle seed (and, for the company a round takes its groups
+from, the round's declared group labels). Deleted when the round ends. Never holds
+an id or a failure bit.
 """
 
 from __future__ import annotations
@@ -27,9 +28,17 @@ class RoundSecrets:
     relay_private_key: bytes
     shuffle_seed: bytes
     coordinator_public_key: bytes
+    # The labels the round declared, for the company it takes its groups from (its tags carry
+    # group codes); empty for every other company and in rounds without groups.
+    group_labels: tuple[str, ...] = ()
 
     def to_json(self) -> bytes:
-        return json.dumps({k: v if isinstance(v, str) else v.hex() for k, v in asdict(self).items()}).encode()
+        fields = asdict(self)
+        labels = fields.pop("group_labels")
+        out = {k: v if isinstance(v, str) else v.hex() for k, v in fields.items()}
+        if labels:
+            out["group_labels"] = list(labels)
+        return json.dumps(out).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> RoundSecrets:
@@ -41,7 +50,9 @@ class RoundSecrets:
             "shuffle_seed",
             "coordinator_public_key",
         )
-        return cls(raw["round_id"], *(bytes.fromhex(raw[k]) for k in keys))
+        blinding, tag, relay, seed, coordinator = (bytes.fromhex(raw[k]) for k in keys)
+        labels = tuple(str(label) for label in raw.get("group_labels", ()))
+        return cls(raw["round_id"], blinding, tag, relay, seed, coordinator, labels)
 
 
 class SecretStore:

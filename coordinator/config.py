@@ -6,9 +6,11 @@ checks and the comments in deploy/; `CoordinatorConfig` is what the coordinator 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from monoculture.analysis.budget import amount, round_cost
 from monoculture.analysis.release import ReleasePolicy
 from monoculture.core.config import (
     TlsPaths,
@@ -23,6 +25,7 @@ from monoculture.core.errors import ConfigError
 from monoculture.transport import TlsFiles
 
 MIN_WORKERS = 4  # below this, long polls could hold every gRPC thread
+DEFAULT_MAX_EPSILON_PER_ROSTER = 10.0  # see ReleaseSection.max_epsilon_per_roster
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,17 @@ class ReleaseSection:
     )
     dp_epsilon: float = field(default=ReleasePolicy.epsilon, metadata={"doc": "Privacy budget per round."})
     dp_delta: float = field(default=ReleasePolicy.delta, metadata={"doc": "The discrete Gaussian's delta."})
+    max_epsilon_per_roster: float = field(
+        default=DEFAULT_MAX_EPSILON_PER_ROSTER,
+        metadata={
+            "doc": "Privacy budget of a roster: the most epsilon all rounds with the same set of companies\n"
+            "may spend together (they release figures about the same people, so their epsilons add up).\n"
+            "Opening a round that would go above it is refused; a round that fails is refunded (it\n"
+            "published nothing). 10 by default, so that DP rounds cannot repeat without bound (ten\n"
+            "rounds at epsilon 1); inf = no cap, only when the auditor keeps this account elsewhere.\n"
+            "Rounds without noise cost nothing here (they promise nothing). `monoculture round budget`."
+        },
+    )
 
     def policy(self) -> ReleasePolicy:
         """The ReleasePolicy these keys describe."""
@@ -133,19 +147,35 @@ class ReleaseSection:
         )
 
     @classmethod
-    def of(cls, policy: ReleasePolicy) -> ReleaseSection:
-        """The keys that describe `policy`."""
+    def of(
+        cls, policy: ReleasePolicy, max_epsilon_per_roster: float = DEFAULT_MAX_EPSILON_PER_ROSTER
+    ) -> ReleaseSection:
+        """The keys that describe `policy` and the roster cap."""
         return cls(
             policy.min_shared_individuals,
             policy.min_cell_count,
             policy.mechanism,
             policy.epsilon,
             policy.delta,
+            max_epsilon_per_roster,
         )
 
     def check(self) -> None:
-        """The policy's own check."""
-        self.policy().check()
+        """The policy's own check, and a cap that leaves room for one round."""
+        policy = self.policy()
+        policy.check()
+        cap = self.max_epsilon_per_roster
+        if math.isnan(cap) or cap <= 0:
+            raise ConfigError(
+                f"max_epsilon_per_roster must be above 0 (got {cap:g})", hint="inf means no cap"
+            )
+        epsilon = round_cost(policy).epsilon
+        if epsilon > cap:
+            raise ConfigError(
+                f"dp_epsilon {amount(epsilon)} is above max_epsilon_per_roster {amount(cap)}: "
+                "no round could be opened",
+                hint="lower dp_epsilon or raise max_epsilon_per_roster",
+            )
 
 
 SECTIONS = {"coordinator": CoordinatorSection, "tls": TlsSection, "limits": Limits, "release": ReleaseSection}
@@ -166,6 +196,7 @@ class CoordinatorConfig:
     tls: TlsFiles | None = None  # None only with --insecure
     limits: Limits = field(default_factory=Limits)
     release: ReleasePolicy = field(default_factory=ReleasePolicy)
+    max_epsilon_per_roster: float = ReleaseSection.max_epsilon_per_roster  # [release]; inf = no cap
 
 
 def _tls(path: Path, section: TlsSection, insecure: bool) -> TlsFiles | None:
@@ -188,6 +219,7 @@ def load_coordinator_config(path: Path, *, insecure: bool = False) -> Coordinato
     check_sections(path, document, set(SECTIONS))
     values = read_section(path, document, "coordinator", CoordinatorSection)
     tls = _tls(path, read_section(path, document, "tls", TlsSection), insecure)
+    release = read_section(path, document, "release", ReleaseSection)
     return CoordinatorConfig(
         listen=values.listen,
         port_file=optional_path(path, values.port_file),
@@ -196,7 +228,8 @@ def load_coordinator_config(path: Path, *, insecure: bool = False) -> Coordinato
         database=resolve_path(path, values.database),
         tls=tls,
         limits=read_section(path, document, "limits", Limits),
-        release=read_section(path, document, "release", ReleaseSection).policy(),
+        release=release.policy(),
+        max_epsilon_per_roster=release.max_epsilon_per_roster,
     )
 
 
@@ -218,5 +251,5 @@ def coordinator_sections(config: CoordinatorConfig) -> dict[str, object]:
         ),
         "tls": _tls_section(config.tls),
         "limits": config.limits,
-        "release": ReleaseSection.of(config.release),
+        "release": ReleaseSection.of(config.release, config.max_epsilon_per_roster),
     }

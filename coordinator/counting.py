@@ -1,13 +1,15 @@
 """Counting: the fully blinded lists become the 2^k pattern table.
 
 Tokens present in all k lists are the shared individuals; only their tags are
-opened. Nothing per token outlives `count_patterns`.
+opened. Nothing per token outlives `count_patterns` / `count_group_patterns`.
+In a round with groups, the groups company's tags of the shared individuals also
+give each one's group code: one table per group, and the overall table is their sum.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -59,14 +61,21 @@ def _members(sorted_list: _SortedList, wanted: np.ndarray) -> np.ndarray:
     )
 
 
-def count_patterns(
-    roster: Sequence[str], finals: Iterable[FinalList], openers: dict[str, CompanyTags]
-) -> PatternTable:
-    """Match tokens present in all k lists, open only their tags, count patterns.
+@dataclass(frozen=True)
+class GroupedCounts:
+    """The overall pattern table and one table per declared group label (declared order)."""
 
-    `finals` may be a generator: each list's raw bytes can go as soon as it is sorted.
-    Nothing per token outlives this call.
-    """
+    table: PatternTable
+    groups: dict[str, PatternTable] = field(default_factory=dict)
+
+
+def _count(
+    roster: Sequence[str],
+    finals: Iterable[FinalList],
+    openers: dict[str, CompanyTags],
+    groups_from: str = "",
+    group_labels: Sequence[str] = (),
+) -> GroupedCounts:
     by_owner: dict[str, _SortedList] = {}
     for final in finals:
         by_owner[final.owner] = _sorted(final)
@@ -76,9 +85,53 @@ def count_patterns(
     for other in lists[1:]:
         shared = shared[_members(other, shared)]
     index = np.zeros(len(shared), dtype=np.int64)
+    codes = np.zeros(len(shared), dtype=np.int64)
     for owner, sorted_list in zip(roster, lists, strict=True):
         positions = sorted_list.order[np.searchsorted(sorted_list.tokens, shared)]
-        bits = openers[owner].open(split_tags(sorted_list.tags[positions].tobytes()))
+        tags = split_tags(sorted_list.tags[positions].tobytes())
+        if owner == groups_from:
+            bits, owner_codes = openers[owner].open_grouped(tags)
+            codes = owner_codes.astype(np.int64)
+        else:
+            bits = openers[owner].open(tags)
         index = (index << 1) | bits.astype(np.int64)
-    counts = np.bincount(index, minlength=2 ** len(roster))
-    return PatternTable(tuple(roster), tuple(int(c) for c in counts))
+    cells = 2 ** len(roster)
+    counts = np.bincount(index, minlength=cells)
+    table = PatternTable(tuple(roster), tuple(int(c) for c in counts))
+    if not groups_from:
+        return GroupedCounts(table)
+    per_group = np.bincount(codes * cells + index, minlength=len(group_labels) * cells)
+    per_group = per_group.reshape(len(group_labels), cells)
+    if not np.array_equal(per_group.sum(axis=0), counts):  # by construction; checked all the same
+        raise ProtocolError("the group tables do not add up to the overall table", where="coordinator")
+    tables = {
+        label: PatternTable(tuple(roster), tuple(int(c) for c in row))
+        for label, row in zip(group_labels, per_group, strict=True)
+    }
+    return GroupedCounts(table, tables)
+
+
+def count_patterns(
+    roster: Sequence[str], finals: Iterable[FinalList], openers: dict[str, CompanyTags]
+) -> PatternTable:
+    """Match tokens present in all k lists, open only their tags, count patterns.
+
+    `finals` may be a generator: each list's raw bytes can go as soon as it is sorted.
+    Nothing per token outlives this call.
+    """
+    return _count(roster, finals, openers).table
+
+
+def count_group_patterns(
+    roster: Sequence[str],
+    finals: Iterable[FinalList],
+    openers: dict[str, CompanyTags],
+    groups_from: str,
+    group_labels: Sequence[str],
+) -> GroupedCounts:
+    """`count_patterns`, and one table per group: the group of a shared individual is the code
+    in `groups_from`'s tag (whose opener must know the round's `group_labels`; a code beyond
+    them fails the round). The group tables add up to the overall table."""
+    if groups_from not in roster or not group_labels:
+        raise ProtocolError("a round with groups needs its groups company and labels", where="coordinator")
+    return _count(roster, finals, openers, groups_from, group_labels)

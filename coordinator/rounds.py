@@ -13,20 +13,23 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from monoculture.analysis.budget import Ledger, amount, roster_key, round_cost
+from monoculture.analysis.groups import group_round_cost, with_groups
 from monoculture.analysis.release import ReleasePolicy, release
-from monoculture.coordinator.config import Limits
-from monoculture.coordinator.counting import FinalList, count_patterns
+from monoculture.coordinator.config import DEFAULT_MAX_EPSILON_PER_ROSTER, Limits
+from monoculture.coordinator.counting import FinalList, count_group_patterns, count_patterns
 from monoculture.coordinator.state import RoundState, Work, new_round_id
-from monoculture.coordinator.store import RoundStore
+from monoculture.coordinator.store import REFUNDED, BudgetEntry, RoundStore
 from monoculture.core.errors import LimitExceeded, ProtocolError, UnknownRound
-from monoculture.core.protocol import TERMINAL_PHASES, Ring, RoundPhase
+from monoculture.core.protocol import TERMINAL_PHASES, Ring, RoundPhase, check_groups
 from monoculture.core.psi_crypto import TAG_SIZE, CompanyTags, TagOpener
 from monoculture.core.relay import RelayPeer
 from monoculture.core.timing import SYSTEM_CLOCK, Clock
@@ -67,6 +70,21 @@ def _daemon_thread(work: Callable[[], None]) -> None:
     threading.Thread(target=work, daemon=True).start()
 
 
+def _entry_message(entry: BudgetEntry) -> pb.BudgetEntry:
+    return pb.BudgetEntry(
+        round_id=entry.round_id, epsilon=entry.cost.epsilon, delta=entry.cost.delta, status=entry.status,
+        opened_at=entry.reserved_at, dp_mechanism=entry.policy.mechanism,
+    )  # fmt: skip
+
+
+def policy_message(policy: ReleasePolicy) -> pb.ReleasePolicy:
+    """A release policy as JoinRound announces it."""
+    return pb.ReleasePolicy(
+        min_shared_individuals=policy.min_shared_individuals, min_cell_count=policy.min_cell_count,
+        dp_mechanism=policy.mechanism, dp_epsilon=policy.epsilon, dp_delta=policy.delta,
+    )  # fmt: skip
+
+
 class RoundBook:
     """Every round this coordinator runs. Thread-safe; no network I/O."""
 
@@ -80,9 +98,11 @@ class RoundBook:
         recorder: StoreRecorder | None = None,
         clock: Clock = SYSTEM_CLOCK,
         in_background: Callable[[Callable[[], None]], None] | None = None,
+        max_epsilon_per_roster: float = DEFAULT_MAX_EPSILON_PER_ROSTER,
     ) -> None:
         """`clock` gives every time the rounds record (deadlines); `in_background` runs the
-        counting of rounds resumed in COUNTING (default: a daemon thread each)."""
+        counting of rounds resumed in COUNTING (default: a daemon thread each);
+        `max_epsilon_per_roster` caps the privacy ledger of each roster ([release])."""
         self._store = store
         self._clock = clock
         self._in_background = in_background or _daemon_thread
@@ -90,6 +110,7 @@ class RoundBook:
         self._changed = threading.Condition()
         self._limits = limits or Limits()
         self._release = release_policy or ReleasePolicy()
+        self._max_epsilon_per_roster = max_epsilon_per_roster
         self._ca_pem = ca_pem  # None with --insecure: relay keys are then not checked
         self._recorder = recorder
         self._resume()
@@ -102,7 +123,7 @@ class RoundBook:
             )  # fmt: skip
             for company, peer in stored.peers.items():
                 record.company_tags[company] = record.tag_opener.opener_for(
-                    stored.state.round_id, company, peer.tag_public_key
+                    stored.state.round_id, company, peer.tag_public_key, stored.state.group_labels_of(company)
                 )
             self._rounds[stored.state.round_id] = record
             if stored.state.phase not in TERMINAL_PHASES:
@@ -114,11 +135,22 @@ class RoundBook:
 
     # ------------------------------------------------------------ auditor
 
-    def open_round(self, companies: list[str], min_list_size: int, deadline_seconds: float = 0) -> RoundState:
+    def open_round(
+        self,
+        companies: list[str],
+        min_list_size: int,
+        deadline_seconds: float = 0,
+        groups_from: str = "",
+        group_labels: Sequence[str] = (),
+    ) -> RoundState:
+        """`groups_from`, `group_labels`: group-level homogenization (docs/PROTOCOL.md, "Groups"):
+        the company whose group column defines the groups, and the labels declared, in order."""
         ring = Ring(tuple(companies))
+        check_groups(ring.roster, groups_from, group_labels)
         state = RoundState(
             new_round_id(), ring, min_list_size=max(self._limits.min_list_size, min_list_size),
             deadline_seconds=deadline_seconds or self._limits.deadline_seconds, opened_at=self._clock.time(),
+            groups_from=groups_from, group_labels=tuple(group_labels),
         )  # fmt: skip
         with self._changed:
             in_flight = sum(r.state.phase not in TERMINAL_PHASES for r in self._rounds.values())
@@ -127,9 +159,36 @@ class RoundBook:
                     f"{in_flight} rounds are in flight, the limit is {self._limits.max_rounds_in_flight}",
                     hint="wait for a round to end or raise [limits] max_rounds_in_flight",
                 )
+            roster, cost = roster_key(companies), round_cost(self._release)
+            cost = group_round_cost(cost, bool(group_labels))  # group tables are a second release
+            ledger = self._ledger(roster)
+            if ledger.would_exceed(cost):
+                hint = (
+                    "rounds over the same companies release figures about the same people, so their "
+                    "epsilons add up; wait for rounds in flight to end (a failed round is refunded), lower "
+                    "[release] dp_epsilon, or raise [release] max_epsilon_per_roster if a larger total is "
+                    f"acceptable (`monoculture round budget --companies {roster}` shows the ledger)"
+                )
+                raise LimitExceeded(
+                    f"the privacy budget of roster {roster} would be exceeded: epsilon "
+                    f"{amount(ledger.spent)} of its cap of {amount(ledger.cap)} is spent or reserved "
+                    f"({ledger.rounds} rounds), and this round would spend {amount(cost.epsilon)} more",
+                    hint=hint,
+                )
             record = RoundRecord(state)
+            # Reserved before the round exists: a crash between the two leaves a reservation without
+            # a round, refunded when the store opens, never a round without its reservation.
+            self._store.reserve_budget(state.round_id, roster, cost, self._release)
             self._store.create_round(state, record.tag_opener.private_bytes())
             self._store.audit(state.round_id, "auditor", "opened", ",".join(companies))
+            if groups_from:
+                detail = f"from {groups_from}: {len(group_labels)} labels"
+                self._store.audit(state.round_id, "auditor", "groups declared", detail)
+            self._store.audit(
+                state.round_id, COORDINATOR, "budget reserved",
+                f"epsilon {amount(cost.epsilon)}, delta {amount(cost.delta)} for roster {roster} "
+                f"({amount(ledger.charged(cost).spent)} of {amount(ledger.cap)})",
+            )  # fmt: skip
             self._rounds[state.round_id] = record
             self._changed.notify_all()
         log.info("round %s opened for %s", state.round_id, ", ".join(companies))
@@ -144,6 +203,25 @@ class RoundBook:
         with self._changed:
             record = self._record(round_id)
             return record.state, record.result_json
+
+    def _ledger(self, roster: str, excluding: str = "") -> Ledger:
+        """What `roster` has spent or reserved (refunded rounds cost nothing), against the cap."""
+        charged = [
+            entry for entry in self._store.budget(roster)
+            if entry.status != REFUNDED and entry.round_id != excluding
+        ]  # fmt: skip
+        return Ledger(
+            spent=sum(entry.cost.epsilon for entry in charged),
+            cap=self._max_epsilon_per_roster,
+            spent_delta=sum(entry.cost.delta for entry in charged),
+            rounds=len(charged),
+        )
+
+    def _policy(self, round_id: str) -> ReleasePolicy:
+        """The release policy a round was opened with (and announced): kept in the ledger, so a
+        coordinator restarted with another [release] still releases each round as announced."""
+        entry = self._store.round_budget(round_id)
+        return self._release if entry is None else entry.policy
 
     # ---------------------------------------------------------- deadlines
 
@@ -195,8 +273,7 @@ class RoundBook:
                 return self._work_message(record, work)
         return None
 
-    @staticmethod
-    def _work_message(record: RoundRecord, work: Work) -> pb.PollWorkResponse:
+    def _work_message(self, record: RoundRecord, work: Work) -> pb.PollWorkResponse:
         state = record.state
         if work.join:
             return pb.PollWorkResponse(
@@ -205,6 +282,11 @@ class RoundBook:
                     roster=list(state.ring.roster),
                     coordinator_public_key=record.tag_opener.public_key,
                     min_list_size=state.min_list_size,
+                    release_policy=policy_message(self._policy(work.round_id)),
+                    roster_budget=self._budget_message(state.ring.roster, excluding=work.round_id),
+                    round_charge=self._charge_message(work.round_id),
+                    groups_from=state.groups_from,
+                    group_labels=list(state.group_labels),
                 )
             )
         blind = pb.BlindList(round_id=work.round_id, list_owner=work.list_owner, hop=work.hop)
@@ -244,7 +326,7 @@ class RoundBook:
                     self._fail(record, f"enrolment of {company} refused: {exc.message}", company)
                 raise
             record.company_tags[company] = record.tag_opener.opener_for(
-                request.round_id, company, request.tag_public_key
+                request.round_id, company, request.tag_public_key, record.state.group_labels_of(company)
             )
             record.peers[company] = peer
             self._store.save_peer(request.round_id, peer)
@@ -356,16 +438,27 @@ class RoundBook:
             state = record.state
         try:
             finals = (self._final_list(round_id, owner, state.ring.final_hop) for owner in state.ring.roster)
-            table = count_patterns(state.ring.roster, finals, record.company_tags)
+            group_tables = None
+            if state.group_labels:
+                counted = count_group_patterns(
+                    state.ring.roster, finals, record.company_tags, state.groups_from, state.group_labels
+                )
+                table, group_tables = counted.table, counted.groups
+            else:
+                table = count_patterns(state.ring.roster, finals, record.company_tags)
         except ProtocolError as exc:
             self._fail_round(round_id, f"counting failed: {exc}", exc.where)
             return
         finally:
             record.counting = False
         # Only the released form is kept; the exact table ends with this call.
-        result = release(table, self._release)
+        policy = self._policy(round_id)
+        result = release(table, policy)
+        if group_tables is not None:  # one released table per group, linked to the overall one
+            result = with_groups(result, table, group_tables, policy)
         result["round_id"] = round_id
-        if self._release.mechanism == "none":
+        result["privacy_budget"] = self._budget_summary(state.ring.roster)
+        if policy.mechanism == "none":
             result["list_sizes"] = dict(state.list_sizes)
         result_json = json.dumps(result, indent=2)
         with self._changed:
@@ -387,6 +480,37 @@ class RoundBook:
         return FinalList(
             owner, b"".join(tokens), np.frombuffer(tag_blob, dtype=np.uint8).reshape(-1, TAG_SIZE)
         )
+
+    # ------------------------------------------------------------ budget
+
+    def budget(self, companies: list[str]) -> pb.PrivacyBudget:
+        """The privacy ledger of a roster (any order): totals against the cap, and every round."""
+        Ring(tuple(sorted(companies)))  # refuses an empty, repeated or malformed name
+        return self._budget_message(companies)
+
+    def _budget_message(self, companies: Iterable[str], excluding: str = "") -> pb.PrivacyBudget:
+        roster = roster_key(companies)
+        ledger = self._ledger(roster, excluding)
+        entries = [_entry_message(e) for e in self._store.budget(roster) if e.round_id != excluding]
+        return pb.PrivacyBudget(
+            roster=roster.split(","), spent_epsilon=ledger.spent, spent_delta=ledger.spent_delta,
+            cap_epsilon=ledger.cap, rounds=entries,
+        )  # fmt: skip
+
+    def _charge_message(self, round_id: str) -> pb.BudgetEntry | None:
+        """A round's own ledger line (None for a round opened before the ledger existed)."""
+        entry = self._store.round_budget(round_id)
+        return None if entry is None else _entry_message(entry)
+
+    def _budget_summary(self, companies: Iterable[str]) -> dict[str, object]:
+        """The roster's spending with this round (for the result JSON; a cap of inf is null)."""
+        ledger = self._ledger(roster_key(companies))
+        return {
+            "roster": sorted(companies),
+            "spent_epsilon": ledger.spent,
+            "spent_delta": ledger.spent_delta,
+            "cap": None if math.isinf(ledger.cap) else ledger.cap,
+        }
 
     # ------------------------------------------------------------ helpers
 

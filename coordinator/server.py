@@ -43,6 +43,7 @@ def start_server(
         RoundStore(config.database),
         limits=config.limits,
         release_policy=config.release,
+        max_epsilon_per_roster=config.max_epsilon_per_roster,
         ca_pem=config.tls.ca_pem() if config.tls else None,
         recorder=recorder,
     )

@@ -50,6 +50,11 @@ def status_code(error: MonocultureError, default: grpc.StatusCode) -> grpc.Statu
     return next((code for kind, code in _CODES if isinstance(error, kind)), default)
 
 
+def _details(error: MonocultureError) -> str:
+    """The status details: the message, and what to do when the error says."""
+    return f"{error}; what to do: {error.hint}" if error.hint else str(error)
+
+
 def answers_errors(
     default: grpc.StatusCode = grpc.StatusCode.FAILED_PRECONDITION,
 ) -> Callable[[Method], Method]:
@@ -67,7 +72,7 @@ def answers_errors(
                 try:
                     yield from method(self, request, context)
                 except MonocultureError as exc:
-                    context.abort(status_code(exc, default), str(exc))
+                    context.abort(status_code(exc, default), _details(exc))
 
             return cast(Method, streaming)
 
@@ -76,7 +81,7 @@ def answers_errors(
             try:
                 return method(self, request, context)
             except MonocultureError as exc:
-                context.abort(status_code(exc, default), str(exc))
+                context.abort(status_code(exc, default), _details(exc))
 
         return cast(Method, unary)
 
@@ -174,7 +179,10 @@ class AuditorServicer(pb_grpc.AuditorServiceServicer):
     def OpenRound(self, request: pb.OpenRoundRequest, context: Any) -> pb.RoundStatus:
         self._auth.auditor(context)
         companies = list(request.companies)
-        state = self._book.open_round(companies, request.min_list_size, request.deadline_seconds)
+        state = self._book.open_round(
+            companies, request.min_list_size, request.deadline_seconds,
+            groups_from=request.groups_from, group_labels=list(request.group_labels),
+        )  # fmt: skip
         return status_message(state)
 
     @answers_errors()
@@ -190,6 +198,11 @@ class AuditorServicer(pb_grpc.AuditorServiceServicer):
             detail = f": {state.failure_reason}" if state.failure_reason else ""
             raise ProtocolError(f"round {state.round_id} is {state.phase}, no result{detail}")
         return pb.RoundResult(round_id=state.round_id, phase=state.phase, result_json=result_json)
+
+    @answers_errors(default=grpc.StatusCode.INVALID_ARGUMENT)
+    def GetPrivacyBudget(self, request: pb.PrivacyBudgetRequest, context: Any) -> pb.PrivacyBudget:
+        self._auth.auditor(context)
+        return self._book.budget(list(request.companies))
 
 
 def status_message(state: RoundState) -> pb.RoundStatus:

@@ -56,6 +56,10 @@ class RoundState:
     relaying_since: float = 0.0
     failure_reason: str = ""
     failed_party: str = ""
+    # Groups (docs/PROTOCOL.md, "Groups"): the company whose group column defines them ("" =
+    # none) and the labels declared at open, in code order. Checked by `check_groups`.
+    groups_from: str = ""
+    group_labels: tuple[str, ...] = ()
 
     # ------------------------------------------------------------ persistence
 
@@ -68,6 +72,7 @@ class RoundState:
             "done_at": [[o, h, t] for (o, h), t in sorted(self.done_at.items())],
             "relaying_since": self.relaying_since,
             "failure_reason": self.failure_reason, "failed_party": self.failed_party,
+            "groups_from": self.groups_from, "group_labels": list(self.group_labels),
         })  # fmt: skip
 
     @classmethod
@@ -80,7 +85,13 @@ class RoundState:
             phase=RoundPhase(data["phase"]), list_sizes=dict(data["list_sizes"]), joined=set(data["joined"]),
             done=set(done_at), done_at=done_at, relaying_since=data["relaying_since"],
             failure_reason=data["failure_reason"], failed_party=data["failed_party"],
+            groups_from=data.get("groups_from", ""), group_labels=tuple(data.get("group_labels", ())),
         )  # fmt: skip
+
+    def group_labels_of(self, company: str) -> tuple[str, ...]:
+        """The labels `company`'s failure tags are sealed with: the round's for the groups
+        company, none for every other company (and in a round without groups)."""
+        return self.group_labels if company == self.groups_from else ()
 
     def advance(self, target: RoundPhase) -> None:
         if target not in TRANSITIONS[self.phase]:

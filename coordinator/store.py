@@ -3,7 +3,10 @@
 Tables: rounds (state machine as JSON, the round's tag private key sealed,
 the released result), peers (companies' signed public keys), chunks (relayed
 list chunks, keyed by round, list, hop and index so a re-sent chunk is stored
-once), audit (append-only: who did what, when — never data).
+once), audit (append-only: who did what, when — never data), privacy_budget (the
+ledger: each round's release policy and what it spends, by roster; "reserved" when
+the round opens, "spent" in the transaction that stores its result, "refunded" in
+the one that fails it).
 
 `secure_delete` overwrites deleted rows, so a list dropped after its hop (and
 every final list after counting) does not linger in free pages. The key that
@@ -18,7 +21,10 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from monoculture.analysis.budget import RoundCost
+from monoculture.analysis.release import ReleasePolicy
 from monoculture.coordinator.state import RoundState
 from monoculture.core.errors import ConfigError, ProtocolError
 from monoculture.core.relay import RelayPeer
@@ -62,6 +68,21 @@ CREATE TABLE IF NOT EXISTS audit (
     action TEXT NOT NULL,
     detail TEXT NOT NULL DEFAULT ''
 );
+CREATE TABLE IF NOT EXISTS privacy_budget (
+    round_id TEXT PRIMARY KEY,
+    roster TEXT NOT NULL,
+    epsilon REAL NOT NULL,
+    delta REAL NOT NULL,
+    status TEXT NOT NULL,
+    reserved_at REAL NOT NULL,
+    settled_at REAL,
+    min_shared_individuals INTEGER NOT NULL,
+    min_cell_count INTEGER NOT NULL,
+    dp_mechanism TEXT NOT NULL,
+    dp_epsilon REAL NOT NULL,
+    dp_delta REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS privacy_budget_roster ON privacy_budget (roster);
 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
@@ -81,6 +102,36 @@ class StoredRound:
     result_json: str
     told_ended: set[str]
     peers: dict[str, RelayPeer]
+
+
+@dataclass(frozen=True)
+class BudgetEntry:
+    """One round's line in the privacy ledger."""
+
+    round_id: str
+    roster: str  # analysis.budget.roster_key
+    cost: RoundCost
+    status: str  # RESERVED, SPENT or REFUNDED
+    reserved_at: float
+    policy: ReleasePolicy  # the release policy the round was opened, announced and released with
+
+
+RESERVED, SPENT, REFUNDED = "reserved", "spent", "refunded"
+_INSERT_BUDGET = (
+    "INSERT INTO privacy_budget (round_id, roster, epsilon, delta, status, reserved_at,"
+    " min_shared_individuals, min_cell_count, dp_mechanism, dp_epsilon, dp_delta)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SELECT_BUDGET = (
+    "SELECT round_id, roster, epsilon, delta, status, reserved_at, min_shared_individuals, min_cell_count,"
+    " dp_mechanism, dp_epsilon, dp_delta FROM privacy_budget"
+)
+
+
+def _budget_entry(row: tuple[Any, ...]) -> BudgetEntry:
+    round_id, roster, epsilon, delta, status, at, shared, cells, mechanism, dp_epsilon, dp_delta = row
+    policy = ReleasePolicy(shared, cells, mechanism, dp_epsilon, dp_delta)
+    return BudgetEntry(round_id, roster, RoundCost(epsilon, delta), status, at, policy)
 
 
 @dataclass(frozen=True)
@@ -106,6 +157,13 @@ class RoundStore:
         self._sealer = LocalSealer(path.with_name(path.name + ".key"))
         self._lock = threading.Lock()
         self.path = path
+        # A reservation is written just before its round; one without a round (a crash between
+        # the two) spent nothing.
+        self._db.execute(
+            "UPDATE privacy_budget SET status = ?, settled_at = ? WHERE status = ?"
+            " AND round_id NOT IN (SELECT round_id FROM rounds)",
+            (REFUNDED, self._clock.time(), RESERVED),
+        )
 
     def close(self) -> None:
         with self._lock:
@@ -142,16 +200,26 @@ class RoundStore:
                 (state.to_json(), result_json, state.round_id),
             )
             self._db.execute("DELETE FROM chunks WHERE round_id = ?", (state.round_id,))
+            self._settle_budget(state.round_id, SPENT)
             self._db.execute("COMMIT")
 
     def fail(self, state: RoundState) -> None:
+        """Store the failed state, drop the round's chunks and refund its reservation (nothing
+        was published), atomically."""
         with self._lock:
             self._db.execute("BEGIN")
             self._db.execute(
                 "UPDATE rounds SET state = ? WHERE round_id = ?", (state.to_json(), state.round_id)
             )
             self._db.execute("DELETE FROM chunks WHERE round_id = ?", (state.round_id,))
+            self._settle_budget(state.round_id, REFUNDED)
             self._db.execute("COMMIT")
+
+    def _settle_budget(self, round_id: str, status: str) -> None:
+        self._db.execute(
+            "UPDATE privacy_budget SET status = ?, settled_at = ? WHERE round_id = ? AND status = ?",
+            (status, self._clock.time(), round_id, RESERVED),
+        )
 
     def load(self) -> list[StoredRound]:
         with self._lock:
@@ -172,6 +240,30 @@ class RoundStore:
             told_set = set(json.loads(told))
             stored.append(StoredRound(state, tag_key, result_json, told_set, peers.get(round_id, {})))
         return stored
+
+    # --------------------------------------------------------------- budget
+
+    def reserve_budget(self, round_id: str, roster: str, cost: RoundCost, policy: ReleasePolicy) -> None:
+        """Charge `cost` to `roster` for a round about to be opened under `policy` (reserved)."""
+        with self._lock:
+            self._db.execute(
+                _INSERT_BUDGET,
+                (round_id, roster, cost.epsilon, cost.delta, RESERVED, self._clock.time(),
+                 policy.min_shared_individuals, policy.min_cell_count, policy.mechanism, policy.epsilon,
+                 policy.delta),
+            )  # fmt: skip
+
+    def budget(self, roster: str) -> list[BudgetEntry]:
+        """Every round of `roster` in the ledger, oldest first (refunded ones included)."""
+        with self._lock:
+            rows = self._db.execute(_SELECT_BUDGET + " WHERE roster = ? ORDER BY rowid", (roster,)).fetchall()
+        return [_budget_entry(row) for row in rows]
+
+    def round_budget(self, round_id: str) -> BudgetEntry | None:
+        """The ledger line of one round (None for a round opened before the ledger existed)."""
+        with self._lock:
+            row = self._db.execute(_SELECT_BUDGET + " WHERE round_id = ?", (round_id,)).fetchone()
+        return None if row is None else _budget_entry(row)
 
     # ---------------------------------------------------------------- peers
 

@@ -1,9 +1,11 @@
-"""The auditor's side of round administration: open a round, watch it, fetch its result."""
+"""The auditor's side of round administration: open a round, watch it, fetch its result, read the
+privacy ledger."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import grpc
@@ -61,11 +63,19 @@ class AuditorClient:
         raise MonocultureError(f"coordinator refused: {exc.details()}", where=code.name) from None
 
     def open_round(
-        self, companies: list[str], min_list_size: int = 1, deadline_seconds: float = 0
+        self,
+        companies: list[str],
+        min_list_size: int = 1,
+        deadline_seconds: float = 0,
+        groups_from: str = "",
+        group_labels: Sequence[str] = (),
     ) -> pb.RoundStatus:
+        """`groups_from`, `group_labels`: group-level homogenization over the groups of that
+        company's group column, whose labels the round declares here (in order)."""
         request = pb.OpenRoundRequest(
-            companies=companies, min_list_size=min_list_size, deadline_seconds=deadline_seconds
-        )
+            companies=companies, min_list_size=min_list_size, deadline_seconds=deadline_seconds,
+            groups_from=groups_from, group_labels=list(group_labels),
+        )  # fmt: skip
         status: pb.RoundStatus = self._call(self._stub.OpenRound, request)
         return status
 
@@ -78,6 +88,13 @@ class AuditorClient:
         reply: pb.RoundResult = self._call(self._stub.GetRoundResult, pb.RoundRef(round_id=round_id))
         result: dict[str, Any] = json.loads(reply.result_json)
         return result
+
+    def budget(self, companies: list[str]) -> dict[str, Any]:
+        """The coordinator's privacy ledger for a roster (any order), JSON-ready: spent epsilon and
+        delta (reserved and spent rounds), the cap (None: no cap) and every round."""
+        request = pb.PrivacyBudgetRequest(companies=companies)
+        reply: pb.PrivacyBudget = self._call(self._stub.GetPrivacyBudget, request)
+        return budget_dict(reply)
 
     def wait(
         self,
@@ -106,3 +123,20 @@ class AuditorClient:
                 f"round {round_id} failed: {status.failure_reason}", where=status.failed_party or ""
             )
         return status
+
+
+def budget_dict(budget: pb.PrivacyBudget) -> dict[str, Any]:
+    """A PrivacyBudget as JSON-ready data (an infinite cap is None: no cap)."""
+    return {
+        "roster": list(budget.roster),
+        "spent_epsilon": budget.spent_epsilon,
+        "spent_delta": budget.spent_delta,
+        "cap": None if math.isinf(budget.cap_epsilon) else budget.cap_epsilon,
+        "rounds": [
+            {
+                "round_id": entry.round_id, "status": entry.status, "dp_mechanism": entry.dp_mechanism,
+                "epsilon": entry.epsilon, "delta": entry.delta, "opened_at": entry.opened_at,
+            }
+            for entry in budget.rounds
+        ],
+    }  # fmt: skip

@@ -11,10 +11,19 @@ def _fmt(value: float | None, digits: int = 4) -> str:
 
 def _p_value(test: dict[str, Any] | None) -> str:
     if test is None:
-        return "exact test of H = 1: not defined here"
+        return "exact test of independence (H = 1): not defined here"
     p = test["p_value_greater"]
-    shown = f"< {test['p_value_floor']:.0e}" if p <= test["p_value_floor"] else f"= {p:.3g}"
-    return f"exact test of H = 1 vs H > 1: p {shown}"
+    shown = f"<= {test['p_value_floor']:.0e}" if p <= test["p_value_floor"] else f"= {p:.3g}"
+    return f"exact test of independence (H = 1) vs H > 1: p {shown}"
+
+
+def _interval(ci: list[float] | None) -> str:
+    """'95% CI lo to hi; ', an upper bound alone when lo is 0, or nothing."""
+    if not ci:
+        return ""
+    if ci[0] == 0:
+        return f"95% upper bound {ci[1]:.4g}; "
+    return f"95% CI {ci[0]:.4f} to {ci[1]:.4f}; "
 
 
 def _count(value: int | None) -> str:
@@ -48,9 +57,10 @@ def format_summary(result: dict[str, Any]) -> str:
     if h is None:
         lines.append(f"homogenization H: {result.get('homogenization_note', 'undefined')}")
     else:
-        ci = result.get("homogenization_ci95")
-        ci_text = f"95% CI {ci[0]:.4f} to {ci[1]:.4f}; " if ci else ""
+        ci_text = _interval(result.get("homogenization_ci95"))
         lines.append(f"homogenization H = {h:.4f} ({ci_text}{_p_value(result.get('homogenization_test'))})")
+    if result.get("inference_note"):
+        lines.append(f"note: {result['inference_note']}")
     lines.append(f"failure patterns (character i = company i failed; order {', '.join(companies)}):")
     for pattern, count in result["pattern_counts"].items():
         lines.append(f"  {pattern}  {_count(count)}")
@@ -59,7 +69,32 @@ def format_summary(result: dict[str, Any]) -> str:
     if result.get("noisy"):
         dp = result["release_policy"]["differential_privacy"]
         lines.append(f"note: counts carry {dp['mechanism']} noise (epsilon {dp['epsilon']} for this round)")
+    if result.get("groups"):
+        lines += _group_lines(result)
     return "\n".join(lines)
+
+
+def _group_lines(result: dict[str, Any]) -> list[str]:
+    """Each group's N, S and H, then avg / unif / worst."""
+    groups = result["groups"]
+    width = max(12, *(len(label) for label in groups))
+    lines = [f"groups: {len(groups)}", f"  {'group':<{width}} {'shared':>8} {'systemic':>9} {'H':>9}"]
+    for label, group in groups.items():
+        if group.get("suppressed"):
+            lines.append(f"  {label:<{width}} withheld: {group['suppression_reason']}")
+            continue
+        lines.append(
+            f"  {label:<{width}} {group['shared_individuals']:>8} {_count(group['systemic_failures']):>9} "
+            f"{_fmt(group['homogenization']):>9}"
+        )
+    metrics = result["group_homogenization"]
+    worst = f" (group {metrics['worst_group']})" if metrics["worst_group"] is not None else ""
+    lines.append(
+        f"group homogenization: avg {_fmt(metrics['avg'])}, unif {_fmt(metrics['unif'])}, "
+        f"worst {_fmt(metrics['worst'])}{worst}"
+    )
+    lines += [f"note: {note}" for note in metrics["notes"]]
+    return lines
 
 
 def format_truth_comparison(measured: dict[str, Any], truth: dict[str, Any], model_h: float | None) -> str:

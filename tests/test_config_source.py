@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 import tomllib
@@ -16,6 +17,7 @@ from conftest import ROOT
 from hypothesis import given
 from hypothesis import strategies as st
 
+from monoculture.analysis.budget import ReleaseFloor
 from monoculture.analysis.release import ReleasePolicy
 from monoculture.client.config import SECTIONS as CLIENT_SECTIONS
 from monoculture.client.config import ClientConfig, client_sections, load_client_config
@@ -119,6 +121,7 @@ def _client(tmp_path: Path) -> ClientConfig:
         state_dir=tmp_path / "state",
         retry_seconds=1e-3,
         workers=2,
+        release_floor=ReleaseFloor(100, 10, False, 1.0, 7.5),
     )
 
 
@@ -146,6 +149,7 @@ def test_a_rendered_coordinator_config_loads_back_equal(tmp_path: Path, comments
         tls=TlsFiles(tmp_path / "ca.pem", tmp_path / "s.pem", tmp_path / "s.key"),
         limits=Limits(min_list_size=10, max_list_size=100, max_chunks_per_list=5, deadline_seconds=2.5),
         release=ReleasePolicy(5, 3, "discrete-gaussian", 0.5, 1e-9),
+        max_epsilon_per_roster=math.inf,  # written as inf, read back as inf
     )
     path = tmp_path / "coordinator.toml"
     path.write_text(render_toml(coordinator_sections(config), comments=comments))
@@ -212,7 +216,11 @@ def test_comments_go_above_their_section_and_key() -> None:
         ('[client]\ncompany = "a"\n[data]\npath = "a.csv"\n', "[client] needs key 'coordinator'", ""),
         ('[client]\ncompany = "a"\ncoordinator = "x:1"\n', "[data] needs key 'path'", ""),
         ('client = 1\n[data]\npath = "a.csv"\n', "[client] must be a table", ""),
-        (CLIENT_OK + "[extra]\n", "unknown section [extra]", "allowed sections: client, data, tls"),
+        (
+            CLIENT_OK + "[extra]\n",
+            "unknown section [extra]",
+            "allowed sections: client, data, release_floor, tls",
+        ),
         (CLIENT_OK.replace('"a"', '"A B"'), "[client] company: ", ""),
         (
             CLIENT_OK.replace("[data]", "chunk_elements = 0\n[data]"),
@@ -220,6 +228,21 @@ def test_comments_go_above_their_section_and_key() -> None:
             "",
         ),
         (CLIENT_OK + 'duplicates = "x"\n', "[data] duplicates = 'x' is not a policy", "keep-first"),
+        (
+            CLIENT_OK + "[release_floor]\nmax_epsilon_per_round = 0\n",
+            "[release_floor] max_epsilon_per_round must be above 0",
+            "inf",
+        ),
+        (
+            CLIENT_OK + "[release_floor]\nmin_cell_count = -1\n",
+            "[release_floor] min_shared_individuals and min_cell_count must be non-negative",
+            "",
+        ),
+        (
+            CLIENT_OK + '[release_floor]\nallow_exact_release = "no"\n',
+            "[release_floor] allow_exact_release must be a bool, got str",
+            "",
+        ),
     ],
 )
 def test_client_config_errors(tmp_path: Path, text: str, message: str, hint: str) -> None:
@@ -252,6 +275,15 @@ def test_an_int_is_accepted_for_a_float(tmp_path: Path) -> None:
         (COORDINATOR_OK + '[release]\ndp_mechanism = "x"\n', "[release] unknown DP mechanism 'x'"),
         (COORDINATOR_OK + '[release]\ndp_mechanism = "discrete-laplace"\n', "[release] differential privacy"),
         (COORDINATOR_OK + '[tls]\nca_file = "ca.pem"\n', "[tls] needs ca_file, cert_file and key_file"),
+        (
+            COORDINATOR_OK + "[release]\nmax_epsilon_per_roster = 0\n",
+            "[release] max_epsilon_per_roster must be above 0",
+        ),
+        (
+            COORDINATOR_OK + '[release]\ndp_mechanism = "discrete-laplace"\ndp_epsilon = 2\n'
+            "max_epsilon_per_roster = 1.5\n",
+            "[release] dp_epsilon 2 is above max_epsilon_per_roster 1.5: no round could be opened",
+        ),
         (COORDINATOR_OK + "[limit]\n", "unknown section [limit]"),
         ("release = 1\n", "[release] must be a table"),
     ],

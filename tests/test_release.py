@@ -12,7 +12,6 @@ import math
 import subprocess
 import sys
 from collections import Counter
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +19,7 @@ import pytest
 from conftest import example
 
 from monoculture.analysis.disclosure import cells_to_withhold
-from monoculture.analysis.privacy import (
-    bernoulli_exp,
-    discrete_gaussian,
-    discrete_laplace,
-    gaussian_sigma_squared,
-)
+from monoculture.analysis.privacy import NoiseMechanism
 from monoculture.analysis.release import ReleasePolicy, release
 from monoculture.analysis.table import PatternTable
 from monoculture.core.errors import ConfigError
@@ -144,13 +138,6 @@ def test_bad_policies_are_refused(policy: ReleasePolicy) -> None:
 # ------------------------------------------------------------- the noise
 
 
-def test_bernoulli_exp_frequency() -> None:
-    draws = 20_000
-    hits = sum(bernoulli_exp(Fraction(3, 2)) for _ in range(draws))
-    p = math.exp(-1.5)
-    assert abs(hits / draws - p) < 5.5 * math.sqrt(p * (1 - p) / draws)
-
-
 def _chi_square(samples: list[int], pmf: dict[int, float]) -> tuple[float, int]:
     counts = Counter(samples)
     n = len(samples)
@@ -168,8 +155,9 @@ def _chi_square_critical(dof: int) -> float:
 
 
 def test_discrete_laplace_has_the_exact_distribution() -> None:
+    """OpenDP's integer Laplace sampler draws exactly the discrete Laplace."""
     epsilon = 0.5
-    samples = [discrete_laplace(Fraction(2)) for _ in range(30_000)]
+    samples = NoiseMechanism.calibrated("discrete-laplace", epsilon).noisy([0] * 30_000)
     q = math.exp(-epsilon)
     pmf = {x: (1 - q) / (1 + q) * q ** abs(x) for x in range(-60, 61)}
     statistic, dof = _chi_square(samples, pmf)
@@ -179,8 +167,8 @@ def test_discrete_laplace_has_the_exact_distribution() -> None:
 
 
 def test_discrete_gaussian_has_the_exact_distribution() -> None:
-    sigma_squared = Fraction(9, 4)
-    samples = [discrete_gaussian(sigma_squared) for _ in range(20_000)]
+    """OpenDP's integer Gaussian sampler draws exactly the discrete Gaussian (sigma 1.5)."""
+    samples = NoiseMechanism("discrete-gaussian", 1.5, 1.0, 1e-6).noisy([0] * 20_000)
     weights = {x: math.exp(-(x**2) / (2 * 2.25)) for x in range(-40, 41)}
     total = sum(weights.values())
     statistic, dof = _chi_square(samples, {x: w / total for x, w in weights.items()})
@@ -189,15 +177,19 @@ def test_discrete_gaussian_has_the_exact_distribution() -> None:
 
 def test_noise_is_not_repeatable() -> None:
     # Drawn from the OS: two runs of 50 draws coincide with negligible probability.
-    first = [discrete_laplace(Fraction(5)) for _ in range(50)]
-    second = [discrete_laplace(Fraction(5)) for _ in range(50)]
+    mechanism = NoiseMechanism.calibrated("discrete-laplace", 0.2)
+    first, second = mechanism.noisy([0] * 50), mechanism.noisy([0] * 50)
     assert first != second
 
 
 def test_gaussian_calibration_meets_the_budget() -> None:
+    """OpenDP's calibration spends the budget, and no more than the old closed-form bound."""
     epsilon, delta = 1.0, 1e-6
-    rho = 1 / (2 * float(gaussian_sigma_squared(epsilon, delta)))
-    assert rho + 2 * math.sqrt(rho * math.log(1 / delta)) == pytest.approx(epsilon, rel=1e-4)
+    mechanism = NoiseMechanism.calibrated("discrete-gaussian", epsilon, delta)
+    spent = mechanism.guarantee()
+    assert spent[0] <= epsilon + 1e-9 and spent[1] == delta
+    rho = 1 / (2 * mechanism.scale**2)
+    assert rho + 2 * math.sqrt(rho * math.log(1 / delta)) >= epsilon  # the classic bound is looser
 
 
 def test_dp_release_noises_every_cell_and_says_so() -> None:

@@ -235,7 +235,8 @@ def _forge_final_tags(monkeypatch, forge) -> None:
 
 
 def test_counting_fails_when_a_failure_tag_does_not_authenticate(harness: Harness, monkeypatch) -> None:
-    _forge_final_tags(monkeypatch, lambda tags: tags[:28] + bytes([tags[28] ^ 1]) + tags[29:])
+    # Every tag of the chunk: only shared individuals' tags are opened.
+    _forge_final_tags(monkeypatch, lambda tags: bytes(b ^ (i % 29 == 28) for i, b in enumerate(tags)))
     round_id = harness.open_round()
     assert harness.run(round_id) == RoundPhase.FAILED
     status = harness.status(round_id)
@@ -458,3 +459,17 @@ def test_round_ids_are_random(harness: Harness) -> None:
     ids = {harness.open_round() for _ in range(3)}
     assert len(ids) == 3 and all(len(i) == 18 for i in ids)
     assert secrets  # ids come from secrets.token_hex (coordinator.state.new_round_id)
+
+
+def test_a_file_refused_after_a_restart_is_withdrawn_without_ids(harness: Harness) -> None:
+    """Read again at hop 0 by a restarted daemon, a file that now repeats an id is refused;
+    the reason sent names the step but no id (the duplicate-id error lists ids locally)."""
+    round_id = harness.open_round()
+    harness.step_all()  # everyone joined; their records are held for hop 0
+    data = harness.configs["beta"].data.path
+    data.write_text(data.read_text() + "person-1,1\nperson-1,0\n", encoding="utf-8")
+    harness.restart_company("beta")  # the records held at join are gone: the file is read again
+    harness.step("beta")
+    status = harness.status(round_id)
+    assert status.phase == RoundPhase.FAILED and status.failed_party == "beta"
+    assert "input was refused" in status.failure_reason and "person-" not in status.failure_reason

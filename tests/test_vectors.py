@@ -95,6 +95,46 @@ def check_failure_tags_with_code(data: dict[str, Any]) -> None:
         for reject in case.get("must_reject", []):
             with pytest.raises(ProtocolError):
                 tags.open([h(reject["tag"])])
+    for case in data.get("grouped_cases", []):
+        check_grouped_tags_with_code(case)
+
+
+def check_grouped_tags_with_code(case: dict[str, Any]) -> None:
+    """The groups company's tags: sealed with the round's labels, opened to bits and codes."""
+    name, labels = case["name"], case["group_labels"]
+    assert psi_crypto.group_labels_digest(labels).hex() == case["group_labels_digest"], name
+    opener = TagOpener(h(case["coordinator_private_key"]))
+    sealer = TagSealer(
+        case["round_id"],
+        case["company"],
+        opener.public_key,
+        h(case["company_private_key"]),
+        group_labels=labels,
+    )
+    assert sealer.public_key.hex() == case["company_public_key"], name
+    bits = np.zeros(case["list_length"], dtype=np.uint8)
+    codes = np.zeros(case["list_length"], dtype=np.uint8)
+    for tag in case["tags"]:
+        bits[tag["position"]], codes[tag["position"]] = tag["bit"], tag["code"]
+    sealed = sealer.seal(bits, codes)
+    assert len(sealed) == case["list_length"] * TAG_SIZE
+    for tag in case["tags"]:
+        at = tag["position"] * TAG_SIZE
+        assert sealed[at : at + TAG_SIZE].hex() == tag["tag"], f"{name}: position {tag['position']}"
+    if "sealed_list" in case:
+        assert sealed.hex() == case["sealed_list"], name
+    grouped = opener.opener_for(case["round_id"], case["company"], sealer.public_key, labels)
+    pinned = [h(t["tag"]) for t in case["tags"]]
+    opened_bits, opened_codes = grouped.open_grouped(pinned)
+    assert opened_bits.tolist() == [t["bit"] for t in case["tags"]], name
+    assert opened_codes.tolist() == [t["code"] for t in case["tags"]], name
+    assert grouped.open(pinned).tolist() == [t["bit"] for t in case["tags"]], name
+    one_bit = opener.opener_for(case["round_id"], case["company"], sealer.public_key)
+    with pytest.raises(ProtocolError):  # a grouped tag never opens as a one-bit tag
+        one_bit.open(pinned[:1])
+    for reject in case.get("must_reject", []):
+        with pytest.raises(ProtocolError):
+            grouped.open_grouped([h(reject["tag"])])
 
 
 def _peer(party: dict[str, str]) -> RelayPeer:
@@ -286,6 +326,28 @@ def test_independent_implementation_reproduces_the_failure_tags() -> None:
                 assert ind.open_tag(key, aad, h(reject["tag"])) not in (b"\x00", b"\x01"), reject["why"]
 
 
+def test_independent_implementation_reproduces_the_grouped_failure_tags() -> None:
+    for case in load("failure-tags.json")["grouped_cases"]:
+        labels, round_id, name = case["group_labels"], case["round_id"], case["company"]
+        assert ind.group_labels_digest(labels).hex() == case["group_labels_digest"]
+        assert ind.x25519_public(h(case["company_private_key"])).hex() == case["company_public_key"]
+        shared = ind.x25519_shared(h(case["coordinator_private_key"]), h(case["company_public_key"]))
+        assert shared.hex() == case["shared_secret"]
+        key, aad = ind.tag_key(shared, round_id, name), ind.group_tag_aad(round_id, name, labels)
+        assert (key.hex(), aad.hex()) == (case["tag_key"], case["aad"])
+        for tag in case["tags"]:
+            plaintext = ind.group_tag_plaintext(tag["bit"], tag["code"])
+            assert plaintext.hex() == tag["plaintext"] and tag["code"] < len(labels)
+            assert ind.seal_tag(key, aad, tag["position"], plaintext).hex() == tag["tag"]
+            assert len(h(tag["tag"])) == 29  # as every one-bit tag: the length shows nothing
+            with pytest.raises(InvalidTag):  # not a one-bit tag of this company
+                ind.open_tag(key, ind.tag_aad(round_id, name), h(tag["tag"]))
+        for reject in case.get("must_reject", []):
+            with contextlib.suppress(InvalidTag):  # refused, or it opens to a code beyond the labels
+                opened = ind.open_tag(key, aad, h(reject["tag"]))
+                assert len(opened) != 1 or opened[0] >> 1 >= len(labels), reject["why"]
+
+
 def test_independent_implementation_reproduces_the_relay_sealing() -> None:
     for case in load("relay-sealing.json")["cases"]:
         sender, receiver = case["sender"], case["receiver"]
@@ -451,9 +513,17 @@ def _relabelled_tag_aad(round_id: str, company_name: str) -> bytes:
     return f"monoculture/v2 tag|{round_id}|{company_name}".encode()
 
 
+def _relabelled_group_tag_aad(round_id: str, company_name: str, labels: Any) -> bytes:
+    return f"monoculture/v1 group tag|{round_id}|{company_name}|{','.join(labels)}".encode()
+
+
 MUTATIONS: dict[str, tuple[Callable[[pytest.MonkeyPatch], None], str]] = {
     "failure tag AAD label": (
         lambda mp: mp.setattr(psi_crypto, "_tag_aad", _relabelled_tag_aad),
+        "failure-tags.json",
+    ),
+    "group tag AAD (labels joined instead of digested)": (
+        lambda mp: mp.setattr(psi_crypto, "_group_tag_aad", _relabelled_group_tag_aad),
         "failure-tags.json",
     ),
     "failure tag HKDF label": (

@@ -1,95 +1,155 @@
-"""Differential privacy on the pattern table: exact samplers and the noise step.
+"""Differential privacy on the pattern table: OpenDP does the sampling and the accounting.
 
-Neighbouring tables differ by one individual added or removed, which changes
-one cell by 1 (L1 = L2 sensitivity 1). The discrete Laplace mechanism with
-scale 1/epsilon gives epsilon-DP for the whole table; the discrete Gaussian
-with sigma^2 = 1/(2 rho) gives rho-zCDP, reported as (epsilon, delta)-DP with
-epsilon = rho + 2 sqrt(rho ln(1/delta)). Samplers are the exact ones of
-Canonne, Kamath and Steinke (NeurIPS 2020), on rational arithmetic, drawing
-only from `secrets`.
+Neighbouring tables differ by one individual added or removed, which changes one
+cell by 1 (L1 = L2 sensitivity 1). OpenDP's integer Laplace and Gaussian
+measurements (`make_laplace`, `make_gaussian` on integer vectors) draw the noise;
+they are vetted against the floating-point and timing attacks that hand-written
+samplers fall to, and draw from OpenSSL's CSPRNG. Their privacy maps give the
+epsilon (and delta) each release spends, which the budget ledgers add up.
+Trusted for: exact discrete samplers and their privacy maps. Not relied on for:
+anything else (the bootstrap in `dp_inference` simulates the same distributions
+with numpy, for statistics only). tests/test_dp_release.py pins their behaviour.
 """
 
 from __future__ import annotations
 
 import math
-import secrets
-from fractions import Fraction
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from monoculture.analysis.table import PatternTable
+import numpy as np
+import numpy.typing as npt
 
 MECHANISMS = ("none", "discrete-laplace", "discrete-gaussian")
 
 
-# ----------------------------------------------------------- exact samplers
+# ------------------------------------------------------- OpenDP mechanisms
+
+# The chance that noise lifts a population below the N threshold over it (see
+# `NoiseMechanism.sum_upper_tail`): a release needs noisy N minus that margin >= threshold.
+THRESHOLD_FAILURE_PROBABILITY = 1e-9
 
 
-def _bernoulli(p: Fraction) -> bool:
-    return secrets.randbelow(p.denominator) < p.numerator
+def _opendp() -> object:
+    """OpenDP, with its "contrib" features on (the integer Laplace and Gaussian
+    measurements on vectors are contrib in OpenDP 0.16)."""
+    import opendp.prelude as dp
+
+    dp.enable_features("contrib")
+    return dp
 
 
-def _bernoulli_exp_at_most_one(gamma: Fraction) -> bool:
-    k = 1
-    while _bernoulli(gamma / k):
-        k += 1
-    return k % 2 == 1
+@dataclass(frozen=True)
+class NoiseMechanism:
+    """Noise added to every cell of a pattern table, with OpenDP doing the sampling and the
+    accounting.
+
+    Neighbouring tables differ by one individual added or removed: one cell moves by 1
+    (L1 = L2 sensitivity 1). `discrete-laplace`: P(x) proportional to exp(-|x| / scale),
+    epsilon = 1 / scale (pure DP). `discrete-gaussian`: P(x) proportional to
+    exp(-x^2 / (2 scale^2)), rho = 1 / (2 scale^2) zCDP, converted by OpenDP to
+    (epsilon, delta)-DP; `calibrated` finds the smallest scale meeting the budget.
+    """
+
+    name: str
+    scale: float
+    epsilon: float
+    delta: float = 0.0
+
+    @classmethod
+    def calibrated(cls, name: str, epsilon: float, delta: float = 0.0) -> NoiseMechanism:
+        """The mechanism of `name` that spends exactly (at most) `epsilon`, `delta` per table."""
+        if name == "discrete-laplace":
+            return cls(name, 1.0 / epsilon, epsilon, 0.0)
+        if name == "discrete-gaussian":
+            dp: Any = _opendp()
+            scale = dp.binary_search_param(
+                lambda s: _gaussian_approx(dp, s, delta), d_in=1, d_out=(epsilon, delta), T=float
+            )
+            return cls(name, float(scale), epsilon, delta)
+        raise ValueError(f"unknown DP mechanism {name!r}")
+
+    def _measurement(self) -> Any:
+        dp: Any = _opendp()
+        if self.name == "discrete-laplace":
+            space = dp.vector_domain(dp.atom_domain(T=int)), dp.l1_distance(T=int)
+            return dp.m.make_laplace(*space, scale=self.scale)
+        space = dp.vector_domain(dp.atom_domain(T=int)), dp.l2_distance(T=int)
+        return dp.m.make_gaussian(*space, scale=self.scale)
+
+    def guarantee(self) -> tuple[float, float]:
+        """(epsilon, delta) of one noisy table, from OpenDP's privacy map at distance 1."""
+        if self.name == "discrete-laplace":
+            return float(self._measurement().map(1)), 0.0
+        dp: Any = _opendp()
+        epsilon, delta = _gaussian_approx(dp, self.scale, self.delta).map(1)
+        return float(epsilon), float(delta)
+
+    def noisy(self, counts: Sequence[int]) -> list[int]:
+        """`counts` with independent noise on each (OpenDP's sampler; integers, may be negative)."""
+        if not counts:
+            return []
+        return [int(v) for v in self._measurement()([int(c) for c in counts])]
+
+    def support(self, mass: float = 1e-15) -> npt.NDArray[np.int64]:
+        """Integers carrying all but `mass` of one draw's probability."""
+        if self.name == "discrete-laplace":
+            width = math.ceil(self.scale * math.log(2 / mass)) + 1
+        else:
+            width = math.ceil(self.scale * math.sqrt(2 * math.log(2 / mass))) + 1
+        return np.arange(-width, width + 1, dtype=np.int64)
+
+    def pmf(self, values: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """P(noise = x) for each integer x, exactly as the sampler draws it."""
+        x = np.asarray(values, dtype=np.float64)
+        if self.name == "discrete-laplace":
+            t = math.exp(-1.0 / self.scale)
+            return np.asarray((1 - t) / (1 + t) * t ** np.abs(x), dtype=np.float64)
+        support = self.support()
+        weights = np.exp(-(support.astype(np.float64) ** 2) / (2 * self.scale**2))
+        return np.asarray(np.exp(-(x**2) / (2 * self.scale**2)) / weights.sum(), dtype=np.float64)
+
+    def variance(self) -> float:
+        support = self.support()
+        return float(np.sum(self.pmf(support) * support.astype(np.float64) ** 2))
+
+    def simulate(self, rng: np.random.Generator, shape: tuple[int, ...]) -> npt.NDArray[np.int64]:
+        """Draws with this noise's distribution, for statistical simulation only (the
+        bootstrap): never for a release, which uses `noisy`."""
+        if self.name == "discrete-laplace":
+            p = 1 - math.exp(-1.0 / self.scale)
+            return np.asarray(rng.geometric(p, shape) - rng.geometric(p, shape), dtype=np.int64)
+        support = self.support()
+        return np.asarray(rng.choice(support, size=shape, p=self.pmf(support) / self.pmf(support).sum()))
+
+    def sum_upper_tail(self, terms: int, failure_probability: float = THRESHOLD_FAILURE_PROBABILITY) -> int:
+        """A margin a with P(sum of `terms` independent draws >= a) <= `failure_probability`.
+
+        Chernoff bounds: the discrete Laplace's moment generating function is
+        (1 - t)^2 / ((1 - t e^l)(1 - t e^-l)) for l < 1/scale (t = exp(-1/scale)); the discrete
+        Gaussian is scale^2-subgaussian (Canonne, Kamath, Steinke 2020), so
+        P(sum >= a) <= exp(-a^2 / (2 terms scale^2)).
+        """
+        log_beta = math.log(failure_probability)
+        if self.name == "discrete-gaussian":
+            return math.ceil(math.sqrt(-2 * log_beta * terms * self.scale**2))
+        t = math.exp(-1.0 / self.scale)
+
+        def log_bound(a: float) -> float:
+            grid = np.linspace(1e-6, 1.0 / self.scale - 1e-9, 2000)
+            log_mgf = 2 * math.log(1 - t) - np.log(1 - t * np.exp(grid)) - np.log(1 - t * np.exp(-grid))
+            return float(np.min(-grid * a + terms * log_mgf))
+
+        low, high = 0, 1
+        while log_bound(high) > log_beta:
+            low, high = high, high * 2
+        while high - low > 1:
+            middle = (low + high) // 2
+            low, high = (middle, high) if log_bound(middle) > log_beta else (low, middle)
+        return high
 
 
-def bernoulli_exp(gamma: Fraction) -> bool:
-    """True with probability exp(-gamma), gamma >= 0, exactly."""
-    while gamma > 1:
-        if not _bernoulli_exp_at_most_one(Fraction(1)):
-            return False
-        gamma -= 1
-    return _bernoulli_exp_at_most_one(gamma)
-
-
-def discrete_laplace(scale: Fraction) -> int:
-    """P(x) proportional to exp(-|x| / scale), exactly (CKS 2020, Algorithm 2)."""
-    s, t = scale.denominator, scale.numerator  # exp(-|x| s / t)
-    while True:
-        u = secrets.randbelow(t)
-        if not bernoulli_exp(Fraction(u, t)):
-            continue
-        v = 0
-        while bernoulli_exp(Fraction(1)):
-            v += 1
-        y = (u + t * v) // s
-        negative = secrets.randbelow(2) == 1
-        if negative and y == 0:
-            continue
-        return -y if negative else y
-
-
-def discrete_gaussian(sigma_squared: Fraction) -> int:
-    """P(x) proportional to exp(-x^2 / (2 sigma^2)), exactly (CKS 2020, Algorithm 3)."""
-    t = math.isqrt(math.floor(sigma_squared)) + 1
-    while True:
-        y = discrete_laplace(Fraction(t))
-        gamma = (abs(y) - sigma_squared / t) ** 2 / (2 * sigma_squared)
-        if bernoulli_exp(gamma):
-            return y
-
-
-def gaussian_sigma_squared(epsilon: float, delta: float) -> Fraction:
-    """sigma^2 for sensitivity 1 whose rho-zCDP converts to (epsilon, delta)-DP."""
-    log_term = math.log(1 / delta)
-    rho = (math.sqrt(log_term + epsilon) - math.sqrt(log_term)) ** 2
-    return Fraction(1 / (2 * rho)).limit_denominator(10**6)
-
-
-# ----------------------------------------------------------------- policy
-
-
-def add_noise(table: PatternTable, mechanism: str, epsilon: float, delta: float = 0.0) -> PatternTable:
-    """The table with DP noise on every cell, clamped at 0 (post-processing)."""
-    if mechanism == "none":
-        return table
-    if mechanism == "discrete-laplace":
-        scale = Fraction(1 / epsilon).limit_denominator(10**6)
-        noise = [discrete_laplace(scale) for _ in table.counts]
-    else:
-        sigma_squared = gaussian_sigma_squared(epsilon, delta)
-        noise = [discrete_gaussian(sigma_squared) for _ in table.counts]
-    return PatternTable(
-        table.companies, tuple(max(0, c + n) for c, n in zip(table.counts, noise, strict=True))
-    )
+def _gaussian_approx(dp: Any, scale: float, delta: float) -> Any:
+    space = dp.vector_domain(dp.atom_domain(T=int)), dp.l2_distance(T=int)
+    return dp.c.make_fix_delta(dp.c.make_zCDP_to_approxDP(dp.m.make_gaussian(*space, scale=scale)), delta)

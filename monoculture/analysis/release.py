@@ -25,15 +25,21 @@ cost the sum). Samplers are the exact ones of Canonne, Kamath and Steinke
 
 from __future__ import annotations
 
-import math
+import functools
 from dataclasses import dataclass
 from typing import Any
 
-from monoculture.analysis.disclosure import cells_to_withhold, withhold
+from monoculture.analysis.disclosure import apply_suppression, plan_suppression
+from monoculture.analysis.dp_inference import noisy_release
 from monoculture.analysis.metrics import result_dict
-from monoculture.analysis.privacy import MECHANISMS, add_noise, gaussian_sigma_squared
+from monoculture.analysis.privacy import MECHANISMS, NoiseMechanism
 from monoculture.analysis.table import PatternTable
 from monoculture.core.errors import ConfigError
+
+
+@functools.lru_cache(maxsize=64)
+def _mechanism(name: str, epsilon: float, delta: float) -> NoiseMechanism:
+    return NoiseMechanism.calibrated(name, epsilon, delta)
 
 
 @dataclass(frozen=True)
@@ -56,29 +62,31 @@ class ReleasePolicy:
         if self.mechanism == "discrete-gaussian" and not 0 < self.delta < 1:
             raise ConfigError("the discrete Gaussian needs 0 < delta < 1")
 
+    def noise(self) -> NoiseMechanism:
+        """The noise this policy adds (OpenDP calibrates the Gaussian's scale to epsilon, delta)."""
+        return _mechanism(self.mechanism, self.epsilon, self.delta)
+
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "min_shared_individuals": self.min_shared_individuals,
             "min_cell_count": self.min_cell_count,
             "differential_privacy": None,
         }
-        if self.mechanism == "discrete-laplace":
-            out["differential_privacy"] = {
-                "mechanism": self.mechanism, "epsilon": self.epsilon, "delta": 0.0,
-                "neighbouring": "one individual added or removed", "scale": 1 / self.epsilon,
-            }  # fmt: skip
-        elif self.mechanism == "discrete-gaussian":
+        if self.mechanism != "none":
+            mechanism = self.noise()
             out["differential_privacy"] = {
                 "mechanism": self.mechanism, "epsilon": self.epsilon, "delta": self.delta,
-                "neighbouring": "one individual added or removed",
-                "sigma": math.sqrt(float(gaussian_sigma_squared(self.epsilon, self.delta))),
+                "neighbouring": "one individual added or removed", "scale": mechanism.scale,
+                "noise": "OpenDP's integer Laplace or Gaussian sampler, every pattern cell once",
             }  # fmt: skip
         return out
 
 
 def release(table: PatternTable, policy: ReleasePolicy) -> dict[str, Any]:
     """The result JSON the auditor may publish under `policy`."""
-    published = add_noise(table, policy.mechanism, policy.epsilon, policy.delta)
+    if policy.mechanism != "none":
+        return _noisy_release(table, policy)
+    published = table
     n = published.shared_individuals
     if n < policy.min_shared_individuals:
         return {
@@ -89,11 +97,36 @@ def release(table: PatternTable, policy: ReleasePolicy) -> dict[str, Any]:
             ),
             "release_policy": policy.describe(),
         }
+    plan = plan_suppression(published, policy.min_cell_count)
+    if not plan.protected:
+        # Even with every cell withheld some withheld figure would be pinned to a narrower range
+        # than the protection (e.g. N itself is below it): nothing but the roster is safe.
+        return {
+            "companies": list(table.companies),
+            "suppressed": True,
+            "suppression_reason": (
+                "no choice of withheld cells keeps the possible values of every withheld count at "
+                f"least {plan.protection} apart: too few individuals for the release minimum"
+            ),
+            "release_policy": policy.describe(),
+        }
     result = result_dict(published)
-    withheld = cells_to_withhold(published, policy.min_cell_count)
-    if withheld:
-        withhold(result, withheld, published.parties, policy.min_cell_count)
+    apply_suppression(result, published, plan, policy.min_cell_count)
     result["suppressed"] = False
-    result["noisy"] = policy.mechanism != "none"
+    result["noisy"] = False
+    result["release_policy"] = policy.describe()
+    return result
+
+
+def _noisy_release(table: PatternTable, policy: ReleasePolicy) -> dict[str, Any]:
+    """Under DP: every cell noised once by OpenDP, estimates from the unclamped noisy cells,
+    the N threshold applied to what noise cannot fake, intervals that include the noise.
+    No cell is suppressed: the noise protects every cell, and withholding noisy cells would
+    only bias the published figures."""
+    mechanism = policy.noise()
+    result = noisy_release(table.companies, table.counts, mechanism, policy.min_shared_individuals)
+    if not result.get("suppressed"):
+        result["suppressed"] = False
+        result["noisy"] = True
     result["release_policy"] = policy.describe()
     return result

@@ -10,8 +10,9 @@ from typing import Any
 
 from monoculture.analysis.privacy import MECHANISMS
 from monoculture.analysis.release import ReleasePolicy
-from monoculture.core.dataset import DuplicatePolicy, InputSpec
-from monoculture.core.errors import ConfigError
+from monoculture.core.dataset import DuplicatePolicy, InputSpec, load_records
+from monoculture.core.errors import ConfigError, MonocultureError
+from monoculture.core.protocol import check_groups
 
 EXIT_ERROR = 2
 Commands = Any  # argparse's private _SubParsersAction
@@ -40,15 +41,69 @@ def add_input_options(parser: argparse.ArgumentParser) -> None:
         "--duplicates", default=DuplicatePolicy.REFUSE.value, choices=[p.value for p in DuplicatePolicy],
         help="what to do with repeated ids (default: refuse; see README)",
     )  # fmt: skip
+    parser.add_argument(
+        "--group-column", metavar="NAME",
+        help="column of group labels, read from the file of the --groups-from company only",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, help="write the result JSON here")
 
 
 def input_specs(args: argparse.Namespace) -> list[tuple[str, InputSpec]]:
     return [
         (name, InputSpec(path=path, id_column=args.id_column, failure_column=args.failure_column,
-                         file_format=args.format, duplicates=DuplicatePolicy(args.duplicates)))
+                         file_format=args.format, duplicates=DuplicatePolicy(args.duplicates),
+                         group_column=args.group_column or None))
         for name, path in args.company
     ]  # fmt: skip
+
+
+def labels_argument(value: str) -> tuple[str, ...]:
+    """Comma-separated group labels (spaces around each are dropped)."""
+    labels = tuple(label.strip() for label in value.split(","))
+    if not all(labels):
+        raise argparse.ArgumentTypeError(f"expected labels like a,b,c, got {value!r}")
+    return labels
+
+
+def add_group_options(parser: argparse.ArgumentParser, *, labels_help: str) -> None:
+    """--groups-from COMPANY and --group-labels A,B,C (group-level homogenization)."""
+    parser.add_argument(
+        "--groups-from", default="", metavar="COMPANY",
+        help="group-level homogenization over the groups of this company's group column",
+    )  # fmt: skip
+    parser.add_argument("--group-labels", type=labels_argument, metavar="A,B,C", help=labels_help)
+
+
+def declared_groups(
+    args: argparse.Namespace, specs: list[tuple[str, InputSpec]]
+) -> tuple[str, tuple[str, ...]]:
+    """(groups company, declared labels) from --groups-from / --group-labels / --group-column;
+    ("", ()) without groups. Without --group-labels the labels are those of the groups
+    company's file, sorted."""
+    names = [name for name, _ in specs]
+    if not args.groups_from:
+        if args.group_labels or args.group_column:
+            raise ConfigError("--group-labels and --group-column need --groups-from COMPANY")
+        return "", ()
+    if args.groups_from not in names:
+        raise ConfigError(
+            f"--groups-from {args.groups_from}: no --company of that name", hint=f"one of {', '.join(names)}"
+        )
+    if not args.group_column:
+        raise ConfigError("--groups-from needs --group-column NAME, the column of group labels in its file")
+    labels = args.group_labels
+    if labels is None:
+        spec = dict(specs)[args.groups_from]
+        try:
+            column = load_records(spec, groups=True).groups
+        except MonocultureError as exc:
+            raise exc.for_party(args.groups_from) from None
+        labels = tuple(sorted(column.labels)) if column is not None else ()
+    try:
+        check_groups(names, args.groups_from, labels)
+    except MonocultureError as exc:
+        raise ConfigError(exc.message, hint=exc.hint) from None
+    return args.groups_from, labels
 
 
 def add_insecure(parser: argparse.ArgumentParser) -> None:

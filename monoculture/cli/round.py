@@ -1,4 +1,4 @@
-"""`monoculture round open|status|result`: round administration by the auditor."""
+"""`monoculture round open|status|result|budget`: round administration by the auditor."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from monoculture.auditor import AuditorClient
-from monoculture.cli.common import Commands, add_certs_folder, add_insecure, write_result
+from monoculture.cli.common import Commands, add_certs_folder, add_group_options, add_insecure, write_result
+from monoculture.core.errors import ConfigError
 from monoculture.report import format_summary
 
 
@@ -20,6 +21,7 @@ def add_parser(commands: Commands) -> None:
         "open": ("open a round", _open),
         "status": ("a round's phase and progress", _status),
         "result": ("a round's result JSON", _result),
+        "budget": ("the privacy budget a roster has spent (the coordinator's ledger)", _budget),
     }
     for name, (text, handler) in handlers.items():
         sub = actions.add_parser(name, help=text)
@@ -32,11 +34,19 @@ def add_parser(commands: Commands) -> None:
         )
         add_insecure(sub)
         sub.set_defaults(handler=_with_auditor(handler))
-    open_parser, status_parser, result_parser = (actions.choices[n] for n in handlers)
+    open_parser, status_parser, result_parser, budget_parser = (actions.choices[n] for n in handlers)
     open_parser.add_argument(
         "--companies", required=True, help="comma-separated company names; their order is the pattern order"
     )
+    budget_parser.add_argument(
+        "--companies", required=True, help="comma-separated company names of the roster (any order)"
+    )
     open_parser.add_argument("--min-list-size", type=int, default=1)
+    add_group_options(
+        open_parser,
+        labels_help="the group labels the round declares, in order (required with --groups-from); "
+        "a label of the groups company's data that is not among them fails the round",
+    )
     for sub in (status_parser, result_parser):
         sub.add_argument("round_id")
     result_parser.add_argument("--wait", type=float, default=0.0, help="wait this many seconds for the end")
@@ -57,9 +67,30 @@ def _with_auditor(
     return run
 
 
+def _companies(args: argparse.Namespace) -> list[str]:
+    return [c.strip() for c in args.companies.split(",") if c.strip()]
+
+
 def _open(auditor: AuditorClient, args: argparse.Namespace) -> int:
-    companies = [c.strip() for c in args.companies.split(",") if c.strip()]
-    print(auditor.open_round(companies, args.min_list_size).round_id)
+    if args.groups_from and not args.group_labels:
+        raise ConfigError(
+            "--groups-from needs --group-labels a,b,c: the labels the round declares",
+            hint="the auditor declares every label of the groups company's group column, in the order "
+            "the result lists the groups",
+        )
+    if args.group_labels and not args.groups_from:
+        raise ConfigError("--group-labels needs --groups-from COMPANY")
+    labels = args.group_labels or ()
+    print(
+        auditor.open_round(
+            _companies(args), args.min_list_size, groups_from=args.groups_from, group_labels=labels
+        ).round_id
+    )
+    return 0
+
+
+def _budget(auditor: AuditorClient, args: argparse.Namespace) -> int:
+    print(json.dumps(auditor.budget(_companies(args)), indent=2))
     return 0
 
 

@@ -11,9 +11,11 @@ from pathlib import Path
 from monoculture.analysis.metrics import result_dict
 from monoculture.cli.common import (
     Commands,
+    add_group_options,
     add_input_options,
     add_insecure,
     add_release_options,
+    declared_groups,
     input_specs,
     release_policy,
     write_result,
@@ -53,6 +55,11 @@ def add_parser(commands: Commands) -> None:
     sim.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the round")
     add_insecure(sim)
     add_release_options(sim)
+    add_group_options(
+        sim,
+        labels_help="the group labels the round declares, in order "
+        "(default: those of the --groups-from company's file, sorted)",
+    )
     sim.set_defaults(handler=run)
 
 
@@ -64,6 +71,12 @@ def run(args: argparse.Namespace) -> int:
     if synthetic == bool(args.company):
         raise ConfigError("give either --company NAME=PATH (two or more) or --parties K --individuals N")
     policy = release_policy(args)
+    groups_from = ""
+    labels: tuple[str, ...] = ()
+    if synthetic and (args.groups_from or args.group_column):
+        raise ConfigError("groups (--groups-from, --group-column) need --company NAME=PATH inputs")
+    if not synthetic:
+        groups_from, labels = declared_groups(args, input_specs(args))
     with tempfile.TemporaryDirectory(prefix="monoculture-") as tmp:
         workdir = args.workdir or Path(tmp)
         truth = None
@@ -85,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
                 raise ConfigError("a round needs at least two --company NAME=PATH")
         run = run_round(
             companies, workdir, timeout=args.timeout, on_status=_print_progress(), release=policy,
-            insecure=args.insecure,
+            insecure=args.insecure, groups_from=groups_from, group_labels=labels,
         )  # fmt: skip
     print(format_summary(run.result))
     if truth is not None and not run.result.get("suppressed"):

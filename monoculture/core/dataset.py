@@ -1,4 +1,5 @@
-"""A company's input: ids and failure indicators, read and checked before anything is sent.
+"""A company's input: ids and failure indicators (and, when asked, group labels), read and
+checked before anything is sent.
 
 CSV (with a header) or Parquet. Every problem is an `InputError` naming the
 file, line and field at fault, raised before the first byte leaves the company.
@@ -10,7 +11,7 @@ import csv
 import hashlib
 import math
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -20,10 +21,12 @@ import numpy as np
 import numpy.typing as npt
 
 from monoculture.core.errors import InputError
+from monoculture.core.protocol import MAX_GROUP_LABEL_LENGTH
 
 TRUE_VALUES = frozenset({"1", "true"})
 FALSE_VALUES = frozenset({"0", "false"})
 DEFAULT_MAX_ID_LENGTH = 1024
+MAX_LABELS_IN_FILE = 65_535  # distinct group labels one file may hold (codes are uint16)
 _EXAMPLES = 5
 
 
@@ -46,6 +49,19 @@ class InputSpec:
     file_format: str = "auto"  # "csv", "parquet" or "auto" (by suffix)
     duplicates: DuplicatePolicy = DuplicatePolicy.REFUSE
     max_id_length: int = DEFAULT_MAX_ID_LENGTH
+    # The column of group labels (docs/PROTOCOL.md, "Groups"); read only by `load_records(...,
+    # groups=True)`, i.e. by the company a round takes its groups from.
+    group_column: str | None = None
+
+
+class GroupLabelError(InputError):
+    """The group labels cannot be used for the round. `reason` says what is wrong without an id,
+    a label, a file name or a line, so a daemon may send it to the coordinator; the message (for
+    the company's own log) names them."""
+
+    def __init__(self, message: str, *, reason: str, where: str = "", hint: str = "") -> None:
+        super().__init__(message, where=where, hint=hint)
+        self.reason = reason
 
 
 class IdColumn:
@@ -79,21 +95,79 @@ class IdColumn:
         return [self[i] for i in indices]
 
 
+class GroupColumn:
+    """Each record's group label, compactly: the distinct labels (in order of first appearance)
+    and one uint16 code per record into them."""
+
+    def __init__(self, labels: tuple[str, ...], codes: npt.NDArray[np.uint16]) -> None:
+        self.labels = labels
+        self.codes = codes
+
+    @classmethod
+    def from_strings(cls, labels: Iterable[str]) -> GroupColumn:
+        known: dict[str, int] = {}
+        codes = array("H")
+        for label in labels:
+            codes.append(known.setdefault(label, len(known)))
+        return cls(tuple(known), np.frombuffer(codes, dtype=np.uint16))
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __getitem__(self, index: int) -> str:
+        return self.labels[int(self.codes[index])]
+
+    def round_codes(self, declared: Sequence[str], where: str = "") -> npt.NDArray[np.uint8]:
+        """Each record's group code in a round that declared `declared` (label i is code i).
+
+        A label the round did not declare is a GroupLabelError: its message names the labels
+        (for the company's log), its `reason` only how many there are.
+        """
+        if len(declared) > 255:
+            raise ValueError("group codes are one byte: at most 255 labels")
+        position = {label: code for code, label in enumerate(declared)}
+        lookup = np.array([position.get(label, -1) for label in self.labels], dtype=np.int16)
+        mapped = lookup[self.codes] if len(self.codes) else np.zeros(0, dtype=np.int16)
+        undeclared = [label for label in self.labels if label not in position]
+        if undeclared:
+            records = int((mapped < 0).sum())
+            shown = ", ".join(repr(label) for label in undeclared[:_EXAMPLES])
+            more = f" and {len(undeclared) - _EXAMPLES} more" if len(undeclared) > _EXAMPLES else ""
+            raise GroupLabelError(
+                f"{len(undeclared)} group label(s) on {records} records are not among the {len(declared)} "
+                f"labels this round declared: {shown}{more}",
+                reason=f"its group column holds {len(undeclared)} label(s) that the round did not "
+                f"declare ({len(declared)} declared); its own log names them",
+                where=where,
+                hint="the auditor opens the round with every label (round open --group-labels), "
+                "or these records get a declared label",
+            )
+        return mapped.astype(np.uint8)
+
+
 @dataclass(frozen=True)
 class CompanyRecords:
-    """Unique ids and their 0/1 failure indicators, in file order."""
+    """Unique ids and their 0/1 failure indicators, in file order; their group labels when
+    they were asked for (`load_records(..., groups=True)`)."""
 
     ids: IdColumn
     failed: npt.NDArray[np.uint8]
     rows_read: int
     rows_merged: int = 0  # repeats folded into an earlier row by the duplicate policy
     ids_dropped: int = 0  # ids removed by drop-conflicting
+    groups: GroupColumn | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def as_mapping(self) -> dict[str, int]:
         return dict(zip(self.ids, self.failed.tolist(), strict=True))
+
+    def group_mapping(self) -> dict[str, str]:
+        """{id: group label}; only for records loaded with their groups."""
+        if self.groups is None:
+            raise ValueError("these records were loaded without their group labels")
+        return {record_id: self.groups[i] for i, record_id in enumerate(self.ids)}
 
     def id_list(self) -> list[str]:
         return list(self.ids)
@@ -108,20 +182,40 @@ def parse_failure(value: str) -> int | None:
     return None
 
 
-def load_records(spec: InputSpec) -> CompanyRecords:
-    """Read, check and de-duplicate one company's records.
+def load_records(spec: InputSpec, *, groups: bool = False) -> CompanyRecords:
+    """Read, check and de-duplicate one company's records; with `groups`, their group labels
+    too (from `spec.group_column`, which must then be set). Without it the group column is
+    not read at all.
 
     One pass keeps the ids compactly and detects repeats through 16-byte digests
     (held in memory only, for this check); only a file with repeats is read again,
     to apply the duplicate policy or explain the refusal.
     """
+    if groups and not spec.group_column:
+        raise GroupLabelError(
+            "no group column is configured, and a round takes its groups from this company",
+            reason="the round takes its groups from this company, but its input names no group column",
+            where=str(spec.path),
+            hint="name the column of group labels: [data] group_column (--group-column)",
+        )
     blob, offsets, failed, digests = bytearray(), array("q", [0]), bytearray(), bytearray()
-    for _, record_id, bit in _read_rows(spec):
+    known: dict[str, int] = {}
+    codes = array("H")
+    for line, record_id, bit, label in _read_rows(spec, groups):
         raw = record_id.encode()
         blob += raw
         offsets.append(len(blob))
         failed.append(bit)
         digests += hashlib.blake2b(raw, digest_size=16).digest()
+        if label is not None:
+            code = known.setdefault(label, len(known))
+            if code >= MAX_LABELS_IN_FILE:
+                raise InputError(
+                    f"column {spec.group_column!r} holds more than {MAX_LABELS_IN_FILE} distinct labels",
+                    where=f"{spec.path}:{line}",
+                    hint="a group column names a few groups (at most 127 per round); is it the right column?",
+                )
+            codes.append(code)
     if not failed:
         raise InputError(
             "holds a header but no records", where=str(spec.path), hint="give at least one record"
@@ -129,9 +223,12 @@ def load_records(spec: InputSpec) -> CompanyRecords:
     keys = np.sort(np.frombuffer(digests, dtype="S16"))
     del digests
     if len(keys) > 1 and bool((keys[1:] == keys[:-1]).any()):
-        return _apply_duplicate_policy(spec, _read_rows(spec))
+        return _apply_duplicate_policy(spec, _read_rows(spec, groups), groups)
     ids = IdColumn(blob, np.frombuffer(offsets, dtype=np.int64))
-    return CompanyRecords(ids=ids, failed=np.frombuffer(failed, dtype=np.uint8), rows_read=len(failed))
+    column = GroupColumn(tuple(known), np.frombuffer(codes, dtype=np.uint16)) if groups else None
+    return CompanyRecords(
+        ids=ids, failed=np.frombuffer(failed, dtype=np.uint8), rows_read=len(failed), groups=column
+    )
 
 
 def _file_format(spec: InputSpec) -> str:
@@ -146,15 +243,46 @@ def _file_format(spec: InputSpec) -> str:
     return "parquet" if spec.path.suffix.lower() in (".parquet", ".pq") else "csv"
 
 
-def _read_rows(spec: InputSpec) -> Iterator[tuple[int, str, int]]:
-    """Checked (line, id, failed) rows, one at a time (a million rows are never all held)."""
+def _read_rows(spec: InputSpec, groups: bool = False) -> Iterator[tuple[int, str, int, str | None]]:
+    """Checked (line, id, failed, group label) rows, one at a time (a million rows are never all
+    held); the label is None unless `groups`."""
     if not spec.path.exists():
         raise InputError("file not found", where=str(spec.path), hint="check the path")
     if spec.path.is_dir():
         raise InputError("is a folder, not a file", where=str(spec.path))
     reader = _parquet_rows if _file_format(spec) == "parquet" else _csv_rows
-    for where, line, raw_id, raw_failed in reader(spec):
-        yield _check_row(spec, where, line, raw_id, raw_failed)
+    for where, line, raw_id, raw_failed, raw_label in reader(spec, groups):
+        line, record_id, failed = _check_row(spec, where, line, raw_id, raw_failed)
+        yield line, record_id, failed, _check_label(spec, where, raw_label) if groups else None
+
+
+def _check_label(spec: InputSpec, where: str, raw: Any) -> str:
+    """A group label: text (or an integer), 1-64 printable characters once stripped."""
+    column = spec.group_column
+    if raw is None or (isinstance(raw, float) and math.isnan(raw)):
+        raise InputError(f"column {column!r} is empty; every record needs a group label", where=where)
+    if isinstance(raw, bytes):  # a Parquet binary column
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InputError(f"column {column!r} holds a label that is not UTF-8 text", where=where) from None
+    if not isinstance(raw, str | int) or isinstance(raw, bool):
+        raise InputError(
+            f"column {column!r} holds a {type(raw).__name__}, group labels must be text or integers",
+            where=where,
+        )
+    label = str(raw).strip()
+    if not label:
+        raise InputError(f"column {column!r} is empty; every record needs a group label", where=where)
+    if len(label) > MAX_GROUP_LABEL_LENGTH:
+        raise InputError(
+            f"group label is {len(label)} characters long, above the limit of {MAX_GROUP_LABEL_LENGTH}",
+            where=where,
+            hint="use short group labels",
+        )
+    if not label.isprintable():
+        raise InputError(f"column {column!r} holds a label with a non-printable character", where=where)
+    return label
 
 
 def _check_row(spec: InputSpec, where: str, line: int, raw_id: Any, raw_failed: Any) -> tuple[int, str, int]:
@@ -194,15 +322,21 @@ def _failure_value(raw: Any) -> int | None:
     return None
 
 
-def _csv_rows(spec: InputSpec) -> Iterator[tuple[str, int, Any, Any]]:
+def _columns(spec: InputSpec, groups: bool) -> list[str]:
+    """The columns read: id, failure and (with groups) the group column."""
+    return [spec.id_column, spec.failure_column, *([spec.group_column or ""] if groups else [])]
+
+
+def _csv_rows(spec: InputSpec, groups: bool) -> Iterator[tuple[str, int, Any, Any, Any]]:
     try:
         handle = spec.path.open("r", encoding="utf-8-sig", newline="")
     except OSError as exc:
         raise InputError(f"cannot be read ({exc.strerror})", where=str(spec.path)) from None
     with handle:
         reader = csv.reader(_decoded_lines(handle, spec.path))
-        header = _csv_header(spec, reader)
+        header = _csv_header(spec, reader, groups)
         id_at, failed_at = header.index(spec.id_column), header.index(spec.failure_column)
+        label_at = header.index(spec.group_column) if groups and spec.group_column else None
         try:
             for fields in reader:
                 if not fields or fields == [""]:
@@ -212,7 +346,9 @@ def _csv_rows(spec: InputSpec) -> Iterator[tuple[str, int, Any, Any]]:
                         f"has {len(fields)} fields, the header has {len(header)}",
                         where=f"{spec.path}:{reader.line_num}",
                     )
-                yield f"{spec.path}:{reader.line_num}", reader.line_num, fields[id_at], fields[failed_at]
+                label = fields[label_at] if label_at is not None else None
+                where = f"{spec.path}:{reader.line_num}"
+                yield where, reader.line_num, fields[id_at], fields[failed_at], label
         except csv.Error as exc:
             raise InputError(f"is not valid CSV ({exc})", where=f"{spec.path}:{reader.line_num}") from None
 
@@ -225,35 +361,67 @@ def _decoded_lines(handle: Iterable[str], path: Path) -> Iterator[str]:
                 raise InputError("contains a NUL byte; is it a text CSV?", where=f"{path}:{line_number}")
             yield line
     except UnicodeDecodeError as exc:
+        # Text is decoded in blocks, ahead of the lines read: find the line (and field) again.
+        bad_line, column = _locate_bad_utf8(path, line_number + 1)
+        field = f"column {column!r} " if column else ""
         raise InputError(
-            f"is not UTF-8 text ({exc.reason})",
-            where=f"{path}:{line_number + 1}",
+            f"{field}is not UTF-8 text ({exc.reason})",
+            where=f"{path}:{bad_line}",
             hint="save the file as UTF-8, or give a Parquet file",
         ) from None
     except OSError as exc:
         raise InputError(f"cannot be read ({exc.strerror})", where=f"{path}:{line_number + 1}") from None
 
 
-def _csv_header(spec: InputSpec, reader: Any) -> list[str]:
+def _locate_bad_utf8(path: Path, first_possible: int) -> tuple[int, str]:
+    """The first line that is not UTF-8, and the column of its first bad field when the line
+    parses on its own ("" otherwise). On this error path only: the file is read again, in bytes."""
+    header: list[str] = []
+    try:
+        with path.open("rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                try:
+                    text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+                except UnicodeDecodeError:
+                    if not header:  # the header itself
+                        return number, ""
+                    fields = next(csv.reader([raw.decode("utf-8", errors="replace")]), [])
+                    bad = next((i for i, value in enumerate(fields) if "\ufffd" in value), None)
+                    named = bad is not None and len(fields) == len(header)
+                    return number, header[bad] if named and bad is not None else ""
+                if number == 1:
+                    header = [name.strip() for name in next(csv.reader([text]), [])]
+    except (OSError, csv.Error):
+        pass
+    return first_possible, ""
+
+
+_COLUMN_HINT = (
+    "name the columns with id_column / failure_column / group_column "
+    "(--id-column, --failure-column, --group-column)"
+)
+
+
+def _csv_header(spec: InputSpec, reader: Any, groups: bool) -> list[str]:
     try:
         header = [name.strip() for name in next(reader)]
     except StopIteration:
         raise InputError("is empty: no header and no records", where=str(spec.path)) from None
     except csv.Error as exc:
         raise InputError(f"is not valid CSV ({exc})", where=f"{spec.path}:1") from None
-    for column in (spec.id_column, spec.failure_column):
+    for column in _columns(spec, groups):
         if column not in header:
             raise InputError(
                 f"has no column {column!r} (columns: {', '.join(header) or 'none'})",
                 where=f"{spec.path}:1",
-                hint="name the columns with id_column / failure_column (--id-column, --failure-column)",
+                hint=_COLUMN_HINT,
             )
         if header.count(column) > 1:
             raise InputError(f"names column {column!r} twice", where=f"{spec.path}:1")
     return header
 
 
-def _parquet_rows(spec: InputSpec) -> Iterator[tuple[str, int, Any, Any]]:
+def _parquet_rows(spec: InputSpec, groups: bool) -> Iterator[tuple[str, int, Any, Any, Any]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -261,52 +429,76 @@ def _parquet_rows(spec: InputSpec) -> Iterator[tuple[str, int, Any, Any]]:
         schema = pq.read_schema(spec.path)
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"is not a readable Parquet file ({exc})", where=str(spec.path)) from None
-    for column in (spec.id_column, spec.failure_column):
+    columns = _columns(spec, groups)
+    for column in columns:
         if column not in schema.names:
             raise InputError(
                 f"has no column {column!r} (columns: {', '.join(schema.names)})",
                 where=str(spec.path),
-                hint="name the columns with id_column / failure_column (--id-column, --failure-column)",
+                hint=_COLUMN_HINT,
             )
     try:
-        table = pq.read_table(spec.path, columns=[spec.id_column, spec.failure_column])
+        table = pq.read_table(spec.path, columns=columns)
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"is not a readable Parquet file ({exc})", where=str(spec.path)) from None
     ids = table.column(spec.id_column).to_pylist()
     failures = table.column(spec.failure_column).to_pylist()
+    labels = table.column(columns[2]).to_pylist() if groups else [None] * len(ids)
     # Parquet has no lines: "row N" counts records from 1.
-    for row, (raw_id, raw_failed) in enumerate(zip(ids, failures, strict=True), start=1):
-        yield f"{spec.path}, row {row}", row, raw_id, raw_failed
+    for row, (raw_id, raw_failed, raw_label) in enumerate(zip(ids, failures, labels, strict=True), start=1):
+        yield f"{spec.path}, row {row}", row, raw_id, raw_failed, raw_label
 
 
-def _apply_duplicate_policy(spec: InputSpec, rows: Iterator[tuple[int, str, int]]) -> CompanyRecords:
-    """The second pass, for a file `load_records` found repeats in (so it has rows)."""
+def _apply_duplicate_policy(
+    spec: InputSpec, rows: Iterator[tuple[int, str, int, str | None]], groups: bool = False
+) -> CompanyRecords:
+    """The second pass, for a file `load_records` found repeats in (so it has rows).
+
+    With groups, an id's label is its first row's; repeats that give it another label
+    are dropped with it under drop-conflicting, and refused under any-failed.
+    """
     first: dict[str, int] = {}
+    first_label: dict[str, str | None] = {}
     repeats: dict[str, list[tuple[int, int]]] = {}
+    relabelled: dict[str, int] = {}  # id -> first line giving it another group label
     rows_read = 0
-    for line, record_id, failed in rows:
+    for line, record_id, failed, label in rows:
         rows_read += 1
         if record_id not in first:
             first[record_id] = failed
+            first_label[record_id] = label
         else:
             repeats.setdefault(record_id, []).append((line, failed))
+            if label != first_label[record_id]:
+                relabelled.setdefault(record_id, line)
     conflicting = {i for i, seen in repeats.items() if any(f != first[i] for _, f in seen)}
     if repeats and spec.duplicates == DuplicatePolicy.REFUSE:
         raise _duplicate_error(spec, len(first), rows_read, repeats, conflicting)
+    if relabelled and spec.duplicates == DuplicatePolicy.ANY_FAILED:
+        record_id, line = next(iter(relabelled.items()))
+        raise InputError(
+            f"{len(relabelled)} repeated ids carry different group labels on different rows, "
+            f"e.g. {record_id!r} (line {line})",
+            where=str(spec.path),
+            hint="give every id one group label, or choose duplicates = 'keep-first' (the first row "
+            "wins) or 'drop-conflicting' (such ids are dropped)",
+        )
     if spec.duplicates == DuplicatePolicy.ANY_FAILED:
         for record_id, seen in repeats.items():
             first[record_id] |= max(f for _, f in seen)
-    dropped = conflicting if spec.duplicates == DuplicatePolicy.DROP_CONFLICTING else set()
+    dropped = conflicting | set(relabelled) if spec.duplicates == DuplicatePolicy.DROP_CONFLICTING else set()
     ids = [i for i in first if i not in dropped]
     if not ids:
         raise InputError("no records are left after dropping conflicting ids", where=str(spec.path))
     failure_bits = np.fromiter((first[i] for i in ids), dtype=np.uint8, count=len(ids))
+    column = GroupColumn.from_strings(str(first_label[i]) for i in ids) if groups else None
     return CompanyRecords(
         ids=IdColumn.from_strings(ids),
         failed=failure_bits,
         rows_read=rows_read,
         rows_merged=sum(len(seen) for seen in repeats.values()),
         ids_dropped=len(first) - len(ids),
+        groups=column,
     )
 
 
@@ -319,7 +511,7 @@ def _duplicate_error(
 ) -> InputError:
     shown = list(repeats)[:_EXAMPLES]
     first_line: dict[str, tuple[int, int]] = {}
-    for line, record_id, failed in _read_rows(spec):  # a second pass, on this error path only
+    for line, record_id, failed, _ in _read_rows(spec):  # a second pass, on this error path only
         if record_id in shown and record_id not in first_line:
             first_line[record_id] = (line, failed)
     examples = []

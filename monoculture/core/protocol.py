@@ -1,11 +1,13 @@
 """Protocol names every party shares (docs/PROTOCOL.md, "States"): the phases a
-round goes through, the ring order, and which company names are allowed.
+round goes through, the ring order, which company names are allowed, and which
+group labels a round may declare.
 
 The coordinator's round state machine lives in `monoculture.coordinator.state`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -13,6 +15,10 @@ from monoculture.core.errors import ProtocolError
 
 MAX_PARTIES = 16
 COMPANY_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
+# A group code travels in the groups company's failure tags as plaintext byte = bit | code << 1
+# (docs/PROTOCOL.md, "Groups"): codes 0..126, so a round declares at most 127 labels.
+MAX_GROUP_LABELS = 127
+MAX_GROUP_LABEL_LENGTH = 64
 
 
 class RoundPhase(StrEnum):
@@ -35,6 +41,42 @@ def check_company_name(name: str) -> None:
             f"company name {name!r} is not allowed",
             hint="use 1-64 characters from a-z, 0-9, '-', '_' and '.'",
         )
+
+
+def check_groups(roster: Sequence[str], groups_from: str, labels: Sequence[str]) -> None:
+    """The groups a round declares: `groups_from` is on the roster, and the labels are 1 to
+    MAX_GROUP_LABELS distinct strings of 1-64 printable characters without surrounding spaces
+    (label i is group code i). No groups: both empty."""
+    if not groups_from and not labels:
+        return
+    if not groups_from:
+        raise ProtocolError(
+            "group labels need the company whose data holds the groups", hint="name it: --groups-from COMPANY"
+        )
+    if groups_from not in roster:
+        raise ProtocolError(
+            f"groups come from {groups_from!r}, which is not on the roster ({', '.join(roster)})",
+            hint="--groups-from names one of the round's companies",
+        )
+    if not labels:
+        raise ProtocolError(
+            f"groups from {groups_from} need the labels the round declares",
+            hint="list them: --group-labels a,b,c (their order is the order of the group codes)",
+        )
+    if len(labels) > MAX_GROUP_LABELS:
+        raise ProtocolError(
+            f"{len(labels)} group labels declared; a round holds at most {MAX_GROUP_LABELS}",
+            hint="merge small groups (group codes share the failure tag's one plaintext byte)",
+        )
+    for label in labels:
+        if not 1 <= len(label) <= MAX_GROUP_LABEL_LENGTH or label != label.strip() or not label.isprintable():
+            raise ProtocolError(
+                f"group label {label[:80]!r} is not allowed",
+                hint=f"use 1-{MAX_GROUP_LABEL_LENGTH} printable characters, no leading or trailing spaces",
+            )
+    if len(set(labels)) != len(labels):
+        repeated = next(label for label in labels if labels.count(label) > 1)
+        raise ProtocolError(f"group label {repeated!r} is declared twice")
 
 
 @dataclass(frozen=True)

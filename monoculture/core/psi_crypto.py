@@ -8,7 +8,10 @@
   from their failure tags).
 - Failure tags: AES-256-GCM under a key the list's owner agrees with the
   coordinator by X25519 + HKDF-SHA256. A relaying company sees 29 opaque bytes
-  per element; only the coordinator can open them.
+  per element; only the coordinator can open them. In a round with groups, the
+  groups company's tags carry the group code beside the bit (plaintext byte =
+  bit | code << 1, under an AAD naming the round's labels); every other tag, and
+  every tag of a round without groups, is the one-bit format.
 - `random_permutation`: shuffles from the operating system's CSPRNG.
 
 openmined-psi objects are not thread-safe: a `BlindingKey` must stay on the
@@ -17,6 +20,7 @@ thread (or process) that uses it; build another from `key_bytes` elsewhere.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 
@@ -32,6 +36,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from google.protobuf.message import DecodeError
 
 from monoculture.core.errors import ProtocolError
+from monoculture.core.protocol import MAX_GROUP_LABELS
 
 POINT_SIZE = 33  # compressed P-256 point
 NONCE_SIZE = 12
@@ -148,26 +153,75 @@ def _tag_aad(round_id: str, company: str) -> bytes:
     return f"monoculture/v1 tag|{round_id}|{company}".encode()
 
 
+def group_labels_digest(labels: Sequence[str]) -> bytes:
+    """SHA-256 of the declared labels in order, each UTF-8 with a 4-byte big-endian length prefix."""
+    framed = b"".join(len(raw).to_bytes(4, "big") + raw for raw in (label.encode() for label in labels))
+    return hashlib.sha256(framed).digest()
+
+
+def _group_tag_aad(round_id: str, company: str, labels: Sequence[str]) -> bytes:
+    """The groups company's tags: another AAD, so a grouped tag never opens as a bit and the
+    codes mean the labels the round declared (a tag sealed for other labels fails)."""
+    return f"monoculture/v1 group tag|{round_id}|{company}|{group_labels_digest(labels).hex()}".encode()
+
+
+def _check_label_count(labels: Sequence[str]) -> None:
+    if len(labels) > MAX_GROUP_LABELS:
+        raise ProtocolError(f"at most {MAX_GROUP_LABELS} group labels fit a failure tag, got {len(labels)}")
+
+
 class TagSealer:
-    """A company's side of the failure tags for one round."""
+    """A company's side of the failure tags for one round.
+
+    `group_labels`: only for the company a round takes its groups from — the labels the
+    round declared; its tags then carry each element's group code (see `seal`).
+    """
 
     def __init__(
-        self, round_id: str, company: str, coordinator_public_key: bytes, private_key: bytes | None = None
+        self,
+        round_id: str,
+        company: str,
+        coordinator_public_key: bytes,
+        private_key: bytes | None = None,
+        group_labels: Sequence[str] = (),
     ) -> None:
         if len(coordinator_public_key) != PUBLIC_KEY_SIZE:
             raise ProtocolError("coordinator public key must be 32 bytes (X25519)")
+        _check_label_count(group_labels)
         private = x25519_key(private_key)
         self.private_key = private.private_bytes_raw()
         self.public_key = private.public_key().public_bytes_raw()
+        self.group_labels = tuple(group_labels)
         shared = private.exchange(X25519PublicKey.from_public_bytes(coordinator_public_key))
         self._aead = _tag_key(shared, round_id, company)
-        self._aad = _tag_aad(round_id, company)
+        self._aad = (
+            _group_tag_aad(round_id, company, group_labels) if group_labels else _tag_aad(round_id, company)
+        )
 
-    def seal(self, failure_bits: npt.ArrayLike) -> bytearray:
-        """One TAG_SIZE tag per bit; the nonce is the element's position in this list."""
-        bits = np.asarray(failure_bits, dtype=np.uint8).tobytes()
-        tags = bytearray(len(bits) * TAG_SIZE)  # allocated once
-        for position, bit in enumerate(bits):
+    def seal(self, failure_bits: npt.ArrayLike, group_codes: npt.ArrayLike | None = None) -> bytearray:
+        """One TAG_SIZE tag per bit; the nonce is the element's position in this list.
+
+        The plaintext is the bit, one byte; for the groups company (`group_labels` given)
+        bit | code << 1 with each element's group code (index into the declared labels).
+        """
+        bit_array = np.asarray(failure_bits)
+        if bit_array.size and (bit_array.min() < 0 or bit_array.max() > 1):
+            raise ValueError("failure bits must be 0 or 1")
+        if self.group_labels:
+            if group_codes is None:
+                raise ProtocolError("this company's tags carry group codes, and none were given")
+            codes = np.asarray(group_codes)
+            if codes.shape != bit_array.shape:
+                raise ValueError("one group code per failure bit")
+            if codes.size and (codes.min() < 0 or codes.max() >= len(self.group_labels)):
+                raise ValueError(f"group codes must be 0..{len(self.group_labels) - 1}")
+            plain = (bit_array.astype(np.uint8) | (codes.astype(np.uint8) << 1)).tobytes()
+        elif group_codes is not None:
+            raise ProtocolError("group codes given, but this company's tags carry none in this round")
+        else:
+            plain = bit_array.astype(np.uint8).tobytes()
+        tags = bytearray(len(plain) * TAG_SIZE)  # allocated once
+        for position, bit in enumerate(plain):
             nonce = position.to_bytes(NONCE_SIZE, "big")
             at = position * TAG_SIZE
             tags[at : at + NONCE_SIZE] = nonce
@@ -186,37 +240,69 @@ class TagOpener:
         """For sealed storage only (coordinator restarts)."""
         return self._private.private_bytes_raw()
 
-    def opener_for(self, round_id: str, company: str, company_public_key: bytes) -> CompanyTags:
+    def opener_for(
+        self, round_id: str, company: str, company_public_key: bytes, group_labels: Sequence[str] = ()
+    ) -> CompanyTags:
+        """`group_labels`: only for the company the round takes its groups from."""
         if len(company_public_key) != PUBLIC_KEY_SIZE:
             raise ProtocolError("tag public key must be 32 bytes (X25519)", where=company)
+        _check_label_count(group_labels)
         shared = self._private.exchange(X25519PublicKey.from_public_bytes(company_public_key))
-        return CompanyTags(_tag_key(shared, round_id, company), _tag_aad(round_id, company), company)
+        aad = _group_tag_aad(round_id, company, group_labels) if group_labels else _tag_aad(round_id, company)
+        return CompanyTags(_tag_key(shared, round_id, company), aad, company, len(group_labels))
 
 
 class CompanyTags:
-    """Opens one company's tags."""
+    """Opens one company's tags; `group_count` > 0 for the groups company's (that many labels)."""
 
-    def __init__(self, aead: AESGCM, aad: bytes, company: str) -> None:
+    def __init__(self, aead: AESGCM, aad: bytes, company: str, group_count: int = 0) -> None:
         self._aead = aead
         self._aad = aad
         self._company = company
+        self.group_count = group_count
 
-    def open(self, tags: Sequence[bytes]) -> npt.NDArray[np.uint8]:
-        """Failure bits of the given tags; a forged or altered tag, or one of another round or
-        company, fails the round. (A tag carries its own nonce, so a tag moved to another
-        position still opens: shuffles move tags by design.)"""
-        bits = np.empty(len(tags), dtype=np.uint8)
+    def _plaintexts(self, tags: Sequence[bytes]) -> npt.NDArray[np.uint8]:
+        plain = np.empty(len(tags), dtype=np.uint8)
         for i, tag in enumerate(tags):
             try:
-                plain = self._aead.decrypt(tag[:NONCE_SIZE], tag[NONCE_SIZE:], self._aad)
+                opened = self._aead.decrypt(tag[:NONCE_SIZE], tag[NONCE_SIZE:], self._aad)
             except InvalidTag as exc:
                 raise ProtocolError(
                     "a failure tag does not authenticate", where=f"list of {self._company}"
                 ) from exc
-            if plain not in (b"\x00", b"\x01"):
-                raise ProtocolError("a failure tag holds no 0/1 bit", where=f"list of {self._company}")
-            bits[i] = plain[0]
+            if len(opened) != 1:
+                raise ProtocolError(
+                    "a failure tag holds more than one byte", where=f"list of {self._company}"
+                )
+            plain[i] = opened[0]
+        return plain
+
+    def open(self, tags: Sequence[bytes]) -> npt.NDArray[np.uint8]:
+        """Failure bits of the given tags; a forged or altered tag, or one of another round or
+        company, fails the round. (A tag carries its own nonce, so a tag moved to another
+        position still opens: shuffles move tags by design.) The groups company's tags are
+        checked as by `open_grouped`, and only their bits returned."""
+        if self.group_count:
+            return self.open_grouped(tags)[0]
+        bits = self._plaintexts(tags)
+        if bits.size and bits.max() > 1:
+            raise ProtocolError("a failure tag holds no 0/1 bit", where=f"list of {self._company}")
         return bits
+
+    def open_grouped(self, tags: Sequence[bytes]) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
+        """(failure bits, group codes) of the groups company's tags; a code that is not one of
+        the round's `group_count` declared labels fails the round."""
+        if not self.group_count:
+            raise ProtocolError("this company's tags carry no group codes", where=f"list of {self._company}")
+        plain = self._plaintexts(tags)
+        codes = plain >> 1
+        if codes.size and int(codes.max()) >= self.group_count:
+            raise ProtocolError(
+                f"a failure tag holds group code {int(codes.max())}, but the round declared "
+                f"{self.group_count} labels (codes 0-{self.group_count - 1})",
+                where=f"list of {self._company}",
+            )
+        return (plain & 1).astype(np.uint8), codes.astype(np.uint8)
 
 
 def split_tags(blob: bytes | bytearray) -> list[bytes]:

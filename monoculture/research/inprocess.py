@@ -23,7 +23,7 @@ from monoculture.client.company import (
     outgoing_chunks,
     relay_list,
 )
-from monoculture.coordinator.counting import FinalList, count_patterns
+from monoculture.coordinator.counting import FinalList, GroupedCounts, count_group_patterns, count_patterns
 from monoculture.coordinator.state import RoundState, new_round_id
 from monoculture.core.dataset import CompanyRecords
 from monoculture.core.protocol import Ring
@@ -48,15 +48,36 @@ class _Company:
 def run_round_in_process(
     companies: Sequence[tuple[str, CompanyRecords]], chunk_elements: int = 64
 ) -> PatternTable:
+    return _run_round(companies, chunk_elements).table
+
+
+def run_grouped_round_in_process(
+    companies: Sequence[tuple[str, CompanyRecords]],
+    groups_from: str,
+    group_labels: Sequence[str],
+    chunk_elements: int = 64,
+) -> GroupedCounts:
+    """A round with groups: `groups_from`'s records must hold their group labels
+    (`load_records(..., groups=True)`), each one of `group_labels`."""
+    return _run_round(companies, chunk_elements, groups_from, tuple(group_labels))
+
+
+def _run_round(
+    companies: Sequence[tuple[str, CompanyRecords]],
+    chunk_elements: int,
+    groups_from: str = "",
+    group_labels: tuple[str, ...] = (),
+) -> GroupedCounts:
     names = tuple(name for name, _ in companies)
-    state = RoundState(new_round_id(), Ring(names))
+    state = RoundState(new_round_id(), Ring(names), groups_from=groups_from, group_labels=group_labels)
     opener = TagOpener()
     parties = {name: _Company(name, records) for name, records in companies}
     sealers, peers, company_tags = {}, {}, {}
     for name, party in parties.items():
-        sealers[name] = TagSealer(state.round_id, name, opener.public_key)
+        labels = state.group_labels_of(name)
+        sealers[name] = TagSealer(state.round_id, name, opener.public_key, group_labels=labels)
         peers[name] = party.relay.signed(state.round_id, name, sealers[name].public_key, b"", None)
-        company_tags[name] = opener.opener_for(state.round_id, name, sealers[name].public_key)
+        company_tags[name] = opener.opener_for(state.round_id, name, sealers[name].public_key, labels)
         state.enroll(name, len(party.records), 0.0)
     lists: dict[tuple[str, int], list[pb.ListChunk]] = {}
     for hop in range(state.ring.parties):
@@ -81,7 +102,9 @@ def run_round_in_process(
         tokens = b"".join(p for chunk in chunks for p in chunk_content(chunk))
         tag_rows = np.frombuffer(b"".join(c.tags for c in chunks), dtype=np.uint8).reshape(-1, TAG_SIZE)
         finals.append(FinalList(owner, tokens, tag_rows))
-    return count_patterns(names, finals, company_tags)
+    if groups_from:
+        return count_group_patterns(names, finals, company_tags, groups_from, group_labels)
+    return GroupedCounts(count_patterns(names, finals, company_tags))
 
 
 def _send(

@@ -14,16 +14,23 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
+from monoculture.analysis.budget import round_cost
+from monoculture.analysis.groups import group_round_cost
 from monoculture.analysis.release import ReleasePolicy
 from monoculture.auditor import AuditorClient
 from monoculture.client.config import ClientConfig, client_sections
-from monoculture.coordinator.config import CoordinatorConfig, Limits, coordinator_sections
+from monoculture.coordinator.config import (
+    DEFAULT_MAX_EPSILON_PER_ROSTER,
+    CoordinatorConfig,
+    Limits,
+    coordinator_sections,
+)
 from monoculture.core.config import render_toml
 from monoculture.core.dataset import InputSpec, load_records
 from monoculture.core.errors import MonocultureError, RoundFailed
@@ -97,12 +104,14 @@ def start_coordinator(
     program: list[str] | None = None,
     listen: str = "127.0.0.1:0",
     started: list[subprocess.Popen[bytes]] | None = None,
+    max_epsilon_per_roster: float | None = None,
 ) -> str:
     """Start `monoculture coordinator serve` on port 0; returns its address.
 
-    `tls` None: --insecure; `record_dir`, `limits`, `release`: those keys of the config (defaults
-    otherwise); `program`: another Python entry point taking the same --config (tests);
-    `listen`: a fixed address (a restart on the same port).
+    `tls` None: --insecure; `record_dir`, `limits`, `release`, `max_epsilon_per_roster`: those keys
+    of the config (defaults otherwise; the default cap is raised to the policy's epsilon, so a
+    simulated round of any epsilon runs); `program`: another Python entry point taking the same
+    --config (tests); `listen`: a fixed address (a restart on the same port).
     """
     workdir = workdir.resolve()  # the file's relative paths would be read from its own folder
     port_file = workdir / "coordinator.port"
@@ -114,6 +123,11 @@ def start_coordinator(
         tls=tls,
         limits=limits or Limits(),
         release=release or ReleasePolicy(),
+        max_epsilon_per_roster=(
+            max(DEFAULT_MAX_EPSILON_PER_ROSTER, round_cost(release or ReleasePolicy()).epsilon)
+            if max_epsilon_per_roster is None
+            else max_epsilon_per_roster
+        ),
     )
     config = workdir / "coordinator.toml"
     config.write_text(render_toml(coordinator_sections(settings), comments=False), encoding="utf-8")
@@ -166,14 +180,19 @@ def start_company(
     return _spawn(args, workdir / f"client-{company.name}.log", stack)
 
 
-def check_inputs(companies: list[CompanyInput]) -> None:
-    """Refuse bad input before any process starts (the daemons check again)."""
+def check_inputs(
+    companies: list[CompanyInput], groups_from: str = "", group_labels: Sequence[str] = ()
+) -> None:
+    """Refuse bad input before any process starts (the daemons check again): with groups, the
+    groups company's labels too, each one declared."""
     names = [c.name for c in companies]
     if len(set(names)) != len(names):
         raise MonocultureError("a company is named twice", hint="give every --company a distinct NAME")
     for company in companies:
         try:
-            load_records(company.spec)
+            records = load_records(company.spec, groups=company.name == groups_from)
+            if records.groups is not None:
+                records.groups.round_codes(group_labels, where=str(company.spec.path))
         except MonocultureError as exc:
             raise exc.for_party(company.name) from None
 
@@ -186,12 +205,15 @@ def run_round(
     on_status: Callable[[pb.RoundStatus], None] | None = None,
     release: ReleasePolicy | None = None,
     insecure: bool = False,
+    groups_from: str = "",
+    group_labels: Sequence[str] = (),
 ) -> SimulationRun:
     """Run one round with real processes; raises RoundFailed naming the party at fault.
 
     mTLS with certificates made for this run in `workdir`/certs, unless `insecure`.
+    `groups_from`, `group_labels`: a round with groups (that company's spec names its group column).
     """
-    check_inputs(companies)
+    check_inputs(companies, groups_from, group_labels)
     workdir.mkdir(parents=True, exist_ok=True)
     certs = workdir / "certs"
     if not insecure:
@@ -202,19 +224,25 @@ def run_round(
 
     with ExitStack() as stack:
         coordinator: list[subprocess.Popen[bytes]] = []
+        # A round with groups costs twice its policy's epsilon (analysis/groups.py): raise the cap as
+        # start_coordinator does for the policy's own epsilon, so a simulated round of any epsilon runs.
+        cost = group_round_cost(round_cost(release or ReleasePolicy()), bool(group_labels))
         address = start_coordinator(
             workdir,
             stack,
             tls=tls(Role.COORDINATOR, ""),
             release=release,
             started=coordinator,
+            max_epsilon_per_roster=max(DEFAULT_MAX_EPSILON_PER_ROSTER, cost.epsilon),
         )
         clients = [
             start_company(c, address, workdir, stack, tls=tls(Role.COMPANY, c.name)) for c in companies
         ]
         with AuditorClient(address, tls(Role.AUDITOR, "auditor")) as auditor:
             started = time.perf_counter()
-            status = auditor.open_round([c.name for c in companies])
+            status = auditor.open_round(
+                [c.name for c in companies], groups_from=groups_from, group_labels=group_labels
+            )
 
             def watch(current: pb.RoundStatus) -> None:
                 for company, process in zip(companies, clients, strict=True):

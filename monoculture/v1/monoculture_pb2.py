@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n monoculture/v1/monoculture.proto\x12\x0emonoculture.v1\"8\n\x0fPollWorkRequest\x12\x0f\n\x07\x63ompany\x18\x01 \x01(\t\x12\x14\n\x0cwait_seconds\x18\x02 \x01(\x01\"\xaf\x01\n\x10PollWorkResponse\x12/\n\njoin_round\x18\x01 \x01(\x0b\x32\x19.monoculture.v1.JoinRoundH\x00\x12/\n\nblind_list\x18\x02 \x01(\x0b\x32\x19.monoculture.v1.BlindListH\x00\x12\x31\n\x0bround_ended\x18\x03 \x01(\x0b\x32\x1a.monoculture.v1.RoundEndedH\x00\x42\x06\n\x04work\"d\n\tJoinRound\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0e\n\x06roster\x18\x02 \x03(\t\x12\x1e\n\x16\x63oordinator_public_key\x18\x03 \x01(\x0c\x12\x15\n\rmin_list_size\x18\x04 \x01(\r\"u\n\x04Peer\x12\x0f\n\x07\x63ompany\x18\x01 \x01(\t\x12\x18\n\x10relay_public_key\x18\x02 \x01(\x0c\x12\x16\n\x0etag_public_key\x18\x03 \x01(\x0c\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x04 \x01(\x0c\x12\x11\n\tsignature\x18\x05 \x01(\x0c\"\x8c\x01\n\tBlindList\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x12\n\nlist_owner\x18\x02 \x01(\t\x12\x0b\n\x03hop\x18\x03 \x01(\r\x12$\n\x06sender\x18\x04 \x01(\x0b\x32\x14.monoculture.v1.Peer\x12&\n\x08receiver\x18\x05 \x01(\x0b\x32\x14.monoculture.v1.Peer\"=\n\nRoundEnded\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\r\n\x05phase\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xa3\x01\n\rEnrollRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63ompany\x18\x02 \x01(\t\x12\x16\n\x0etag_public_key\x18\x03 \x01(\x0c\x12\x11\n\tlist_size\x18\x04 \x01(\x04\x12\x18\n\x10relay_public_key\x18\x05 \x01(\x0c\x12\x11\n\tsignature\x18\x06 \x01(\x0c\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x07 \x01(\x0c\"\x10\n\x0e\x45nrollResponse\"\xe3\x01\n\tListChunk\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0e\n\x06sender\x18\x02 \x01(\t\x12\x12\n\nlist_owner\x18\x03 \x01(\t\x12\x0b\n\x03hop\x18\x04 \x01(\r\x12\x13\n\x0b\x63hunk_index\x18\x05 \x01(\r\x12\x13\n\x0b\x63hunk_count\x18\x06 \x01(\r\x12\x11\n\tlist_size\x18\x07 \x01(\x04\x12\x0e\n\x06points\x18\x08 \x01(\x0c\x12\x0c\n\x04tags\x18\t \x01(\x0c\x12\x16\n\x0e\x63hunk_elements\x18\n \x01(\r\x12\x10\n\x08receiver\x18\x0b \x01(\t\x12\x0e\n\x06sealed\x18\x0c \x01(\x0c\"-\n\rListChunkBody\x12\x0e\n\x06points\x18\x01 \x01(\x0c\x12\x0c\n\x04tags\x18\x02 \x01(\x0c\"!\n\rUploadReceipt\x12\x10\n\x08\x65lements\x18\x01 \x01(\x04\"Y\n\x13\x44ownloadListRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63ompany\x18\x02 \x01(\t\x12\x12\n\nlist_owner\x18\x03 \x01(\t\x12\x0b\n\x03hop\x18\x04 \x01(\r\"T\n\x0fWithdrawRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63ompany\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0e\n\x06\x62lamed\x18\x04 \x01(\t\"9\n\x14\x43ompanyStatusRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63ompany\x18\x02 \x01(\t\"\x12\n\x10WithdrawResponse\"V\n\x10OpenRoundRequest\x12\x11\n\tcompanies\x18\x01 \x03(\t\x12\x15\n\rmin_list_size\x18\x02 \x01(\r\x12\x18\n\x10\x64\x65\x61\x64line_seconds\x18\x03 \x01(\x01\"\x1c\n\x08RoundRef\x12\x10\n\x08round_id\x18\x01 \x01(\t\"\x96\x01\n\x0bRoundStatus\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\r\n\x05phase\x18\x02 \x01(\t\x12\x11\n\tcompanies\x18\x03 \x03(\t\x12\x11\n\thops_done\x18\x04 \x01(\r\x12\x12\n\nhops_total\x18\x05 \x01(\r\x12\x16\n\x0e\x66\x61ilure_reason\x18\x06 \x01(\t\x12\x14\n\x0c\x66\x61iled_party\x18\x07 \x01(\t\"C\n\x0bRoundResult\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\r\n\x05phase\x18\x02 \x01(\t\x12\x13\n\x0bresult_json\x18\x03 \x01(\t2\xe3\x03\n\x0e\x43ompanyService\x12M\n\x08PollWork\x12\x1f.monoculture.v1.PollWorkRequest\x1a .monoculture.v1.PollWorkResponse\x12G\n\x06\x45nroll\x12\x1d.monoculture.v1.EnrollRequest\x1a\x1e.monoculture.v1.EnrollResponse\x12H\n\nUploadList\x12\x19.monoculture.v1.ListChunk\x1a\x1d.monoculture.v1.UploadReceipt(\x01\x12P\n\x0c\x44ownloadList\x12#.monoculture.v1.DownloadListRequest\x1a\x19.monoculture.v1.ListChunk0\x01\x12M\n\x08Withdraw\x12\x1f.monoculture.v1.WithdrawRequest\x1a .monoculture.v1.WithdrawResponse\x12N\n\tGetStatus\x12$.monoculture.v1.CompanyStatusRequest\x1a\x1b.monoculture.v1.RoundStatus2\xee\x01\n\x0e\x41uditorService\x12J\n\tOpenRound\x12 .monoculture.v1.OpenRoundRequest\x1a\x1b.monoculture.v1.RoundStatus\x12G\n\x0eGetRoundStatus\x12\x18.monoculture.v1.RoundRef\x1a\x1b.monoculture.v1.RoundStatus\x12G\n\x0eGetRoundResult\x12\x18.monoculture.v1.RoundRef\x1a\x1b.monoculture.v1.RoundResultb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n monoculture/v1/monoculture.proto\x12\x0emonoculture.v1\"8\n\x0fPollWorkRequest\x12\x0f\n\x07\x63ompany\x18\x01 \x01(\t\x12\x14\n\x0cwait_seconds\x18\x02 \x01(\x01\"\xaf\x01\n\x10PollWorkResponse\x12/\n\njoin_round\x18\x01 \x01(\x0b\x32\x19.monoculture.v1.JoinRoundH\x00\x12/\n\nblind_list\x18\x02 \x01(\x0b\x32\x19.monoculture.v1.BlindListH\x00\x12\x31\n\x0bround_ended\x18\x03 \x01(\x0b\x32\x1a.monoculture.v1.RoundEndedH\x00\x42\x06\n\x04work\"\xaf\x02\n\tJoinRound\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0e\n\x06roster\x18\x02 \x03(\t\x12\x1e\n\x16\x63oordinator_public_key\x18\x03 \x01(\x0c\x12\x15\n\rmin_list_size\x18\x04 \x01(\r\x12\x35\n\x0erelease_policy\x18\x05 \x01(\x0b\x32\x1d.monoculture.v1.ReleasePolicy\x12\x34\n\rroster_budget\x18\x06 \x01(\x0b\x32\x1d.monoculture.v1.PrivacyBudget\x12\x31\n\x0cround_charge\x18\x07 \x01(\x0b\x32\x1b.monoculture.v1.BudgetEntry\x12\x13\n\x0bgroups_from\x18\n \x01(\t\x12\x14\n\x0cgroup_labels\x18\x0b \x03(\t\"\x83\x01\n\rReleasePolicy\x12\x1e\n\x16min_shared_individuals\x18\x01 \x01(\x04\x12\x16\n\x0emin_cell_count\x18\x02 \x01(\x04\x12\x14\n\x0c\x64p_mechanism\x18\x03 \x01(\t\x12\x12\n\ndp_epsilon\x18\x04 \x01(\x01\x12\x10\n\x08\x64p_delta\x18\x05 \x01(\x01\"\x8d\x01\n\rPrivacyBudget\x12\x0e\n\x06roster\x18\x01 \x03(\t\x12\x15\n\rspent_epsilon\x18\x02 \x01(\x01\x12\x13\n\x0bspent_delta\x18\x03 \x01(\x01\x12\x13\n\x0b\x63\x61p_epsilon\x18\x04 \x01(\x01\x12+\n\x06rounds\x18\x05 \x03(\x0b\x32\x1b.monoculture.v1.BudgetEntry\"x\n\x0b\x42udgetEntry\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65psilon\x18\x02 \x01(\x01\x12\r\n\x05\x64\x65lta\x18\x03 \x01(\x01\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x11\n\topened_at\x18\x05 \x01(\x01\x12\x14\n\x0c\x64p_mechanism\x18\x06 \x01(\t\"u\n\x04Peer\x12\x0f\n\x07\x63ompany\x18\x01 \x01(\t\x12\x18\n\x10relay_public_key\x18\x02 \x01(\x0c\x12\x16\n\x0etag_public_key\x18\x03 \x01(\x0c\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x04 \x01(\x0c\x12\x11\n\tsignature\x18\x05 \x01(\x0c\"\x8c\x01\n\tBlindList\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x12\n\nlist_owner\x18\x02 \x01(\t\x12\x0b\n\x03hop\x18\x03 \x01(\r\x12$\n\x06sender\x18\x04 \x01(\x0b\x32\x14.monoculture.v1.Peer\x12&\n\x08receiver\x18\x05 \x01(\x0b\x32\x14.monoculture.v1.Peer\"=\n\nRoundEnded\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\r\n\x05phase\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xa3\x01\n\rEnrollRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63ompany\x18\x02 \x01(\t\x12\x16\n\x0etag_public_key\x18\x03 \x01(\x0c\x12\x11\n\tlist_size\x18\x04 \x01(\x04\x12\x18\n\x10relay_public_key\x18\x05 \x01(\x0c\x12\x11\n\tsignature\x18\x06 \x01(\x0c\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x07 \x01(\x0c\"\x10\n\x0e\x45nrollResponse\"\xe3\x01\n\tListChunk\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0e\n\x06sender\x18\x02 \x01(\t\x12\x12\n\nlist_owner\x18\x03 \x01(\t\x12\x0b\n\x03hop\x18\x04 \x01(\r\x12\x13\n\x0b\x63hunk_index\x18\x05 \x01(\r\x12\x13\n\x0b\x63hunk_count\x18\x06 \x01(\r\x12\x11\n\tlist_size\x18\x07 \x01(\x04\x12\x0e\n\x06points\x18\x08 \x01(\x0c\x12\x0c\n\x04tags\x18\t \x01(\x0c\x12\x16\n\x0e\x63hunk_elements\x18\n \x01(\r\x12\x10\n\x08receiver\x18\x0b \x01(\t\x12\x0e\n\x06sealed\x18\x0c \x01(\x0c\"-\n\rListChunkBody\x12\x0e\n\x06points\x18\x01 \x01(\x0c\x12\x0c\n\x04tags\x18\x02 \x01(\x0c\"!\n\rUploadReceipt\x12\x10\n\x08\x65lements\x18\x01 \x01(\x04\"Y\n\x13\x44ownloadListRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63ompany\x18\x02 \x01(\t\x12\x12\n\nlist_owner\x18\x03 \x01(\t\x12\x0b\n\x03hop\x18\x04 \x01(\r\"T\n\x0fWithdrawRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63ompany\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0e\n\x06\x62lamed\x18\x04 \x01(\t\"9\n\x14\x43ompanyStatusRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63ompany\x18\x02 \x01(\t\"\x12\n\x10WithdrawResponse\")\n\x14PrivacyBudgetRequest\x12\x11\n\tcompanies\x18\x01 \x03(\t\"\x81\x01\n\x10OpenRoundRequest\x12\x11\n\tcompanies\x18\x01 \x03(\t\x12\x15\n\rmin_list_size\x18\x02 \x01(\r\x12\x18\n\x10\x64\x65\x61\x64line_seconds\x18\x03 \x01(\x01\x12\x13\n\x0bgroups_from\x18\x04 \x01(\t\x12\x14\n\x0cgroup_labels\x18\x05 \x03(\t\"\x1c\n\x08RoundRef\x12\x10\n\x08round_id\x18\x01 \x01(\t\"\x96\x01\n\x0bRoundStatus\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\r\n\x05phase\x18\x02 \x01(\t\x12\x11\n\tcompanies\x18\x03 \x03(\t\x12\x11\n\thops_done\x18\x04 \x01(\r\x12\x12\n\nhops_total\x18\x05 \x01(\r\x12\x16\n\x0e\x66\x61ilure_reason\x18\x06 \x01(\t\x12\x14\n\x0c\x66\x61iled_party\x18\x07 \x01(\t\"C\n\x0bRoundResult\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\r\n\x05phase\x18\x02 \x01(\t\x12\x13\n\x0bresult_json\x18\x03 \x01(\t2\xe3\x03\n\x0e\x43ompanyService\x12M\n\x08PollWork\x12\x1f.monoculture.v1.PollWorkRequest\x1a .monoculture.v1.PollWorkResponse\x12G\n\x06\x45nroll\x12\x1d.monoculture.v1.EnrollRequest\x1a\x1e.monoculture.v1.EnrollResponse\x12H\n\nUploadList\x12\x19.monoculture.v1.ListChunk\x1a\x1d.monoculture.v1.UploadReceipt(\x01\x12P\n\x0c\x44ownloadList\x12#.monoculture.v1.DownloadListRequest\x1a\x19.monoculture.v1.ListChunk0\x01\x12M\n\x08Withdraw\x12\x1f.monoculture.v1.WithdrawRequest\x1a .monoculture.v1.WithdrawResponse\x12N\n\tGetStatus\x12$.monoculture.v1.CompanyStatusRequest\x1a\x1b.monoculture.v1.RoundStatus2\xc7\x02\n\x0e\x41uditorService\x12J\n\tOpenRound\x12 .monoculture.v1.OpenRoundRequest\x1a\x1b.monoculture.v1.RoundStatus\x12G\n\x0eGetRoundStatus\x12\x18.monoculture.v1.RoundRef\x1a\x1b.monoculture.v1.RoundStatus\x12G\n\x0eGetRoundResult\x12\x18.monoculture.v1.RoundRef\x1a\x1b.monoculture.v1.RoundResult\x12W\n\x10GetPrivacyBudget\x12$.monoculture.v1.PrivacyBudgetRequest\x1a\x1d.monoculture.v1.PrivacyBudgetb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,42 +35,50 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_POLLWORKREQUEST']._serialized_end=108
   _globals['_POLLWORKRESPONSE']._serialized_start=111
   _globals['_POLLWORKRESPONSE']._serialized_end=286
-  _globals['_JOINROUND']._serialized_start=288
-  _globals['_JOINROUND']._serialized_end=388
-  _globals['_PEER']._serialized_start=390
-  _globals['_PEER']._serialized_end=507
-  _globals['_BLINDLIST']._serialized_start=510
-  _globals['_BLINDLIST']._serialized_end=650
-  _globals['_ROUNDENDED']._serialized_start=652
-  _globals['_ROUNDENDED']._serialized_end=713
-  _globals['_ENROLLREQUEST']._serialized_start=716
-  _globals['_ENROLLREQUEST']._serialized_end=879
-  _globals['_ENROLLRESPONSE']._serialized_start=881
-  _globals['_ENROLLRESPONSE']._serialized_end=897
-  _globals['_LISTCHUNK']._serialized_start=900
-  _globals['_LISTCHUNK']._serialized_end=1127
-  _globals['_LISTCHUNKBODY']._serialized_start=1129
-  _globals['_LISTCHUNKBODY']._serialized_end=1174
-  _globals['_UPLOADRECEIPT']._serialized_start=1176
-  _globals['_UPLOADRECEIPT']._serialized_end=1209
-  _globals['_DOWNLOADLISTREQUEST']._serialized_start=1211
-  _globals['_DOWNLOADLISTREQUEST']._serialized_end=1300
-  _globals['_WITHDRAWREQUEST']._serialized_start=1302
-  _globals['_WITHDRAWREQUEST']._serialized_end=1386
-  _globals['_COMPANYSTATUSREQUEST']._serialized_start=1388
-  _globals['_COMPANYSTATUSREQUEST']._serialized_end=1445
-  _globals['_WITHDRAWRESPONSE']._serialized_start=1447
-  _globals['_WITHDRAWRESPONSE']._serialized_end=1465
-  _globals['_OPENROUNDREQUEST']._serialized_start=1467
-  _globals['_OPENROUNDREQUEST']._serialized_end=1553
-  _globals['_ROUNDREF']._serialized_start=1555
-  _globals['_ROUNDREF']._serialized_end=1583
-  _globals['_ROUNDSTATUS']._serialized_start=1586
-  _globals['_ROUNDSTATUS']._serialized_end=1736
-  _globals['_ROUNDRESULT']._serialized_start=1738
-  _globals['_ROUNDRESULT']._serialized_end=1805
-  _globals['_COMPANYSERVICE']._serialized_start=1808
-  _globals['_COMPANYSERVICE']._serialized_end=2291
-  _globals['_AUDITORSERVICE']._serialized_start=2294
-  _globals['_AUDITORSERVICE']._serialized_end=2532
+  _globals['_JOINROUND']._serialized_start=289
+  _globals['_JOINROUND']._serialized_end=592
+  _globals['_RELEASEPOLICY']._serialized_start=595
+  _globals['_RELEASEPOLICY']._serialized_end=726
+  _globals['_PRIVACYBUDGET']._serialized_start=729
+  _globals['_PRIVACYBUDGET']._serialized_end=870
+  _globals['_BUDGETENTRY']._serialized_start=872
+  _globals['_BUDGETENTRY']._serialized_end=992
+  _globals['_PEER']._serialized_start=994
+  _globals['_PEER']._serialized_end=1111
+  _globals['_BLINDLIST']._serialized_start=1114
+  _globals['_BLINDLIST']._serialized_end=1254
+  _globals['_ROUNDENDED']._serialized_start=1256
+  _globals['_ROUNDENDED']._serialized_end=1317
+  _globals['_ENROLLREQUEST']._serialized_start=1320
+  _globals['_ENROLLREQUEST']._serialized_end=1483
+  _globals['_ENROLLRESPONSE']._serialized_start=1485
+  _globals['_ENROLLRESPONSE']._serialized_end=1501
+  _globals['_LISTCHUNK']._serialized_start=1504
+  _globals['_LISTCHUNK']._serialized_end=1731
+  _globals['_LISTCHUNKBODY']._serialized_start=1733
+  _globals['_LISTCHUNKBODY']._serialized_end=1778
+  _globals['_UPLOADRECEIPT']._serialized_start=1780
+  _globals['_UPLOADRECEIPT']._serialized_end=1813
+  _globals['_DOWNLOADLISTREQUEST']._serialized_start=1815
+  _globals['_DOWNLOADLISTREQUEST']._serialized_end=1904
+  _globals['_WITHDRAWREQUEST']._serialized_start=1906
+  _globals['_WITHDRAWREQUEST']._serialized_end=1990
+  _globals['_COMPANYSTATUSREQUEST']._serialized_start=1992
+  _globals['_COMPANYSTATUSREQUEST']._serialized_end=2049
+  _globals['_WITHDRAWRESPONSE']._serialized_start=2051
+  _globals['_WITHDRAWRESPONSE']._serialized_end=2069
+  _globals['_PRIVACYBUDGETREQUEST']._serialized_start=2071
+  _globals['_PRIVACYBUDGETREQUEST']._serialized_end=2112
+  _globals['_OPENROUNDREQUEST']._serialized_start=2115
+  _globals['_OPENROUNDREQUEST']._serialized_end=2244
+  _globals['_ROUNDREF']._serialized_start=2246
+  _globals['_ROUNDREF']._serialized_end=2274
+  _globals['_ROUNDSTATUS']._serialized_start=2277
+  _globals['_ROUNDSTATUS']._serialized_end=2427
+  _globals['_ROUNDRESULT']._serialized_start=2429
+  _globals['_ROUNDRESULT']._serialized_end=2496
+  _globals['_COMPANYSERVICE']._serialized_start=2499
+  _globals['_COMPANYSERVICE']._serialized_end=2982
+  _globals['_AUDITORSERVICE']._serialized_start=2985
+  _globals['_AUDITORSERVICE']._serialized_end=3312
 # @@protoc_insertion_point(module_scope)

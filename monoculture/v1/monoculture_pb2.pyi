@@ -71,14 +71,43 @@ class JoinRound(google.protobuf.message.Message):
     ROSTER_FIELD_NUMBER: builtins.int
     COORDINATOR_PUBLIC_KEY_FIELD_NUMBER: builtins.int
     MIN_LIST_SIZE_FIELD_NUMBER: builtins.int
+    RELEASE_POLICY_FIELD_NUMBER: builtins.int
+    ROSTER_BUDGET_FIELD_NUMBER: builtins.int
+    ROUND_CHARGE_FIELD_NUMBER: builtins.int
+    GROUPS_FROM_FIELD_NUMBER: builtins.int
+    GROUP_LABELS_FIELD_NUMBER: builtins.int
     round_id: builtins.str
     coordinator_public_key: builtins.bytes
     """X25519, fresh per round"""
     min_list_size: builtins.int
+    groups_from: builtins.str
+    """Group-level homogenization (docs/PROTOCOL.md, "Groups"): the company whose group
+    column defines the groups ("" = no groups), and the labels the round declared, in
+    order: label i is group code i. Only that company puts codes into its failure tags;
+    a label of its data that is not declared makes its daemon withdraw.
+    """
     @property
     def roster(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
         """ring order; index = position"""
 
+    @property
+    def release_policy(self) -> global___ReleasePolicy:
+        """The release policy the coordinator applies to this round's result. The daemon checks it
+        against its [release_floor] and its own privacy ledger before sending anything.
+        """
+
+    @property
+    def roster_budget(self) -> global___PrivacyBudget:
+        """The coordinator's privacy ledger for this roster, this round left out."""
+
+    @property
+    def round_charge(self) -> global___BudgetEntry:
+        """This round's own line in that ledger: what it charges the roster. The daemon charges
+        itself the larger of this and what it computes from `release_policy`.
+        """
+
+    @property
+    def group_labels(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]: ...
     def __init__(
         self,
         *,
@@ -86,10 +115,119 @@ class JoinRound(google.protobuf.message.Message):
         roster: collections.abc.Iterable[builtins.str] | None = ...,
         coordinator_public_key: builtins.bytes = ...,
         min_list_size: builtins.int = ...,
+        release_policy: global___ReleasePolicy | None = ...,
+        roster_budget: global___PrivacyBudget | None = ...,
+        round_charge: global___BudgetEntry | None = ...,
+        groups_from: builtins.str = ...,
+        group_labels: collections.abc.Iterable[builtins.str] | None = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["coordinator_public_key", b"coordinator_public_key", "min_list_size", b"min_list_size", "roster", b"roster", "round_id", b"round_id"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["release_policy", b"release_policy", "roster_budget", b"roster_budget", "round_charge", b"round_charge"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["coordinator_public_key", b"coordinator_public_key", "group_labels", b"group_labels", "groups_from", b"groups_from", "min_list_size", b"min_list_size", "release_policy", b"release_policy", "roster", b"roster", "roster_budget", b"roster_budget", "round_charge", b"round_charge", "round_id", b"round_id"]) -> None: ...
 
 global___JoinRound = JoinRound
+
+@typing.final
+class ReleasePolicy(google.protobuf.message.Message):
+    """What a round may publish (README, "Release policy"; the coordinator's [release])."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    MIN_SHARED_INDIVIDUALS_FIELD_NUMBER: builtins.int
+    MIN_CELL_COUNT_FIELD_NUMBER: builtins.int
+    DP_MECHANISM_FIELD_NUMBER: builtins.int
+    DP_EPSILON_FIELD_NUMBER: builtins.int
+    DP_DELTA_FIELD_NUMBER: builtins.int
+    min_shared_individuals: builtins.int
+    min_cell_count: builtins.int
+    dp_mechanism: builtins.str
+    """"none", "discrete-laplace" or "discrete-gaussian" """
+    dp_epsilon: builtins.float
+    dp_delta: builtins.float
+    def __init__(
+        self,
+        *,
+        min_shared_individuals: builtins.int = ...,
+        min_cell_count: builtins.int = ...,
+        dp_mechanism: builtins.str = ...,
+        dp_epsilon: builtins.float = ...,
+        dp_delta: builtins.float = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["dp_delta", b"dp_delta", "dp_epsilon", b"dp_epsilon", "dp_mechanism", b"dp_mechanism", "min_cell_count", b"min_cell_count", "min_shared_individuals", b"min_shared_individuals"]) -> None: ...
+
+global___ReleasePolicy = ReleasePolicy
+
+@typing.final
+class PrivacyBudget(google.protobuf.message.Message):
+    """A roster's privacy spending in the coordinator's ledger (docs/THREAT_MODEL.md, "Release
+    policy"). Rounds over the same set of companies compose: their costs add up.
+    """
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ROSTER_FIELD_NUMBER: builtins.int
+    SPENT_EPSILON_FIELD_NUMBER: builtins.int
+    SPENT_DELTA_FIELD_NUMBER: builtins.int
+    CAP_EPSILON_FIELD_NUMBER: builtins.int
+    ROUNDS_FIELD_NUMBER: builtins.int
+    spent_epsilon: builtins.float
+    """rounds reserved (in flight) or spent (released)"""
+    spent_delta: builtins.float
+    cap_epsilon: builtins.float
+    """[release] max_epsilon_per_roster; +inf = no cap"""
+    @property
+    def roster(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
+        """the companies, sorted"""
+
+    @property
+    def rounds(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___BudgetEntry]:
+        """oldest first"""
+
+    def __init__(
+        self,
+        *,
+        roster: collections.abc.Iterable[builtins.str] | None = ...,
+        spent_epsilon: builtins.float = ...,
+        spent_delta: builtins.float = ...,
+        cap_epsilon: builtins.float = ...,
+        rounds: collections.abc.Iterable[global___BudgetEntry] | None = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["cap_epsilon", b"cap_epsilon", "roster", b"roster", "rounds", b"rounds", "spent_delta", b"spent_delta", "spent_epsilon", b"spent_epsilon"]) -> None: ...
+
+global___PrivacyBudget = PrivacyBudget
+
+@typing.final
+class BudgetEntry(google.protobuf.message.Message):
+    """One round's line in the ledger."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ROUND_ID_FIELD_NUMBER: builtins.int
+    EPSILON_FIELD_NUMBER: builtins.int
+    DELTA_FIELD_NUMBER: builtins.int
+    STATUS_FIELD_NUMBER: builtins.int
+    OPENED_AT_FIELD_NUMBER: builtins.int
+    DP_MECHANISM_FIELD_NUMBER: builtins.int
+    round_id: builtins.str
+    epsilon: builtins.float
+    delta: builtins.float
+    status: builtins.str
+    """"reserved" (in flight), "spent" (released), "refunded" (failed)"""
+    opened_at: builtins.float
+    """seconds since the epoch"""
+    dp_mechanism: builtins.str
+    def __init__(
+        self,
+        *,
+        round_id: builtins.str = ...,
+        epsilon: builtins.float = ...,
+        delta: builtins.float = ...,
+        status: builtins.str = ...,
+        opened_at: builtins.float = ...,
+        dp_mechanism: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["delta", b"delta", "dp_mechanism", b"dp_mechanism", "epsilon", b"epsilon", "opened_at", b"opened_at", "round_id", b"round_id", "status", b"status"]) -> None: ...
+
+global___BudgetEntry = BudgetEntry
 
 @typing.final
 class Peer(google.protobuf.message.Message):
@@ -401,28 +539,54 @@ class WithdrawResponse(google.protobuf.message.Message):
 global___WithdrawResponse = WithdrawResponse
 
 @typing.final
+class PrivacyBudgetRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    COMPANIES_FIELD_NUMBER: builtins.int
+    @property
+    def companies(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        companies: collections.abc.Iterable[builtins.str] | None = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["companies", b"companies"]) -> None: ...
+
+global___PrivacyBudgetRequest = PrivacyBudgetRequest
+
+@typing.final
 class OpenRoundRequest(google.protobuf.message.Message):
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     COMPANIES_FIELD_NUMBER: builtins.int
     MIN_LIST_SIZE_FIELD_NUMBER: builtins.int
     DEADLINE_SECONDS_FIELD_NUMBER: builtins.int
+    GROUPS_FROM_FIELD_NUMBER: builtins.int
+    GROUP_LABELS_FIELD_NUMBER: builtins.int
     min_list_size: builtins.int
     """raises the coordinator's floor"""
     deadline_seconds: builtins.float
     """per step; 0 = the coordinator's default"""
+    groups_from: builtins.str
+    """Group-level homogenization: the company whose group column defines the groups
+    ("" = none) and the group labels, in order (1 to 127 distinct, 1-64 printable characters).
+    """
     @property
     def companies(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
         """ring order = pattern bit order"""
 
+    @property
+    def group_labels(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]: ...
     def __init__(
         self,
         *,
         companies: collections.abc.Iterable[builtins.str] | None = ...,
         min_list_size: builtins.int = ...,
         deadline_seconds: builtins.float = ...,
+        groups_from: builtins.str = ...,
+        group_labels: collections.abc.Iterable[builtins.str] | None = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["companies", b"companies", "deadline_seconds", b"deadline_seconds", "min_list_size", b"min_list_size"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["companies", b"companies", "deadline_seconds", b"deadline_seconds", "group_labels", b"group_labels", "groups_from", b"groups_from", "min_list_size", b"min_list_size"]) -> None: ...
 
 global___OpenRoundRequest = OpenRoundRequest
 

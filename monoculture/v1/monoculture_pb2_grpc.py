@@ -358,6 +358,11 @@ class AuditorServiceStub(object):
                 request_serializer=monoculture_dot_v1_dot_monoculture__pb2.RoundRef.SerializeToString,
                 response_deserializer=monoculture_dot_v1_dot_monoculture__pb2.RoundResult.FromString,
                 _registered_method=True)
+        self.GetPrivacyBudget = channel.unary_unary(
+                '/monoculture.v1.AuditorService/GetPrivacyBudget',
+                request_serializer=monoculture_dot_v1_dot_monoculture__pb2.PrivacyBudgetRequest.SerializeToString,
+                response_deserializer=monoculture_dot_v1_dot_monoculture__pb2.PrivacyBudget.FromString,
+                _registered_method=True)
 
 
 class AuditorServiceServicer(object):
@@ -384,6 +389,13 @@ class AuditorServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPrivacyBudget(self, request, context):
+        """The privacy ledger of a roster (any order of the names).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuditorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -401,6 +413,11 @@ def add_AuditorServiceServicer_to_server(servicer, server):
                     servicer.GetRoundResult,
                     request_deserializer=monoculture_dot_v1_dot_monoculture__pb2.RoundRef.FromString,
                     response_serializer=monoculture_dot_v1_dot_monoculture__pb2.RoundResult.SerializeToString,
+            ),
+            'GetPrivacyBudget': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPrivacyBudget,
+                    request_deserializer=monoculture_dot_v1_dot_monoculture__pb2.PrivacyBudgetRequest.FromString,
+                    response_serializer=monoculture_dot_v1_dot_monoculture__pb2.PrivacyBudget.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -487,6 +504,33 @@ class AuditorService(object):
             '/monoculture.v1.AuditorService/GetRoundResult',
             monoculture_dot_v1_dot_monoculture__pb2.RoundRef.SerializeToString,
             monoculture_dot_v1_dot_monoculture__pb2.RoundResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPrivacyBudget(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/monoculture.v1.AuditorService/GetPrivacyBudget',
+            monoculture_dot_v1_dot_monoculture__pb2.PrivacyBudgetRequest.SerializeToString,
+            monoculture_dot_v1_dot_monoculture__pb2.PrivacyBudget.FromString,
             options,
             channel_credentials,
             insecure,

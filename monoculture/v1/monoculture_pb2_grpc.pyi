@@ -206,6 +206,12 @@ class AuditorServiceStub:
         monoculture.v1.monoculture_pb2.RoundResult,
     ]
 
+    GetPrivacyBudget: grpc.UnaryUnaryMultiCallable[
+        monoculture.v1.monoculture_pb2.PrivacyBudgetRequest,
+        monoculture.v1.monoculture_pb2.PrivacyBudget,
+    ]
+    """The privacy ledger of a roster (any order of the names)."""
+
 class AuditorServiceAsyncStub:
     """----------------------------------------------------------------- auditor
 
@@ -226,6 +232,12 @@ class AuditorServiceAsyncStub:
         monoculture.v1.monoculture_pb2.RoundRef,
         monoculture.v1.monoculture_pb2.RoundResult,
     ]
+
+    GetPrivacyBudget: grpc.aio.UnaryUnaryMultiCallable[
+        monoculture.v1.monoculture_pb2.PrivacyBudgetRequest,
+        monoculture.v1.monoculture_pb2.PrivacyBudget,
+    ]
+    """The privacy ledger of a roster (any order of the names)."""
 
 class AuditorServiceServicer(metaclass=abc.ABCMeta):
     """----------------------------------------------------------------- auditor
@@ -253,5 +265,13 @@ class AuditorServiceServicer(metaclass=abc.ABCMeta):
         request: monoculture.v1.monoculture_pb2.RoundRef,
         context: _ServicerContext,
     ) -> typing.Union[monoculture.v1.monoculture_pb2.RoundResult, collections.abc.Awaitable[monoculture.v1.monoculture_pb2.RoundResult]]: ...
+
+    @abc.abstractmethod
+    def GetPrivacyBudget(
+        self,
+        request: monoculture.v1.monoculture_pb2.PrivacyBudgetRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[monoculture.v1.monoculture_pb2.PrivacyBudget, collections.abc.Awaitable[monoculture.v1.monoculture_pb2.PrivacyBudget]]:
+        """The privacy ledger of a roster (any order of the names)."""
 
 def add_AuditorServiceServicer_to_server(servicer: AuditorServiceServicer, server: typing.Union[grpc.Server, grpc.aio.Server]) -> None: ...

@@ -22,16 +22,17 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
 import grpc
 
+from monoculture.analysis.budget import ReleaseFloor
 from monoculture.analysis.release import ReleasePolicy
 from monoculture.client.config import ClientConfig
 from monoculture.client.daemon import CompanyDaemon
-from monoculture.coordinator.config import Limits
+from monoculture.coordinator.config import DEFAULT_MAX_EPSILON_PER_ROSTER, Limits
 from monoculture.coordinator.rounds import RoundBook
 from monoculture.coordinator.service import AuditorServicer, Authenticator, CompanyServicer
 from monoculture.coordinator.store import RoundStore
@@ -176,17 +177,29 @@ class Harness:
         release_policy: ReleasePolicy | None = None,
         retry_seconds: float = 60.0,
         chunk_elements: int = 16,
+        floors: dict[str, ReleaseFloor] | None = None,
+        max_epsilon_per_roster: float = DEFAULT_MAX_EPSILON_PER_ROSTER,
+        group_labels: dict[str, dict[str, str]] | None = None,
     ) -> None:
+        """`floors`: a company's [release_floor] (default: accepts anything);
+        `max_epsilon_per_roster`: the coordinator's [release] cap;
+        `group_labels`: per company, {id: group label}, written as its file's column "group"
+        ([data] group_column = "group"; an id without a label gets none)."""
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.clock = FakeClock()
         self.network = Network()
         self._limits = limits or Limits()
         self._release = release_policy or ReleasePolicy()
+        self._max_epsilon_per_roster = max_epsilon_per_roster
         self.configs = {
-            name: self._client_config(name, rows, retry_seconds, chunk_elements)
+            name: self._client_config(
+                name, rows, retry_seconds, chunk_elements, (group_labels or {}).get(name)
+            )
             for name, rows in companies.items()
         }
+        for name, floor in (floors or {}).items():
+            self.configs[name] = replace(self.configs[name], release_floor=floor)
         self.coordinator_restarts = 0
         self._start_coordinator()
         self.daemons = {name: self._daemon(name) for name in self.configs}
@@ -194,12 +207,22 @@ class Harness:
     # ------------------------------------------------------------ parties
 
     def _client_config(
-        self, name: str, rows: Iterable[tuple[str, int]], retry_seconds: float, chunk_elements: int
+        self,
+        name: str,
+        rows: Iterable[tuple[str, int]],
+        retry_seconds: float,
+        chunk_elements: int,
+        labels: dict[str, str] | None = None,
     ) -> ClientConfig:
         data = self.folder / f"{name}.csv"
-        data.write_text("id,failed\n" + "".join(f"{i},{f}\n" for i, f in rows), encoding="utf-8")
+        if labels is None:
+            data.write_text("id,failed\n" + "".join(f"{i},{f}\n" for i, f in rows), encoding="utf-8")
+        else:
+            lines = "".join(f"{i},{f},{labels.get(i, '')}\n" for i, f in rows)
+            data.write_text("id,failed,group\n" + lines, encoding="utf-8")
+        spec = InputSpec(data, group_column=None if labels is None else "group")
         return ClientConfig(
-            company=name, coordinator="in-process", data=InputSpec(data), tls=None, poll_seconds=0.0,
+            company=name, coordinator="in-process", data=spec, tls=None, poll_seconds=0.0,
             state_dir=self.folder / f"state-{name}", retry_seconds=retry_seconds, workers=1,
             chunk_elements=chunk_elements,
         )  # fmt: skip
@@ -211,15 +234,18 @@ class Harness:
         self.store = RoundStore(self.folder / "coordinator.sqlite", clock=self.clock)
         self.book = RoundBook(
             self.store, limits=self._limits, release_policy=self._release, clock=self.clock,
-            in_background=lambda work: work(),
+            in_background=lambda work: work(), max_epsilon_per_roster=self._max_epsilon_per_roster,
         )  # fmt: skip
         auth = Authenticator(secure=False)
         self.company_servicer = CompanyServicer(self.book, auth)
         self.auditor_servicer = AuditorServicer(self.book, auth)
 
-    def restart_coordinator(self) -> None:
-        """The coordinator crashes (everything in memory is lost) and starts again on its database."""
+    def restart_coordinator(self, release_policy: ReleasePolicy | None = None) -> None:
+        """The coordinator crashes (everything in memory is lost) and starts again on its database
+        (with `release_policy`, as if its [release] had been edited meanwhile)."""
         self.store.close()
+        if release_policy is not None:
+            self._release = release_policy
         self.coordinator_restarts += 1
         self._start_coordinator()
 
@@ -229,10 +255,17 @@ class Harness:
 
     # ------------------------------------------------------------ auditor
 
-    def open_round(self, companies: list[str] | None = None, deadline_seconds: float = 0) -> str:
+    def open_round(
+        self,
+        companies: list[str] | None = None,
+        deadline_seconds: float = 0,
+        groups_from: str = "",
+        group_labels: Iterable[str] = (),
+    ) -> str:
         request = pb.OpenRoundRequest(
-            companies=companies or list(self.configs), deadline_seconds=deadline_seconds
-        )
+            companies=companies or list(self.configs), deadline_seconds=deadline_seconds,
+            groups_from=groups_from, group_labels=list(group_labels),
+        )  # fmt: skip
         status: pb.RoundStatus = self.auditor_servicer.OpenRound(request, _Context())
         return status.round_id
 
@@ -253,6 +286,12 @@ class Harness:
         )
         result: dict[str, Any] = json.loads(reply.result_json)
         return result
+
+    def budget(self, companies: list[str] | None = None) -> pb.PrivacyBudget:
+        """The auditor's view of a roster's privacy ledger (default: every company)."""
+        request = pb.PrivacyBudgetRequest(companies=companies or list(self.configs))
+        budget: pb.PrivacyBudget = self.auditor_servicer.GetPrivacyBudget(request, _Context())
+        return budget
 
     def audit_actions(self, round_id: str) -> list[tuple[str, str, str]]:
         rows = self.store._db.execute(

@@ -112,6 +112,93 @@ def _tag_case(
     return case
 
 
+def _group_tag_case(
+    name: str,
+    round_id: str,
+    company: str,
+    company_key: bytes,
+    coordinator_key: bytes,
+    labels: list[str],
+    elements: dict[int, tuple[int, int]],
+    list_length: int,
+) -> dict[str, Any]:
+    """The groups company's tags: elements are position -> (bit, group code)."""
+    company_public = ind.x25519_public(company_key)
+    coordinator_public = ind.x25519_public(coordinator_key)
+    shared = ind.x25519_shared(company_key, coordinator_public)
+    key = ind.tag_key(shared, round_id, company)
+    aad = ind.group_tag_aad(round_id, company, labels)
+    tags = []
+    for p, (b, code) in sorted(elements.items()):
+        plaintext = ind.group_tag_plaintext(b, code)
+        tag = ind.seal_tag(key, aad, p, plaintext)
+        tags.append({"position": p, "bit": b, "code": code, "plaintext": plaintext.hex(), "tag": tag.hex()})
+    case: dict[str, Any] = {
+        "name": name,
+        "round_id": round_id,
+        "company": company,
+        "group_labels": labels,
+        "group_labels_digest": ind.group_labels_digest(labels).hex(),
+        "company_private_key": company_key.hex(),
+        "company_public_key": company_public.hex(),
+        "coordinator_private_key": coordinator_key.hex(),
+        "coordinator_public_key": coordinator_public.hex(),
+        "shared_secret": shared.hex(),
+        "tag_key": key.hex(),
+        "aad": aad.hex(),
+        "list_length": list_length,
+        "tags": tags,
+    }
+    if list_length == len(elements):
+        case["sealed_list"] = "".join(t["tag"] for t in tags)
+    return case
+
+
+def grouped_failure_tags() -> list[dict[str, Any]]:
+    speakers = ["jackson", "nicolas", "theo", "yweweler"]
+    pairs = [(1, 3), (0, 0), (1, 1), (0, 2), (1, 0), (0, 3), (1, 2), (0, 1)]
+    speakers_case = _group_tag_case(
+        "google defines 4 groups (the digit speakers): every code with both bits at positions 0-7 "
+        "(RFC 7748 keys: company = Alice, coordinator = Bob)",
+        ROUND, "google", RFC7748_ALICE, RFC7748_BOB, speakers, dict(enumerate(pairs)), 8,
+    )  # fmt: skip
+    most = [f"g{i:03d}" for i in range(127)]
+    most_case = _group_tag_case(
+        "127 labels, the most a round declares: codes 126 and 0 with both bits, list of 4",
+        ROUND, "ibm", fixed_bytes("tag key|ibm"), fixed_bytes("coordinator tag key"), most,
+        {0: (1, 126), 1: (0, 126), 2: (1, 0), 3: (0, 1)}, 4,
+    )  # fmt: skip
+    wide = ["Île-de-France", "東京", "a b", "x" * 64]
+    wide_case = _group_tag_case(
+        "labels in UTF-8 beyond ASCII, with an inner space, and of 64 characters (the longest allowed); "
+        "longest company name, long round id",
+        LONG_ROUND, LONG_NAME, fixed_bytes(f"tag key|{LONG_NAME}"), fixed_bytes("coordinator tag key"), wide,
+        {0: (0, 1), 1: (1, 3)}, 2,
+    )  # fmt: skip
+    key = bytes.fromhex(speakers_case["tag_key"])
+    aad = bytes.fromhex(speakers_case["aad"])
+    reordered = ind.group_tag_aad(ROUND, "google", list(reversed(speakers)))
+    speakers_case["must_reject"] = [
+        {
+            "why": "authenticates but holds code 4: only 4 labels (codes 0-3) are declared",
+            "tag": ind.seal_tag(key, aad, 8, ind.group_tag_plaintext(1, 4)).hex(),
+        },
+        {
+            "why": "sealed for the same labels in another order (another labels digest)",
+            "tag": ind.seal_tag(key, reordered, 0, ind.group_tag_plaintext(1, 3)).hex(),
+        },
+        {
+            "why": "a one-bit tag of the same round and company (the AAD of a company without groups)",
+            "tag": ind.seal_tag(key, ind.tag_aad(ROUND, "google"), 0, b"\x01").hex(),
+        },
+        {
+            "why": "holds two bytes",
+            "tag": ind.seal_tag(key, aad, 9, b"\x01\x00").hex(),
+        },
+    ]
+    return [speakers_case, most_case, wide_case]
+
+
 def failure_tags() -> dict[str, Any]:
     short = _tag_case(
         "eight bits at positions 0-7 (RFC 7748 keys: company = Alice, coordinator = Bob)",
@@ -149,14 +236,23 @@ def failure_tags() -> dict[str, Any]:
         {"why": "sealed for another company (ibm's tag key and AAD)", "tag": positions["tags"][0]["tag"]},
     ]
     short["must_reject"] = rejects
+    pins = provenance(
+        "failure tags: key = HKDF-SHA256(X25519(company, coordinator), salt none, "
+        "info 'monoculture/v1 failure tag key|<round>|<company>'), "
+        "AAD 'monoculture/v1 tag|<round>|<company>', "
+        "nonce = position as 12 bytes big-endian, tag = nonce || AES-256-GCM(bit byte) = 29 bytes"
+    )
+    pins["grouped_pins"] = (
+        "grouped_cases: the tags of the company a round takes its groups from: the same key and nonce; "
+        "AAD 'monoculture/v1 group tag|<round>|<company>|' + hex SHA-256 of the declared labels in "
+        "order, each UTF-8 behind its 4-byte big-endian length; plaintext one byte = bit | code << 1 "
+        "(code = index of the label, 0-126); 29 bytes, as every other tag. Every other company's tags, "
+        "and every tag of a round without groups, are the 'cases' format"
+    )
     return {
-        "provenance": provenance(
-            "failure tags: key = HKDF-SHA256(X25519(company, coordinator), salt none, "
-            "info 'monoculture/v1 failure tag key|<round>|<company>'), "
-            "AAD 'monoculture/v1 tag|<round>|<company>', "
-            "nonce = position as 12 bytes big-endian, tag = nonce || AES-256-GCM(bit byte) = 29 bytes"
-        ),
+        "provenance": pins,
         "cases": [short, long_names, positions],
+        "grouped_cases": grouped_failure_tags(),
     }
 
 

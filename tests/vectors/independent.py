@@ -172,6 +172,21 @@ def open_tag(key: bytes, aad: bytes, tag: bytes) -> bytes:
     return AESGCM(key).decrypt(tag[:12], tag[12:], aad)
 
 
+def group_labels_digest(labels: list[str]) -> bytes:
+    """SHA-256 of the declared labels in order, each as UTF-8 behind its 4-byte big-endian length."""
+    return hashlib.sha256(b"".join(length_prefixed(label) for label in labels)).digest()
+
+
+def group_tag_aad(round_id: str, company: str, labels: list[str]) -> bytes:
+    """The groups company's tags: 'monoculture/v1 group tag|<round>|<company>|<labels digest, hex>'."""
+    return f"monoculture/v1 group tag|{round_id}|{company}|{group_labels_digest(labels).hex()}".encode()
+
+
+def group_tag_plaintext(bit: int, code: int) -> bytes:
+    """One byte: the failure bit in bit 0, the group code (the label's index) above it."""
+    return bytes((bit | code << 1,))
+
+
 # ------------------------------------------------------------------ relays
 
 
