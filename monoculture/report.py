@@ -45,9 +45,8 @@ def format_summary(result: dict[str, Any]) -> str:
         f"  {'company':<{width}} {'failures':>9} {'rate':>8}",
     ]
     for name in companies:
-        lines.append(
-            f"  {name:<{width}} {result['failures'][name]:>9} {_fmt(result['failure_rates'][name]):>8}"
-        )
+        failures, rate = _count(result["failures"][name]), _fmt(result["failure_rates"][name])
+        lines.append(f"  {name:<{width}} {failures:>9} {rate:>8}")
     lines.append(
         f"systemic failures: {_count(result['systemic_failures'])} "
         f"(S = {_fmt(result['systemic_failure_rate'])}; "

@@ -10,9 +10,10 @@ tests that ignore e are too narrow. Here both sources are simulated:
   computed from the unclamped noisy cells, so they stay unbiased for the linear ones);
 - each replicate draws c* ~ Multinomial(N^, p^) and adds fresh noise e* of the
   mechanism's exact distribution, then recomputes every figure from c* + e*;
-- confidence intervals are percentile intervals of the replicates (H on its natural
-  scale: noise can make a replicate's S negative; bounds held at 0); chosen over basic
-  and log-scale intervals by measured coverage (scripts/coverage.py);
+- the interval for H is the percentile interval of the replicates (H on its natural
+  scale: noise can make a replicate's S negative; bounds held at 0), chosen over basic
+  and log-scale intervals by measured coverage (scripts/dp_coverage.py); S and each fail_i
+  get a mid-p interval inverting the exact distribution of a binomial count plus the noise;
 - the test of H = 1 simulates the null model (companies fail independently at the
   estimated rates) with the same noise, and reports Monte Carlo p-values
   (1 + #{H* >= H^}) / (B + 1): approximate, never labelled exact.
@@ -41,7 +42,7 @@ REPLICATES = 1000
 _BATCH_CELLS = 4_000_000  # cells simulated at once (memory: 32 MB)
 METHOD = (
     "parametric bootstrap over sampling and the release's noise ({replicates} replicates): "
-    "percentile intervals"
+    "percentile interval (S and fail_i: mid-p, inverting binomial + noise exactly)"
 )
 TEST_METHOD = (
     "parametric bootstrap test of H = 1: independent failures at the estimated rates, the same "
@@ -141,6 +142,71 @@ def _percentile_interval(
     return [low, high]
 
 
+def _noisy_binomial_interval(
+    noisy_count: int, n: int, mechanism: NoiseMechanism, terms: int = 1
+) -> list[float] | None:
+    """Mid-p 95% interval for a rate p from a count X ~ Binomial(n, p) published as X + e,
+    e the sum of `terms` draws of the release's noise (a count summed over that many cells;
+    n taken as the noisy N): the p for which the observed noisy
+    count lies in neither 2.5% tail of the convolved distribution (roots by Brent's method)."""
+    if n <= 0:
+        return None
+    from scipy.optimize import brentq  # type: ignore[import-untyped]
+
+    support, noise = mechanism.sum_pmf(terms)
+    # A noisy count beyond what any p makes plausible (noise far below 0 or above n) is
+    # read as the nearest plausible one: the interval then sits at that end, never empty.
+    cdf = np.cumsum(noise)
+    lowest = int(support[np.searchsorted(cdf, 0.025)]) + 1
+    highest = n + int(support[np.searchsorted(cdf, 0.975)]) - 1
+    observed = min(max(noisy_count, lowest), highest)
+
+    def tails(p: float) -> tuple[float, float]:
+        return _convolved_tails(observed, n, p, support, noise)
+
+    def upper_excess(p: float) -> float:  # P(X + e > x) + half the point mass, less 2.5%
+        return tails(p)[1] - 0.025
+
+    def lower_excess(p: float) -> float:  # P(X + e < x) + half the point mass, less 2.5%
+        return tails(p)[0] - 0.025
+
+    low = 0.0 if upper_excess(0.0) >= 0 else float(brentq(upper_excess, 0.0, 1.0, xtol=1e-10))
+    high = 1.0 if lower_excess(1.0) >= 0 else float(brentq(lower_excess, 0.0, 1.0, xtol=1e-10))
+    return [low, max(low, high)]
+
+
+def _convolved_tails(x: int, n: int, p: float, support: IntArray, noise: FloatArray) -> tuple[float, float]:
+    """(P(X + e < x) + P(X + e = x) / 2, P(X + e > x) + P(X + e = x) / 2) for X ~ Bin(n, p)."""
+    from scipy.stats import binom  # type: ignore[import-untyped]
+
+    # X + e = x needs X in [x - max e, x - min e]; below that window X + e < x surely.
+    lo, hi = max(0, x - int(support[-1])), min(n, x - int(support[0]))
+    below = float(binom.cdf(lo - 1, n, p)) if lo > 0 else 0.0
+    at = 0.0
+    if lo <= hi:
+        window = np.arange(lo, hi + 1)
+        pmf = binom.pmf(window, n, p)
+        below += float(np.sum(pmf * _noise_cdf_below(x - window, support, noise)))
+        at = float(np.sum(pmf * _noise_at(x - window, support, noise)))
+    lower_tail = below + at / 2
+    return lower_tail, max(0.0, 1.0 - below - at) + at / 2
+
+
+def _noise_at(values: IntArray, support: IntArray, pmf: FloatArray) -> FloatArray:
+    index = values - support[0]
+    inside = (index >= 0) & (index < len(support))
+    out = np.zeros(len(values))
+    out[inside] = pmf[index[inside]]
+    return out
+
+
+def _noise_cdf_below(values: IntArray, support: IntArray, pmf: FloatArray) -> FloatArray:
+    """P(e < v) for each v."""
+    cdf = np.concatenate([[0.0], np.cumsum(pmf)])
+    index = np.clip(values - support[0], 0, len(support))
+    return np.asarray(cdf[index], dtype=np.float64)
+
+
 def _null_probabilities(rates: FloatArray) -> FloatArray:
     """Cell probabilities when companies fail independently at `rates`."""
     bits = _bits(len(rates))
@@ -166,11 +232,9 @@ def noisy_inference(
     rates = observed.rates()[0]
     result: dict[str, Any] = {
         "homogenization_ci95": _percentile_interval(h, boot.homogenization()),
-        "systemic_failure_rate_ci95": _percentile_interval(
-            float(observed.systemic_rate()[0]), boot.systemic_rate()
-        ),
+        "systemic_failure_rate_ci95": _noisy_binomial_interval(int(noisy[-1]), n, mechanism),
         "failure_rate_ci95": {
-            name: _percentile_interval(float(rates[i]), boot.rates()[:, i])
+            name: _noisy_binomial_interval(int(observed.failures[0][i]), n, mechanism, 2 ** (parties - 1))
             for i, name in enumerate(companies)
         },
         "homogenization_ci_method": METHOD.format(replicates=replicates),

@@ -110,6 +110,28 @@ class NoiseMechanism:
         weights = np.exp(-(support.astype(np.float64) ** 2) / (2 * self.scale**2))
         return np.asarray(np.exp(-(x**2) / (2 * self.scale**2)) / weights.sum(), dtype=np.float64)
 
+    def sum_pmf(
+        self, terms: int, mass: float = 1e-12
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """(support, pmf) of the sum of `terms` independent draws: exact convolution up to 64
+        terms, beyond that a discretised normal of the same variance (the central limit is
+        then far finer than the counts it is used for)."""
+        support = self.support(mass)
+        pmf = self.pmf(support)
+        pmf = pmf / pmf.sum()
+        if terms <= 64:
+            total, total_pmf = np.array([0], dtype=np.int64), np.array([1.0])
+            for _ in range(terms):
+                total_pmf = np.convolve(total_pmf, pmf)
+                total = np.arange(total[0] + support[0], total[-1] + support[-1] + 1, dtype=np.int64)
+            keep = total_pmf > mass * 1e-3
+            return total[keep], total_pmf[keep] / total_pmf[keep].sum()
+        sd = math.sqrt(terms * self.variance())
+        width = math.ceil(sd * math.sqrt(2 * math.log(2 / mass))) + 1
+        values = np.arange(-width, width + 1, dtype=np.int64)
+        weights = np.exp(-(values.astype(np.float64) ** 2) / (2 * sd**2))
+        return values, weights / weights.sum()
+
     def variance(self) -> float:
         support = self.support()
         return float(np.sum(self.pmf(support) * support.astype(np.float64) ** 2))
