@@ -49,10 +49,12 @@ import numpy as np
 import numpy.typing as npt
 
 # scipy ships no type information (as in stats.py, which imports it the same way).
-from scipy import sparse  # type: ignore[import-untyped]
-from scipy.optimize import linprog  # type: ignore[import-untyped]
-
+from monoculture.analysis.lazy import lazy_import
 from monoculture.analysis.table import IntArray, PatternTable, pattern_string
+
+# SciPy on first use (see analysis/lazy.py).
+sparse: Any = lazy_import("scipy.sparse")
+_optimize: Any = lazy_import("scipy.optimize")
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -164,7 +166,7 @@ class _Witnesses:
 
 def _solve(release: _Release, objective: FloatArray, bounds: FloatArray | None = None) -> _Vertex | None:
     """Minimise `objective` over the non-negative tables consistent with the release (an LP)."""
-    result: Any = linprog(
+    result: Any = _optimize.linprog(
         objective,
         A_eq=release.equations,
         b_eq=release.totals,
@@ -185,7 +187,7 @@ def _integer_program(
     objective: FloatArray, equations: sparse.csr_array, totals: FloatArray, seconds: float
 ) -> tuple[FloatArray, float] | None:
     """Minimise `objective` over non-negative integer solutions; None unless solved to optimality."""
-    result: Any = linprog(
+    result: Any = _optimize.linprog(
         objective,
         A_eq=equations,
         b_eq=totals,

@@ -34,7 +34,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import optimize, special, stats  # type: ignore[import-untyped]
+
+from monoculture.analysis.lazy import lazy_import
+
+# SciPy on first use (see analysis/lazy.py); untyped, hence Any.
+optimize: Any = lazy_import("scipy.optimize")
+special: Any = lazy_import("scipy.special")
+stats: Any = lazy_import("scipy.stats")
 
 if TYPE_CHECKING:
     from monoculture.analysis.table import PatternTable
