@@ -24,6 +24,7 @@ import numpy as np
 from monoculture.analysis.budget import Ledger, amount, roster_key, round_cost
 from monoculture.analysis.groups import group_round_cost, with_groups
 from monoculture.analysis.release import ReleasePolicy, release
+from monoculture.analysis.table import PatternTable
 from monoculture.coordinator.config import DEFAULT_MAX_EPSILON_PER_ROSTER, Limits
 from monoculture.coordinator.counting import FinalList, count_group_patterns, count_patterns
 from monoculture.coordinator.state import RoundState, Work, new_round_id
@@ -451,16 +452,13 @@ class RoundBook:
             return
         finally:
             record.counting = False
-        # Only the released form is kept; the exact table ends with this call.
-        policy = self._policy(round_id)
-        result = release(table, policy)
-        if group_tables is not None:  # one released table per group, linked to the overall one
-            result = with_groups(result, table, group_tables, policy)
-        result["round_id"] = round_id
-        result["privacy_budget"] = self._budget_summary(state.ring.roster)
-        if policy.mechanism == "none":
-            result["list_sizes"] = dict(state.list_sizes)
-        result_json = json.dumps(result, indent=2)
+        try:
+            result_json = self._released(round_id, state, table, group_tables)
+        except Exception:  # a bug must end the round with a reason, not leave it counting forever
+            log.exception("round %s: releasing the result failed", round_id)
+            reason = "the coordinator could not release the result (an internal error; see its log)"
+            self._fail_round(round_id, reason, COORDINATOR)
+            return
         with self._changed:
             state.advance(RoundPhase.COMPLETE)
             self._store.complete(state, result_json)
@@ -470,6 +468,25 @@ class RoundBook:
                 self._recorder.record("result", result_json.encode())
             self._changed.notify_all()
         log.info("round %s complete", round_id)
+
+    def _released(
+        self,
+        round_id: str,
+        state: RoundState,
+        table: PatternTable,
+        group_tables: dict[str, PatternTable] | None,
+    ) -> str:
+        """The result JSON the release policy allows. Only the released form is kept; the exact
+        table ends with the counting call."""
+        policy = self._policy(round_id)
+        result = release(table, policy)
+        if group_tables is not None:  # one released table per group, linked to the overall one
+            result = with_groups(result, table, group_tables, policy)
+        result["round_id"] = round_id
+        result["privacy_budget"] = self._budget_summary(state.ring.roster)
+        if policy.mechanism == "none":
+            result["list_sizes"] = dict(state.list_sizes)
+        return json.dumps(result, indent=2)
 
     def _final_list(self, round_id: str, owner: str, hop: int) -> FinalList:
         tokens, tags = [], []

@@ -473,3 +473,18 @@ def test_a_file_refused_after_a_restart_is_withdrawn_without_ids(harness: Harnes
     status = harness.status(round_id)
     assert status.phase == RoundPhase.FAILED and status.failed_party == "beta"
     assert "input was refused" in status.failure_reason and "person-" not in status.failure_reason
+
+
+def test_a_release_that_breaks_fails_the_round_naming_the_coordinator(harness: Harness, monkeypatch) -> None:
+    """An internal error while releasing must end the round with a reason, not leave it
+    counting for ever (seen: three rounds released at once hit a half-imported module)."""
+
+    def broken(*args, **kwargs):
+        raise AttributeError("module 'scipy.optimize' has no attribute 'brentq'")
+
+    monkeypatch.setattr(coordinator_rounds, "release", broken)
+    round_id = harness.open_round()
+    assert harness.run(round_id) == RoundPhase.FAILED
+    status = harness.status(round_id)
+    assert status.failed_party == "coordinator" and "could not release the result" in status.failure_reason
+    assert "brentq" not in status.failure_reason  # internals stay in the coordinator's log

@@ -1,26 +1,19 @@
-"""What the auditor may publish: thresholds, cell suppression and optional
-differential privacy on the pattern table.
+"""What the auditor may publish (docs/THREAT_MODEL.md, "Release policy").
 
-Order of operations (docs/THREAT_MODEL.md, "Release policy"):
-1. Differential privacy (optional): noise is added to every one of the 2^k
-   cells, once; everything published is computed from the noisy cells.
-2. Threshold: with fewer shared individuals than `min_shared_individuals`,
+Exact releases (no DP):
+1. Threshold: with fewer shared individuals than `min_shared_individuals`,
    only the roster and the reason are published.
-3. Cell suppression: cells below `min_cell_count` (but above zero) are
-   withheld and marked; further cells are withheld until no withheld cell can
-   be recomputed exactly from what is still published: N, each company's
-   failure count and S. The histogram, pairwise figures and the confidence
-   interval (which involve every cell) are withheld with them; when the
-   all-fail cell itself is withheld, S and H are too.
+2. Cell suppression (`disclosure`): small cells and failure counts are
+   withheld, and complementary cells until every withheld figure keeps two
+   whole, non-negative tables consistent with everything published that
+   differ in it by at least `min_cell_count`; figures that need a withheld
+   count go with it.
 
-Differential privacy (`privacy`): neighbouring tables differ by one individual added or
-removed, which changes one cell by 1 (L1 = L2 sensitivity 1). The discrete
-Laplace mechanism with scale 1/epsilon gives epsilon-DP for the whole table;
-the discrete Gaussian with sigma^2 = 1/(2 rho) gives rho-zCDP, reported as
-(epsilon, delta)-DP with epsilon = rho + 2 sqrt(rho ln(1/delta)). Every round
-spends its epsilon anew (sequential composition: k rounds over the same people
-cost the sum). Samplers are the exact ones of Canonne, Kamath and Steinke
-(NeurIPS 2020), on rational arithmetic, drawing only from `secrets`.
+Under DP (`privacy`, `dp_inference`): every cell is noised once by OpenDP;
+estimates come from the unclamped noisy cells; the threshold applies to the
+noisy N less a margin noise cannot exceed but with probability 1e-9;
+intervals and the test include the noise; no cell suppression (the noise
+protects every cell). Every round spends its epsilon (the ledgers add it up).
 """
 
 from __future__ import annotations
