@@ -411,10 +411,7 @@ class CompanyDaemon:
             self._withdraw(round_id, exc.reason)
             return None
         except MonocultureError as exc:
-            log.error("%s: round %s: input refused\n%s", self.company, round_id, exc.diagnostics())
-            # The reason sent holds no id, path or line: those stay in the company's own log.
-            reason = f"its input was refused by its daemon ({type(exc).__name__}); see {self.company}'s log"
-            self._withdraw(round_id, reason)
+            self._withdraw(round_id, self._input_refused(round_id, exc))
             return None
         if records.rows_merged or records.ids_dropped:
             log.warning(
@@ -447,10 +444,7 @@ class CompanyDaemon:
             self._withdraw(work.round_id, f"{target.describe()}: {exc.reason}")
             return
         except InputError as exc:  # the file, read again after a restart, is refused now
-            log.error("%s: round %s: input refused\n%s", self.company, work.round_id, exc.diagnostics())
-            # As at join: the reason sent holds no id, path or line (a duplicate-id error lists ids).
-            reason = f"its input was refused by its daemon ({type(exc).__name__}); see {self.company}'s log"
-            self._withdraw(work.round_id, f"{target.describe()}: {reason}")
+            self._withdraw(work.round_id, f"{target.describe()}: {self._input_refused(work.round_id, exc)}")
             return
         except MonocultureError as exc:
             self._withdraw(work.round_id, f"{target.describe()}: {exc.message}", exc.where)
@@ -542,6 +536,12 @@ class CompanyDaemon:
             }
             with self.config.stats_file.open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(line) + "\n")
+
+    def _input_refused(self, round_id: str, error: MonocultureError) -> str:
+        """Log why the input was refused, and return the reason to send: it holds no id, path or
+        line (a duplicate-id error lists ids), which stay in the company's own log."""
+        log.error("%s: round %s: input refused\n%s", self.company, round_id, error.diagnostics())
+        return f"its input was refused by its daemon ({type(error).__name__}); see {self.company}'s log"
 
     def _withdraw(self, round_id: str, reason: str, blamed: str = "") -> None:
         log.error("%s: withdrawing from round %s: %s", self.company, round_id, reason)

@@ -87,15 +87,6 @@ class Figures:
         out[valid] = s[valid] / np.prod(rates[valid], axis=1)
         return out
 
-    def log_homogenization(self) -> FloatArray:
-        """log H, NaN where H is not positive and finite (a rate or S at or below 0)."""
-        rates, s = self.rates(), self.systemic_rate()
-        valid = (self.n > 0) & np.all(rates > 0, axis=1) & (s > 0)
-        out = np.full(len(self.n), np.nan)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out[valid] = np.log(s[valid]) - np.log(rates[valid]).sum(axis=1)
-        return out
-
 
 def _fitted(noisy: IntArray) -> tuple[int, FloatArray]:
     positive = np.clip(noisy, 0, None).astype(np.float64)

@@ -149,24 +149,6 @@ def log_h_variance_at(counts: Counts, s: float, shift: float = 0.0) -> float | N
     return total / counts.population
 
 
-def log_h_variance(table: PatternTable) -> float | None:
-    """Delta-method variance of log H at the observed counts, or None where it is undefined."""
-    counts = Counts.of(table)
-    if counts.population == 0:
-        return None
-    variance = log_h_variance_at(counts, counts.systemic / counts.population)
-    return variance if variance is not None and variance >= 0 else None
-
-
-def homogenization_ci95(table: PatternTable, h_value: float) -> list[float] | None:
-    """Delta method on the log scale: H exp(+-1.96 SE)."""
-    variance = log_h_variance(table)
-    if variance is None:
-        return None
-    half_width = Z_95 * math.sqrt(variance)
-    return [h_value * math.exp(-half_width), h_value * math.exp(half_width)]
-
-
 # --- the exact null distribution of the all-fail count ----------------------------------------------
 
 
@@ -210,23 +192,22 @@ def _band(
     def above(x: IntArray) -> npt.NDArray[np.bool_]:
         return np.asarray(_hypergeom_logpmf(lf, population, marked, draws, x) >= log_floor)
 
-    # Left end: smallest x in [low, mode] above the floor (the mode always is: pmf >= 1/(N+1)).
-    lo, hi = low.copy(), mode.copy()
-    done = above(lo)
-    hi = np.where(done, lo, hi)
-    while np.any(hi - lo > 1):
-        mid = (lo + hi) // 2
-        ok = above(mid)
-        hi, lo = np.where(ok, mid, hi), np.where(ok, lo, mid)
-    left = hi
-    lo, hi = mode.copy(), high.copy()
-    done = above(hi)
-    lo = np.where(done, hi, lo)
-    while np.any(hi - lo > 1):
-        mid = (lo + hi) // 2
-        ok = above(mid)
-        lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
-    return left, lo
+    # Both ends: the x farthest from the mode (which is always above the floor: pmf >= 1/(N+1)).
+    return _farthest_above(mode, low, above), _farthest_above(mode, high, above)
+
+
+def _farthest_above(
+    start: IntArray, end: IntArray, above: Callable[[IntArray], npt.NDArray[np.bool_]]
+) -> IntArray:
+    """Per element, the x between `start` (where `above` holds) and `end`, farthest from `start`,
+    where `above` still holds; `above` holds on a run from `start`. Vectorised bisection."""
+    near, far = start.copy(), end.copy()
+    near = np.where(above(far), far, near)
+    while np.any(np.abs(far - near) > 1):
+        middle = (near + far) // 2
+        ok = above(middle)
+        near, far = np.where(ok, middle, near), np.where(ok, far, middle)
+    return near
 
 
 def _chernoff_at_least(trials: int, share: float, x: IntArray) -> FloatArray:
