@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -21,6 +22,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from monoculture.core.blame import COORDINATOR, RelayFault
 from monoculture.core.dataset import CompanyRecords, GroupLabelError
 from monoculture.core.errors import ProtocolError
 from monoculture.core.psi_crypto import (
@@ -28,10 +30,11 @@ from monoculture.core.psi_crypto import (
     TAG_SIZE,
     BlindingKey,
     TagSealer,
+    check_points,
     random_permutation,
     split_points,
 )
-from monoculture.core.relay import ChunkOpener, ChunkSealer
+from monoculture.core.relay import ChunkOpener, ChunkSealer, ChunkSigner, ChunkVerifier
 from monoculture.core.wire import CHUNK_ELEMENTS, ChunkSequence, ListAddress, chunk_content, list_chunks
 from monoculture.v1 import monoculture_pb2 as pb
 
@@ -100,6 +103,12 @@ class ListInTransit:
 
     def __len__(self) -> int:
         return len(self.points) // POINT_SIZE
+
+    def digest(self) -> str:
+        """SHA-256 of the points and tags as held (which list this is, for the once-per-hop rule)."""
+        digest = hashlib.sha256(self.points)
+        digest.update(self.tags)
+        return digest.hexdigest()
 
     def take(self) -> tuple[bytearray, bytearray]:
         """The buffers, leaving this holder empty (so they can be freed as soon as they are used)."""
@@ -189,35 +198,86 @@ def relay_list(
 
 
 class ListReceiver:
-    """Receives a relayed list chunk by chunk: checks its place, opens it (it must be sealed
-    to us), keeps only the points and tags."""
+    """Receives a relayed list chunk by chunk: checks its place and its sender's signature, opens
+    it (it must be sealed to us), keeps only the points and tags.
 
-    def __init__(self, expected: ListAddress, sender: str, opener: ChunkOpener) -> None:
+    What cannot be used is a RelayFault naming the party at fault: a chunk out of place or
+    without its sender's signature, the coordinator (which checked that signature when the
+    chunk arrived); a signed chunk that does not open, its sender, with the chunk and this
+    company's relay key for the round as evidence. Memory for the list is taken only once
+    its first chunk has opened: a size no sender signed allocates nothing.
+    """
+
+    def __init__(
+        self,
+        expected: ListAddress,
+        sender: str,
+        opener: ChunkOpener,
+        verifier: ChunkVerifier | None = None,
+        relay_private_key: bytes = b"",
+    ) -> None:
         self._sequence = ChunkSequence(expected=expected, sender=sender, keep=False)
         self._opener = opener
+        self._verifier = verifier  # None in an --insecure round: nothing is signed
+        self._relay_private_key = relay_private_key
+        self._sender = sender
         self._received = ListInTransit(bytearray(), bytearray())
         self._filled = 0
 
     def add(self, chunk: pb.ListChunk) -> None:
-        self._sequence.add(chunk)
+        try:
+            self._sequence.add(chunk)
+        except ProtocolError as exc:
+            raise RelayFault(f"as relayed: {exc.message}", where=COORDINATOR) from None
         if not chunk.sealed:
-            raise ProtocolError(f"chunk {chunk.chunk_index} came unsealed", where=chunk.sender)
-        if chunk.chunk_index == 0:  # the size is known (and checked by the sequence): allocate once
+            raise RelayFault(f"chunk {chunk.chunk_index} came unsealed", where=COORDINATOR)
+        if self._verifier is not None and not self._verifier.signed_by_sender(chunk):
+            raise RelayFault(
+                f"chunk {chunk.chunk_index} does not carry {self._sender}'s signature: altered after "
+                f"{self._sender} signed it",
+                where=COORDINATOR,
+                evidence=pb.BlameEvidence(chunk=chunk),
+            )
+        opened = self._open(chunk)
+        if chunk.chunk_index == 0:  # opened, so its size is the sender's: allocate once
             if chunk.list_size > MAX_RECEIVED_LIST:
-                raise ProtocolError(f"a list of {chunk.list_size} elements is beyond {MAX_RECEIVED_LIST}")
+                raise RelayFault(f"a list of {chunk.list_size} elements is beyond {MAX_RECEIVED_LIST}",
+                                 where=self._sender)  # fmt: skip
             self._received = ListInTransit(
                 bytearray(chunk.list_size * POINT_SIZE), bytearray(chunk.list_size * TAG_SIZE)
             )
-        opened = self._opener.open(chunk)
         points = chunk_content(opened)
         lo, hi = self._filled, self._filled + len(points)
         self._received.points[lo * POINT_SIZE : hi * POINT_SIZE] = b"".join(points)
         self._received.tags[lo * TAG_SIZE : hi * TAG_SIZE] = opened.tags
         self._filled = hi
 
+    def _open(self, chunk: pb.ListChunk) -> pb.ListChunk:
+        try:
+            return self._opener.open(chunk)
+        except ProtocolError as exc:
+            if self._verifier is None:  # unsigned: the coordinator or the sender, no telling which
+                raise RelayFault(exc.message, where=COORDINATOR) from None
+            evidence = pb.BlameEvidence(chunk=chunk, receiver_relay_private_key=self._relay_private_key)
+            raise RelayFault(
+                f"chunk {chunk.chunk_index}, signed by {self._sender}, does not open: {self._sender} "
+                "sealed it wrong",
+                where=self._sender,
+                evidence=evidence,
+            ) from None
+
     def finish(self) -> ListInTransit:
         self._sequence.finish()
         return self._received
+
+
+def chunk_has_invalid_points(opened: pb.ListChunk) -> bool:
+    """Whether an opened chunk holds bytes that are not curve points (evidence search)."""
+    try:
+        check_points(chunk_content(opened))
+    except ProtocolError:
+        return True
+    return False
 
 
 def outgoing_chunks(
@@ -226,7 +286,10 @@ def outgoing_chunks(
     outgoing: ListInTransit,
     sealer: ChunkSealer | None,
     chunk_elements: int = CHUNK_ELEMENTS,
+    signer: ChunkSigner | None = None,
 ) -> Iterator[pb.ListChunk]:
-    """A list's chunks, sealed to the next company (or open at the last hop: sealer None)."""
+    """A list's chunks, sealed to the next company (or open at the last hop: sealer None), each
+    signed by this company (signer None: --insecure)."""
     for chunk in list_chunks(address, sender, outgoing.points, outgoing.tags, chunk_elements, outgoing.order):
-        yield sealer.seal(chunk) if sealer is not None else chunk
+        sealed = sealer.seal(chunk) if sealer is not None else chunk
+        yield signer.sign(sealed) if signer is not None else sealed

@@ -6,11 +6,16 @@ checks and the comments in deploy/; `ClientConfig` is what the daemon runs with.
 
 from __future__ import annotations
 
+import logging
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from monoculture.analysis.budget import ReleaseFloor
 from monoculture.core.config import (
+    FreeTable,
     TlsPaths,
     check_sections,
     optional_path,
@@ -20,10 +25,13 @@ from monoculture.core.config import (
     resolve_path,
 )
 from monoculture.core.dataset import DuplicatePolicy, InputSpec
-from monoculture.core.errors import ConfigError, MonocultureError
+from monoculture.core.errors import ConfigError, MonocultureError, ProtocolError
+from monoculture.core.identity import FINGERPRINT_PREFIX
 from monoculture.core.protocol import check_company_name
 from monoculture.core.wire import CHUNK_ELEMENTS, MAX_CHUNK_ELEMENTS
 from monoculture.transport import TlsFiles
+
+log = logging.getLogger("monoculture.client")
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,15 @@ class ClientSection:
         default=0,
         metadata={
             "doc": "Blinding worker processes: 0 = one per core; 1 = blind in the daemon process itself."
+        },
+    )
+    allow_unpinned: bool = field(
+        default=False,
+        metadata={
+            "doc": "Take part in rounds with companies not pinned in [peers], trusting the auditor's CA\n"
+            "alone to name them (logged as a warning at every such round). false: a round whose roster\n"
+            "holds a company not in [peers] is refused before anything is sent. Keep it false: the\n"
+            "auditor runs the CA and could certify a company of its own to probe yours."
         },
     )
 
@@ -195,12 +212,42 @@ class ReleaseFloorSection:
         self.floor().check()
 
 
+PEERS_DOC = """The companies this one agrees to be measured with, and the key each holds:
+NAME = "sha256:HEX", the fingerprint of that company's certificate key as it gives it to
+you out of band (it runs `monoculture certs fingerprint company-NAME.pem`). The daemon joins
+only rounds whose whole roster is here, and checks every peer's signed keys against these
+fingerprints, not only against the auditor's CA. Empty: every round is refused (unless
+--insecure, or [client] allow_unpinned = true)."""
+_FINGERPRINT = re.compile(re.escape(FINGERPRINT_PREFIX) + r"[0-9a-f]{64}")
+
 SECTIONS = {
     "client": ClientSection,
     "tls": TlsSection,
     "data": DataSection,
     "release_floor": ReleaseFloorSection,
 }
+PEERS = "peers"  # a FreeTable section, read by read_peers
+
+
+def read_peers(path: Path, document: dict[str, Any]) -> dict[str, str]:
+    """[peers]: company name -> `sha256:HEX` public key fingerprint, each checked."""
+    raw = document.get(PEERS, {})
+    if not isinstance(raw, dict):
+        raise ConfigError('[peers] must be a table of NAME = "sha256:HEX"', where=str(path))
+    peers: dict[str, str] = {}
+    for name, value in raw.items():
+        try:
+            check_company_name(name)
+        except ProtocolError as exc:
+            raise ConfigError(f"[peers] {exc.message}", where=str(path), hint=exc.hint) from None
+        if not isinstance(value, str) or not _FINGERPRINT.fullmatch(value.strip().lower()):
+            raise ConfigError(
+                f'[peers] {name} must be "sha256:" and 64 hex digits, got {str(value)[:80]!r}',
+                where=str(path),
+                hint=f"ask {name} for the output of `monoculture certs fingerprint` on its certificate",
+            )
+        peers[name] = value.strip().lower()
+    return peers
 
 
 @dataclass(frozen=True)
@@ -222,6 +269,9 @@ class ClientConfig:
     retry_seconds: float = ClientSection.retry_seconds  # retry a step this long while unreachable
     workers: int = ClientSection.workers  # blinding processes; 0 = one per core, 1 = in the daemon
     release_floor: ReleaseFloor = field(default_factory=ReleaseFloor)  # accepts any policy, no budget
+    # [peers]: company -> its certificate key's fingerprint; rounds with others are refused
+    peers: Mapping[str, str] = field(default_factory=dict)
+    allow_unpinned: bool = ClientSection.allow_unpinned
 
 
 def _tls(path: Path, section: TlsSection, insecure: bool) -> TlsFiles | None:
@@ -240,11 +290,18 @@ def _tls(path: Path, section: TlsSection, insecure: bool) -> TlsFiles | None:
 def load_client_config(path: Path, *, insecure: bool = False) -> ClientConfig:
     """Read and check the company daemon's config; paths are relative to the file's folder."""
     document = read_toml(path)
-    check_sections(path, document, set(SECTIONS))
+    check_sections(path, document, {*SECTIONS, PEERS})
     client = read_section(path, document, "client", ClientSection)
     data = read_section(path, document, "data", DataSection)
     tls = _tls(path, read_section(path, document, "tls", TlsSection), insecure)
     floor = read_section(path, document, "release_floor", ReleaseFloorSection).floor()
+    peers = read_peers(path, document)
+    if tls is not None and not peers and not client.allow_unpinned:
+        log.warning(
+            "%s: [peers] is empty: every round will be refused; pin the companies you agree to be "
+            'measured with (README, "Deployment")',
+            path,
+        )
     return ClientConfig(
         company=client.company,
         coordinator=client.coordinator,
@@ -266,6 +323,8 @@ def load_client_config(path: Path, *, insecure: bool = False) -> ClientConfig:
             group_column=data.group_column or None,
         ),
         release_floor=floor,
+        peers=peers,
+        allow_unpinned=client.allow_unpinned,
     )
 
 
@@ -288,6 +347,7 @@ def client_sections(config: ClientConfig) -> dict[str, object]:
             state_dir=str(config.state_dir),
             retry_seconds=config.retry_seconds,
             workers=config.workers,
+            allow_unpinned=config.allow_unpinned,
         ),
         "tls": _tls_section(config.tls),
         "data": DataSection(
@@ -300,4 +360,5 @@ def client_sections(config: ClientConfig) -> dict[str, object]:
             group_column=config.data.group_column or "",
         ),
         "release_floor": ReleaseFloorSection.of(config.release_floor),
+        PEERS: FreeTable(PEERS_DOC, dict(config.peers)),
     }

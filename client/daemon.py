@@ -16,8 +16,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
 import grpc
@@ -32,6 +32,7 @@ from monoculture.client.company import (
     ListReceiver,
     OperationCounts,
     blind_own_list,
+    chunk_has_invalid_points,
     outgoing_chunks,
     relay_list,
     shuffle_label,
@@ -40,11 +41,12 @@ from monoculture.client.config import ClientConfig
 from monoculture.client.ledger import PrivacyLedger
 from monoculture.client.state import RoundSecrets, SecretStore
 from monoculture.client.workers import BlindingPool
-from monoculture.core.dataset import CompanyRecords, GroupLabelError, InputSpec, load_records
+from monoculture.core.blame import COORDINATOR, RelayFault
+from monoculture.core.dataset import CompanyRecords, GroupLabelError, InputSpec, input_digest, load_records
 from monoculture.core.errors import ConfigError, InputError, MonocultureError, ProtocolError
-from monoculture.core.protocol import check_groups
+from monoculture.core.protocol import Ring, check_groups, check_round_id
 from monoculture.core.psi_crypto import BlindingKey, InvalidPoint, TagSealer
-from monoculture.core.relay import RelayKeys, RelayPeer
+from monoculture.core.relay import ChunkOpener, ChunkSigner, ChunkVerifier, RelayKeys, RelayPeer
 from monoculture.core.timing import POLL_BACKOFF, SYSTEM_CLOCK, Clock, retry
 from monoculture.core.wire import ListAddress
 from monoculture.memory import peak_rss_bytes
@@ -74,9 +76,23 @@ class CompanyRound:
 
     def take_records(self, data: InputSpec) -> CompanyRecords:
         """The records for hop 0, let go here: from join, or read again after a restart (with
-        their group labels when this company defines the round's groups)."""
+        their group labels when this company defines the round's groups). A file that changed
+        since join is refused: its records would be sealed under this round's keys and tag
+        nonces a second time."""
         records, self.joined_records = self.joined_records, None
-        return records if records is not None else load_records(data, groups=bool(self.secrets.group_labels))
+        if records is not None:
+            return records
+        if self.secrets.input_digest and input_digest(data.path) != self.secrets.input_digest:
+            raise InputError(
+                "changed since this company joined the round; the round cannot resume over another input",
+                where=str(data.path),
+                hint="restore the file as it was at join, or let this round fail and join the next one",
+            )
+        return load_records(data, groups=bool(self.secrets.group_labels))
+
+    @property
+    def ring(self) -> Ring:
+        return Ring(self.secrets.roster)
 
     @classmethod
     def from_secrets(cls, secrets: RoundSecrets, company: str) -> CompanyRound:
@@ -95,15 +111,24 @@ class CompanyRound:
 
     @classmethod
     def fresh(
-        cls, round_id: str, company: str, coordinator_public_key: bytes, group_labels: tuple[str, ...] = ()
+        cls,
+        round_id: str,
+        company: str,
+        coordinator_public_key: bytes,
+        group_labels: tuple[str, ...] = (),
+        *,
+        roster: tuple[str, ...],
+        digest: str = "",
     ) -> CompanyRound:
-        """`group_labels`: the round's, when it takes its groups from this company."""
+        """`group_labels`: the round's, when it takes its groups from this company; `roster`:
+        the ring as JoinRound gave it (signed into the enrolment); `digest`: the input's."""
         tag_key = TagSealer(round_id, company, coordinator_public_key).private_key
         blinding_key = BlindingKey.fresh().key_bytes
         relay_key = RelayKeys().private_bytes()
         secrets = RoundSecrets(
-            round_id, blinding_key, tag_key, relay_key, os.urandom(32), coordinator_public_key, group_labels
-        )
+            round_id, blinding_key, tag_key, relay_key, os.urandom(32), coordinator_public_key, group_labels,
+            input_digest=digest, roster=roster,
+        )  # fmt: skip
         return cls.from_secrets(secrets, company)
 
     @property
@@ -170,6 +195,7 @@ class CompanyDaemon:
         self._ca_pem = config.tls.ca_pem() if config.tls else None
         self._cert_pem = config.tls.cert_pem() if config.tls else b""
         self._key_pem = config.tls.key_pem() if config.tls else None
+        self._signer = ChunkSigner(self._key_pem) if self._key_pem else None
         self._connect = connect
         self._link = connect(config)
         self._reconnects = 0
@@ -221,7 +247,9 @@ class CompanyDaemon:
                 timeout=self.config.poll_seconds + 10,
             )
         except grpc.RpcError as exc:
-            if exc.code() not in _RETRYABLE:
+            # RESOURCE_EXHAUSTED: the coordinator's admission limits (too many polls at once, too
+            # fast); back off and poll again rather than stop.
+            if exc.code() not in _RETRYABLE and exc.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
                 raise MonocultureError(
                     f"the coordinator refuses this daemon: {exc.details()}", where=self.company
                 ) from None
@@ -245,6 +273,14 @@ class CompanyDaemon:
 
     def _handle(self, response: pb.PollWorkResponse) -> None:
         kind = response.WhichOneof("work")
+        if kind is None:
+            return
+        round_id = getattr(response, kind).round_id
+        try:
+            check_round_id(round_id, COORDINATOR)
+        except ProtocolError as exc:  # nothing can be done for a round it cannot name
+            log.error("%s: ignored %s from the coordinator: %s", self.company, kind, exc.message)
+            return
         try:
             if kind == "join_round":
                 self._join(response.join_round)
@@ -260,6 +296,10 @@ class CompanyDaemon:
     def _join(self, join: pb.JoinRound) -> None:
         round_id = join.round_id
         log.info("%s: joining round %s (ring %s)", self.company, round_id, ", ".join(join.roster))
+        refusal = self._roster_refusal(join.round_id, join.roster)
+        if refusal:
+            self._withdraw(round_id, refusal)
+            return
         cost = self._accept_release(join)
         if cost is None:
             return
@@ -271,14 +311,21 @@ class CompanyDaemon:
             return
         company_round = self._round(round_id)
         if company_round is None:
-            company_round = CompanyRound.fresh(round_id, self.company, join.coordinator_public_key, labels)
+            company_round = CompanyRound.fresh(
+                round_id, self.company, join.coordinator_public_key, labels, roster=tuple(join.roster),
+                digest=input_digest(self.config.data.path),
+            )  # fmt: skip
             # Sealed to disk before the keys are used: a restarted daemon can finish the round.
             self._secrets.save(company_round.secrets)
             self._rounds[round_id] = company_round
         company_round.joined_records = records
+        if company_round.secrets.roster != tuple(join.roster):
+            self._withdraw(round_id, "the coordinator announced this round twice with different rosters")
+            return
         signed = company_round.relay.signed(
-            round_id, self.company, company_round.tags.public_key, self._cert_pem, self._key_pem
-        )
+            round_id, self.company, company_round.tags.public_key, self._cert_pem, self._key_pem,
+            company_round.secrets.roster,
+        )  # fmt: skip
         request = pb.EnrollRequest(
             round_id=round_id,
             company=self.company,
@@ -291,6 +338,36 @@ class CompanyDaemon:
         # Charged before enrolling (a round this company is in may release), once per round.
         self._ledger.charge(roster_key(join.roster), round_id, cost, self._clock.time())
         self._retrying("enrol", lambda: self._stub.Enroll(request))
+
+    def _roster_refusal(self, round_id: str, roster: Sequence[str]) -> str:
+        """Why this company refuses a round's roster ("" = it accepts): not a valid ring, or a
+        company on it that [peers] does not pin (checked before anything is sent)."""
+        try:
+            Ring(tuple(roster))
+        except ProtocolError as exc:
+            return f"the round's roster is not valid: {exc.message}"
+        if self.company not in roster:
+            return f"{self.company} was asked to join a round whose roster leaves it out"
+        if self._ca_pem is None:  # --insecure: no certificates, nothing to pin
+            return ""
+        unpinned = [name for name in roster if name != self.company and name not in self.config.peers]
+        if not unpinned:
+            return ""
+        if self.config.allow_unpinned:
+            log.warning(
+                "%s: round %s: %s not pinned in [peers]; trusting the auditor's CA alone to name "
+                "them ([client] allow_unpinned = true)", self.company, round_id, ", ".join(unpinned),
+            )  # fmt: skip
+            return ""
+        verb = "is" if len(unpinned) == 1 else "are"
+        return (
+            f"{', '.join(unpinned)} {verb} not among the companies {self.company} agreed to be measured "
+            f"with (its [peers]); it joins only rounds whose whole roster it has pinned"
+        )
+
+    def _pinned(self, company: str) -> str | None:
+        """The fingerprint [peers] pins for `company` (None: unpinned, allowed by allow_unpinned)."""
+        return self.config.peers.get(company)
 
     def _accept_release(self, join: pb.JoinRound) -> RoundCost | None:
         """What the round will spend, if its announced release policy is at or above this
@@ -428,15 +505,25 @@ class CompanyDaemon:
             self._withdraw(work.round_id, "asked to blind a list of a round it holds no key for (restarted?)")
             return
         target = ListAddress(work.round_id, work.list_owner, work.hop)
+        off_ring = self._off_ring(company_round.ring, work)
+        if off_ring:
+            self._withdraw(work.round_id, f"{target.describe()}: {off_ring}", COORDINATOR)
+            return
         try:
             sealer = None
             if work.HasField("receiver"):
                 receiver = RelayPeer.from_message(work.receiver)
-                receiver.verify(work.round_id, receiver.company, self._ca_pem)
+                receiver.verify(
+                    work.round_id, receiver.company, self._ca_pem, company_round.secrets.roster,
+                    self._pinned(receiver.company),
+                )  # fmt: skip
                 sealer = company_round.relay.sealer(
                     receiver, work.round_id, self.company, work.list_owner, work.hop
                 )
             outgoing = self._blinded(company_round, work)
+        except RelayFault as exc:
+            self._withdraw(work.round_id, f"{target.describe()}: {exc.message}", exc.where, exc.evidence)
+            return
         except GroupLabelError as exc:  # the file changed since join (a restart): no label is sent
             log.error(
                 "%s: round %s: group labels refused\n%s", self.company, work.round_id, exc.diagnostics()
@@ -460,7 +547,9 @@ class CompanyDaemon:
 
         def upload() -> pb.UploadReceipt:
             sent[0] = 0
-            chunks = outgoing_chunks(target, self.company, outgoing, sealer, self.config.chunk_elements)
+            chunks = outgoing_chunks(
+                target, self.company, outgoing, sealer, self.config.chunk_elements, self._signer
+            )
             receipt: pb.UploadReceipt = self._stub.UploadList(measured(chunks))
             return receipt
 
@@ -469,6 +558,25 @@ class CompanyDaemon:
         counts.elements_uploaded += receipt.elements
         counts.largest_list = max(counts.largest_list, receipt.elements)
         log.info("%s: uploaded %s (%d elements)", self.company, target.describe(), receipt.elements)
+
+    def _off_ring(self, ring: Ring, work: pb.BlindList) -> str:
+        """Why this work is not what the signed ring gives this company ("" = it is): it blinds
+        list `owner` at the one hop where the ring brings it there (its own list at hop 0 only),
+        from the company before it, for the company after it (none at the last hop)."""
+        if work.list_owner not in ring.roster or work.hop > ring.final_hop:
+            return "the coordinator asked for a list or hop this round does not have"
+        if ring.blinder(work.list_owner, work.hop) != self.company:
+            return (
+                f"the coordinator asked {self.company} to blind a list at a hop the ring gives "
+                f"{ring.blinder(work.list_owner, work.hop)}"
+            )
+        if work.hop > 0 and work.sender.company != ring.blinder(work.list_owner, work.hop - 1):
+            return f"the list is to come from {work.sender.company}, not from the company before on the ring"
+        if work.hop < ring.final_hop and work.receiver.company != ring.blinder(work.list_owner, work.hop + 1):
+            return f"the list is to go to {work.receiver.company}, not to the company after on the ring"
+        if work.hop == ring.final_hop and work.HasField("receiver"):
+            return "the fully blinded list was to be sealed to a company"
+        return ""
 
     def _blinded(self, company_round: CompanyRound, work: pb.BlindList) -> ListInTransit:
         started = time.perf_counter()
@@ -486,36 +594,87 @@ class CompanyDaemon:
         else:
             label = shuffle_label(work.list_owner, work.hop)
             what = f"download of list of {work.list_owner}, hop {work.hop - 1}"
+            incoming = self._retrying(what, lambda: self._download(company_round, work))
+            self._check_once_per_hop(company_round, work, incoming)
             try:
-                outgoing = relay_list(
-                    self._retrying(what, lambda: self._download(company_round, work)),
-                    key, counts, progress, seed, label, self._blinder,
-                )  # fmt: skip
+                outgoing = relay_list(incoming, key, counts, progress, seed, label, self._blinder)
             except InvalidPoint as exc:
-                sender = work.sender.company
-                raise ProtocolError(f"{exc.message}; the list came from {sender}", where=sender) from None
+                raise self._invalid_point_fault(company_round, work, exc) from None
         company_round.blind_seconds += time.perf_counter() - started
         return outgoing
 
     def _download(self, company_round: CompanyRound, work: pb.BlindList) -> ListInTransit:
         """The list at hop - 1, opened chunk by chunk as it arrives (sealed chunks are not kept)."""
-        source = ListAddress(work.round_id, work.list_owner, work.hop - 1)
-        sender = RelayPeer.from_message(work.sender)
-        sender.verify(work.round_id, sender.company, self._ca_pem)
-        opener = company_round.relay.opener(
-            sender, work.round_id, self.company, work.list_owner, work.hop - 1
+        sender = self._sender(company_round, work)
+        receiver = ListReceiver(
+            ListAddress(work.round_id, work.list_owner, work.hop - 1),
+            sender.company,
+            self._opener(company_round, work, sender),
+            ChunkVerifier(sender.certificate_pem, sender.company) if self._ca_pem else None,
+            company_round.relay.private_bytes(),  # disclosed only as evidence against the sender
         )
-        request = pb.DownloadListRequest(
-            round_id=source.round_id, company=self.company, list_owner=source.list_owner, hop=source.hop
-        )
-        receiver = ListReceiver(source, sender.company, opener)
+        hop = f"the list at hop {work.hop - 1} relayed from {sender.company} to {self.company}"
         try:
-            for chunk in self._stub.DownloadList(request):
+            for chunk in self._stub.DownloadList(self._download_request(work)):
                 receiver.add(chunk)
             return receiver.finish()
-        except ProtocolError as exc:
-            hop = f"the list at hop {source.hop} relayed from {sender.company} to {self.company}"
-            raise ProtocolError(f"{hop}: {exc.message}", where="coordinator") from None
+        except RelayFault as exc:
+            raise RelayFault(f"{hop}: {exc.message}", where=exc.where, evidence=exc.evidence) from None
+        except ProtocolError as exc:  # chunks missing: only the coordinator serves them
+            raise RelayFault(f"{hop}: {exc.message}", where=COORDINATOR) from None
+
+    def _sender(self, company_round: CompanyRound, work: pb.BlindList) -> RelayPeer:
+        """The company the list comes from, its keys checked: CA, pinned key, round and roster."""
+        sender = RelayPeer.from_message(work.sender)
+        sender.verify(
+            work.round_id, sender.company, self._ca_pem, company_round.secrets.roster,
+            self._pinned(sender.company),
+        )  # fmt: skip
+        return sender
+
+    def _opener(self, company_round: CompanyRound, work: pb.BlindList, sender: RelayPeer) -> ChunkOpener:
+        return company_round.relay.opener(sender, work.round_id, self.company, work.list_owner, work.hop - 1)
+
+    def _download_request(self, work: pb.BlindList) -> pb.DownloadListRequest:
+        return pb.DownloadListRequest(
+            round_id=work.round_id, company=self.company, list_owner=work.list_owner, hop=work.hop - 1
+        )
+
+    def _invalid_point_fault(
+        self, company_round: CompanyRound, work: pb.BlindList, error: InvalidPoint
+    ) -> RelayFault:
+        """A relayed list held an invalid point: find the chunk (downloading the list again and
+        checking it chunk by chunk), the evidence that its sender sent it."""
+        sender = self._sender(company_round, work)
+        opener, key = self._opener(company_round, work, sender), company_round.relay.private_bytes()
+        message = f"{error.message}; the list came from {sender.company}"
+        try:
+            for chunk in self._stub.DownloadList(self._download_request(work)):
+                if chunk_has_invalid_points(opener.open(chunk)):
+                    evidence = pb.BlameEvidence(chunk=chunk, receiver_relay_private_key=key)
+                    return RelayFault(message, where=sender.company, evidence=evidence)
+        except (grpc.RpcError, ProtocolError):
+            pass
+        return RelayFault(message, where=sender.company)
+
+    def _check_once_per_hop(
+        self, company_round: CompanyRound, work: pb.BlindList, incoming: ListInTransit
+    ) -> None:
+        """A list is blinded at most once at its hop: asked again (a restart), it must be the
+        same list, or this company would blind two lists of the coordinator's choosing."""
+        digest = incoming.digest()
+        relayed = dict(company_round.secrets.relayed)
+        seen = relayed.get(work.list_owner)
+        if seen is not None and seen != digest:
+            raise RelayFault(
+                f"the coordinator asked {self.company} to blind a second, different list of "
+                f"{work.list_owner} at hop {work.hop}",
+                where=COORDINATOR,
+            )
+        if seen is None:
+            relayed[work.list_owner] = digest
+            company_round.secrets = replace(company_round.secrets, relayed=tuple(sorted(relayed.items())))
+            self._secrets.save(company_round.secrets)
 
     # ------------------------------------------------------------------- end
 
@@ -543,7 +702,11 @@ class CompanyDaemon:
         log.error("%s: round %s: input refused\n%s", self.company, round_id, error.diagnostics())
         return f"its input was refused by its daemon ({type(error).__name__}); see {self.company}'s log"
 
-    def _withdraw(self, round_id: str, reason: str, blamed: str = "") -> None:
+    def _withdraw(
+        self, round_id: str, reason: str, blamed: str = "", evidence: pb.BlameEvidence | None = None
+    ) -> None:
         log.error("%s: withdrawing from round %s: %s", self.company, round_id, reason)
-        request = pb.WithdrawRequest(round_id=round_id, company=self.company, reason=reason, blamed=blamed)
+        request = pb.WithdrawRequest(
+            round_id=round_id, company=self.company, reason=reason, blamed=blamed, evidence=evidence
+        )
         self._retrying("withdrawal", lambda: self._stub.Withdraw(request))

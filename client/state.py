@@ -4,7 +4,10 @@ One file per round in the state folder, AES-256-GCM sealed under a key kept
 beside it (mode 0600), holding the round's blinding scalar, tag and relay
 private keys and the shuffle seed (and, for the company a round takes its groups
 from, the round's declared group labels). Deleted when the round ends. Never holds
-an id or a failure bit.
+an id or a failure bit. It also holds the SHA-256 digest of the input file as
+read at join, so that a restarted daemon refuses to resume over a changed input
+rather than re-sealing new data under the same keys and nonces. Files are
+created 0600 and never written through a symbolic link.
 """
 
 from __future__ import annotations
@@ -31,13 +34,25 @@ class RoundSecrets:
     # The labels the round declared, for the company it takes its groups from (its tags carry
     # group codes); empty for every other company and in rounds without groups.
     group_labels: tuple[str, ...] = ()
+    # Hex SHA-256 of the company's input file as read at join (core.dataset.input_digest); ""
+    # in state written before it was recorded.
+    input_digest: str = ""
+    # The roster in ring order as JoinRound gave it (signed into the enrolment; the work the
+    # daemon accepts follows it), and for each list relayed so far, its owner and the SHA-256
+    # of the list as received (a list is blinded once at its hop: a restart re-blinds only
+    # the same list).
+    roster: tuple[str, ...] = ()
+    relayed: tuple[tuple[str, str], ...] = ()
 
     def to_json(self) -> bytes:
         fields = asdict(self)
         labels = fields.pop("group_labels")
-        out = {k: v if isinstance(v, str) else v.hex() for k, v in fields.items()}
+        roster, relayed = fields.pop("roster"), fields.pop("relayed")
+        out: dict[str, object] = {k: v if isinstance(v, str) else v.hex() for k, v in fields.items()}
         if labels:
             out["group_labels"] = list(labels)
+        out["roster"] = list(roster)
+        out["relayed"] = {owner: digest for owner, digest in relayed}
         return json.dumps(out).encode()
 
     @classmethod
@@ -52,7 +67,10 @@ class RoundSecrets:
         )
         blinding, tag, relay, seed, coordinator = (bytes.fromhex(raw[k]) for k in keys)
         labels = tuple(str(label) for label in raw.get("group_labels", ()))
-        return cls(raw["round_id"], blinding, tag, relay, seed, coordinator, labels)
+        digest = str(raw.get("input_digest", ""))
+        roster = tuple(str(name) for name in raw.get("roster", ()))
+        relayed = tuple((str(owner), str(seen)) for owner, seen in raw.get("relayed", {}).items())
+        return cls(raw["round_id"], blinding, tag, relay, seed, coordinator, labels, digest, roster, relayed)
 
 
 class SecretStore:
@@ -73,8 +91,13 @@ class SecretStore:
     def save(self, secrets: RoundSecrets) -> None:
         path = self._path(secrets.round_id)
         tmp = path.with_suffix(".tmp")
-        write_secret_file(tmp, self._sealer.seal(secrets.to_json(), self._context(secrets.round_id)))
-        tmp.replace(path)
+        # A file or link planted at the temporary name is removed (unlink never follows a link),
+        # then the file is created afresh, 0600, with O_EXCL: never written through a link.
+        tmp.unlink(missing_ok=True)
+        write_secret_file(
+            tmp, self._sealer.seal(secrets.to_json(), self._context(secrets.round_id)), exclusive=True
+        )
+        tmp.replace(path)  # a rename replaces a link at `path`, never follows it
 
     def load(self, round_id: str) -> RoundSecrets | None:
         path = self._path(round_id)

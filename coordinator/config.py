@@ -48,7 +48,10 @@ class CoordinatorSection:
     )
     max_workers: int = field(
         default=32,
-        metadata={"doc": f"gRPC worker threads (each long poll holds one; at least {MIN_WORKERS})."},
+        metadata={
+            "doc": "gRPC worker threads; each call, long polls included, holds one while it runs\n"
+            f"(at least {MIN_WORKERS}, and 3 x [limits] max_calls_per_company)."
+        },
     )
     database: str = field(
         default="coordinator-state/coordinator.sqlite",
@@ -94,11 +97,54 @@ class Limits:
             "or the round fails naming it."
         },
     )
+    max_calls_per_company: int = field(
+        default=4,
+        metadata={
+            "doc": "Calls one company may have in flight at once; more are refused (RESOURCE_EXHAUSTED).\n"
+            "An honest daemon makes one call at a time. The auditor has the same allowance of its own.\n"
+            "[coordinator] max_workers must be at least 3 times this (a flooding company, an honest\n"
+            "one and the auditor each at their limit)."
+        },
+    )
+    max_polls_per_company: int = field(
+        default=2,
+        metadata={
+            "doc": "Long polls (PollWork, which hold a worker thread while they wait) one company may\n"
+            "have waiting at once; more are refused. 2 lets a restarted daemon poll while the poll\n"
+            "of the process it replaced is still being noticed as gone (within about a second)."
+        },
+    )
+    calls_per_second_per_company: float = field(
+        default=20.0,
+        metadata={
+            "doc": "Sustained calls a second one company (and, separately, the auditor) may make;\n"
+            "faster calls are refused. An honest daemon long-polls and makes a few calls per step."
+        },
+    )
+    burst_calls_per_company: int = field(
+        default=200, metadata={"doc": "Calls above that rate one company may make in a burst."}
+    )
+    max_concurrent_calls: int = field(
+        default=0,
+        metadata={
+            "doc": "Calls the server holds at once, all parties together, running (max_workers of\n"
+            "them) or queued for a worker; more are refused at once (RESOURCE_EXHAUSTED). Each party's\n"
+            "long-held calls are bounded above, so the queue waits mostly behind refusals of a flood,\n"
+            "which take a moment each. 0 = 4 x [coordinator] max_workers; else at least max_workers."
+        },
+    )
 
     def check(self) -> None:
-        """Sizes in order and room for a round."""
+        """Sizes in order and room for a round; admission limits that admit a call."""
         if not 1 <= self.min_list_size <= self.max_list_size or self.max_rounds_in_flight < 1:
             raise ConfigError("need 1 <= min_list_size <= max_list_size, max_rounds_in_flight >= 1")
+        if not 1 <= self.max_polls_per_company <= self.max_calls_per_company:
+            raise ConfigError("need 1 <= max_polls_per_company <= max_calls_per_company")
+        rate = self.calls_per_second_per_company
+        if not (rate > 0 and math.isfinite(rate)) or self.burst_calls_per_company < 1:
+            raise ConfigError("need 0 < calls_per_second_per_company < inf, burst_calls_per_company >= 1")
+        if self.max_concurrent_calls < 0:
+            raise ConfigError("max_concurrent_calls must be 0 (= 4 x max_workers) or more")
 
 
 @dataclass(frozen=True)

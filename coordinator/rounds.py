@@ -29,16 +29,16 @@ from monoculture.coordinator.config import DEFAULT_MAX_EPSILON_PER_ROSTER, Limit
 from monoculture.coordinator.counting import FinalList, count_group_patterns, count_patterns
 from monoculture.coordinator.state import RoundState, Work, new_round_id
 from monoculture.coordinator.store import REFUNDED, BudgetEntry, RoundStore
-from monoculture.core.errors import LimitExceeded, ProtocolError, UnknownRound
-from monoculture.core.protocol import TERMINAL_PHASES, Ring, RoundPhase, check_groups
+from monoculture.core.blame import COORDINATOR, judge
+from monoculture.core.errors import LimitExceeded, MalformedRequest, ProtocolError, UnknownRound
+from monoculture.core.protocol import TERMINAL_PHASES, Ring, RoundPhase, check_groups, check_round_id
 from monoculture.core.psi_crypto import TAG_SIZE, CompanyTags, TagOpener
-from monoculture.core.relay import RelayPeer
+from monoculture.core.relay import ChunkVerifier, RelayPeer
 from monoculture.core.timing import SYSTEM_CLOCK, Clock
 from monoculture.core.wire import ChunkSequence, ListAddress, chunk_content
 from monoculture.v1 import monoculture_pb2 as pb
 
 log = logging.getLogger("monoculture.coordinator")
-COORDINATOR = "coordinator"
 
 
 @dataclass
@@ -50,6 +50,15 @@ class RoundRecord:
     told_ended: set[str] = field(default_factory=set)
     result_json: str = ""
     counting: bool = False
+
+
+@dataclass(frozen=True)
+class _ExpectedUpload:
+    """What an upload in progress must be: sealed to `receiver` ("" = open, the last hop) and
+    signed by its sender (`verifier`; None in an --insecure round)."""
+
+    receiver: str
+    verifier: ChunkVerifier | None
 
 
 class StoreRecorder:
@@ -302,6 +311,11 @@ class RoundBook:
         return pb.PollWorkResponse(blind_list=blind)
 
     def enroll(self, company: str, request: pb.EnrollRequest) -> None:
+        """Record a company's signed per-round keys and list size. Everything is checked before
+        the round changes: keys (length, low order, signature over round and roster, the CA),
+        the size against the limits; a malformed enrolment is refused naming the company and
+        leaves the round as it was (it can enrol again, or the deadline names it)."""
+        check_round_id(request.round_id, company)
         peer = RelayPeer(
             company,
             request.relay_public_key,
@@ -316,11 +330,8 @@ class RoundBook:
                 and record.state.list_sizes.get(company) == request.list_size
             ):
                 return  # the same enrolment again (a retry after a lost reply)
+            self._check_enrolment(record, company, peer, request.list_size)
             try:
-                peer.verify(request.round_id, company, self._ca_pem)
-                if request.list_size > self._limits.max_list_size:
-                    limit = self._limits.max_list_size
-                    raise LimitExceeded(f"list of {request.list_size} records is above the limit of {limit}")
                 record.state.enroll(company, request.list_size, self._clock.time())
             except ProtocolError as exc:
                 if record.state.phase == RoundPhase.OPEN:
@@ -336,39 +347,79 @@ class RoundBook:
             self._changed.notify_all()
         log.info("round %s: %s enrolled with a list of %d", request.round_id, company, request.list_size)
 
-    def withdraw(self, round_id: str, company: str, reason: str, blamed: str = "") -> None:
+    def _check_enrolment(self, record: RoundRecord, company: str, peer: RelayPeer, list_size: int) -> None:
+        """Refuse (MalformedRequest, LimitExceeded, ProtocolError) an enrolment that could never
+        be valid, before anything of it is kept."""
+        try:
+            peer.verify(record.state.round_id, company, self._ca_pem, record.state.ring.roster)
+        except ProtocolError as exc:
+            self._refused(record, company, "enrolment", exc)
+            raise MalformedRequest(f"enrolment of {company} refused: {exc.message}", where=company) from None
+        if list_size > self._limits.max_list_size:
+            limit = self._limits.max_list_size
+            error = LimitExceeded(f"list of {list_size} records is above the limit of {limit}", where=company)
+            self._refused(record, company, "enrolment", error)
+            raise error
+
+    def _refused(self, record: RoundRecord, company: str, what: str, error: ProtocolError) -> None:
+        """A refused request leaves the round as it was; the audit log keeps why."""
+        self._store.audit(record.state.round_id, company, f"{what} refused", error.message)
+        log.warning("round %s: %s of %s refused: %s", record.state.round_id, what, company, error.message)
+
+    def withdraw(
+        self,
+        round_id: str,
+        company: str,
+        reason: str,
+        blamed: str = "",
+        evidence: pb.BlameEvidence | None = None,
+    ) -> None:
+        """A company ends the round. Whom the failure is put on is judged from the evidence
+        (core/blame.py): a blame without evidence stays the withdrawing company's claim."""
+        check_round_id(round_id, company)
         with self._changed:
             record = self._record(round_id, company)
-            party = blamed if blamed in (*record.state.ring.roster, COORDINATOR) else company
+            verdict = judge(
+                company, blamed, evidence, round_id=round_id, ring=record.state.ring, peers=record.peers,
+                secure=self._ca_pem is not None,
+            )  # fmt: skip
             self._store.audit(round_id, company, "withdrew", reason)
-            self._fail(record, f"{company} withdrew: {reason}", party)
+            if blamed and blamed != company:
+                kind = "blame verdict" if verdict.proven else "blame claim"
+                self._store.audit(round_id, company, kind, f"{verdict.party} at fault: {verdict.finding}")
+                reason = f"{reason} [{verdict.finding}]"
+            self._fail(record, f"{company} withdrew: {reason}", verdict.party)
 
     # ------------------------------------------------------------ uploads
 
     def receive_list(self, company: str, chunks: Iterator[pb.ListChunk]) -> int:
         """Validate and store an uploaded list, chunk by chunk; returns its size once complete.
 
-        A stream that breaks off leaves the chunks it delivered; the sender re-sends
-        and chunks already stored are not counted again.
+        Each chunk is checked in full before it is stored: its place in the list, its size
+        against its element count, that it is sealed to the next company and signed by its
+        sender. A chunk that fails is refused naming the sender and nothing of it is kept; the
+        round stays as it was. A stream that breaks off leaves the chunks it delivered; the
+        sender re-sends and chunks already stored are not counted again.
         """
         sequence = ChunkSequence(sender=company)
         address: ListAddress | None = None
-        receiver = ""
+        expected = _ExpectedUpload("", None)
         for chunk in chunks:
             if address is None:
                 address = ListAddress(chunk.round_id, chunk.list_owner, chunk.hop)
-                receiver = self._check_upload(company, chunk)
+                expected = self._check_upload(company, chunk)
             try:
-                self._check_chunk(chunk, receiver)
+                self._check_chunk(chunk, expected)
                 sequence.add(chunk)
                 self._store.put_chunk(chunk)
             except ProtocolError as exc:
-                self._fail_round(address.round_id, f"{address.describe()}: {exc.message}", company)
+                with self._changed:
+                    self._refused(self._record(address.round_id), company, f"{address.describe()}", exc)
                 raise
             if self._recorder is not None:
                 self._recorder.record("list-chunk", chunk.SerializeToString())
         if address is None:
-            raise ProtocolError("the upload held no chunks", where=company)
+            raise MalformedRequest("the upload held no chunks", where=company)
         progress = self._store.progress(address.round_id, address.list_owner, address.hop)
         if progress.chunks < progress.chunk_count or progress.elements != progress.list_size:
             raise ProtocolError(
@@ -379,28 +430,41 @@ class RoundBook:
         self._complete_upload(company, address)
         return progress.elements
 
-    def _check_upload(self, company: str, chunk: pb.ListChunk) -> str:
-        """Is this upload expected now? Returns the company it must be sealed to ("" = none)."""
+    def _check_upload(self, company: str, chunk: pb.ListChunk) -> _ExpectedUpload:
+        """Is this upload expected now? Returns whom it must be sealed to and whose signature
+        it must carry."""
+        check_round_id(chunk.round_id, company)
         with self._changed:
-            state = self._record(chunk.round_id, company).state
+            record = self._record(chunk.round_id, company)
+            state = record.state
             state.check_upload(company, chunk.list_owner, chunk.hop, chunk.list_size)
             if chunk.chunk_count > self._limits.max_chunks_per_list:
                 raise LimitExceeded(
                     f"{chunk.chunk_count} chunks per list, the limit is {self._limits.max_chunks_per_list}",
                     where=company,
                 )
+            verifier = None
+            if self._ca_pem is not None:
+                verifier = ChunkVerifier(record.peers[company].certificate_pem, company)
             if chunk.hop == state.ring.final_hop:
-                return ""
-            return state.ring.blinder(chunk.list_owner, chunk.hop + 1)
+                return _ExpectedUpload("", verifier)
+            return _ExpectedUpload(state.ring.blinder(chunk.list_owner, chunk.hop + 1), verifier)
 
     @staticmethod
-    def _check_chunk(chunk: pb.ListChunk, receiver: str) -> None:
-        """Intermediate lists must be sealed to the next company; the final one must not be."""
+    def _check_chunk(chunk: pb.ListChunk, expected: _ExpectedUpload) -> None:
+        """Intermediate lists must be sealed to the next company, the final one must not be,
+        and every chunk carries its sender's signature (secure rounds)."""
+        receiver = expected.receiver
         if receiver and (not chunk.sealed or chunk.receiver != receiver):
             raise ProtocolError(f"chunk {chunk.chunk_index} is not sealed to {receiver}", where=chunk.sender)
         if not receiver and chunk.sealed:
             raise ProtocolError(
                 "the fully blinded list must come open to the coordinator", where=chunk.sender
+            )
+        if expected.verifier is not None and not expected.verifier.signed_by_sender(chunk):
+            raise MalformedRequest(
+                f"chunk {chunk.chunk_index} does not carry {expected.verifier.sender}'s signature",
+                where=chunk.sender,
             )
 
     def _complete_upload(self, company: str, address: ListAddress) -> None:

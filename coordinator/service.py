@@ -3,6 +3,10 @@
 Every call is made by an authenticated identity (the client certificate's
 `monoculture:<role>:<name>`): companies act only as themselves, only the
 auditor administers rounds. With --insecure, names are taken on trust.
+
+Every call then passes an admission gate (coordinator/admission.py) keyed by the
+caller's name before it does any work; an upload's certificate is checked before a
+message of its stream is read.
 """
 
 from __future__ import annotations
@@ -10,11 +14,14 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, TypeVar, cast
 
 import grpc
 
+from monoculture.coordinator.admission import AdmissionGate
 from monoculture.coordinator.rounds import RoundBook
 from monoculture.coordinator.state import RoundState
 from monoculture.core.errors import (
@@ -33,6 +40,9 @@ from monoculture.v1 import monoculture_pb2 as pb
 from monoculture.v1 import monoculture_pb2_grpc as pb_grpc
 
 log = logging.getLogger("monoculture.coordinator")
+
+POLL_SLICE_SECONDS = 1.0  # a long poll checks this often that its caller is still there
+MAX_POLL_SECONDS = 60.0  # RoundBook.poll_work's own cap on one long poll
 
 _CODES: list[tuple[type[MonocultureError], grpc.StatusCode]] = [
     (NotPermitted, grpc.StatusCode.PERMISSION_DENIED),
@@ -102,6 +112,16 @@ class Authenticator:
             raise NotPermitted("no client certificate")
         return identity_of(certificates[0])
 
+    def certified_company(self, context: grpc.ServicerContext) -> str | None:
+        """The calling company's name from its certificate, before any message is read;
+        None with --insecure (the name then comes from the request); refuses other roles."""
+        identity = self.peer(context)
+        if identity is None:
+            return None
+        if identity.role != Role.COMPANY:
+            raise NotPermitted(f"{identity} may not act as a company")
+        return identity.name
+
     def company(self, context: grpc.ServicerContext, claimed: str) -> str:
         """The calling company's name; refuses a company acting as another."""
         identity = self.peer(context)
@@ -113,53 +133,128 @@ class Authenticator:
             raise NotPermitted(f"certificate names company {identity.name}; the request acts as {claimed}")
         return identity.name
 
-    def auditor(self, context: grpc.ServicerContext) -> None:
+    def auditor(self, context: grpc.ServicerContext) -> str:
+        """The auditor's name ("auditor" with --insecure); refuses every other role."""
         identity = self.peer(context)
-        if identity is not None and identity.role != Role.AUDITOR:
+        if identity is None:
+            return "auditor"
+        if identity.role != Role.AUDITOR:
             raise NotPermitted(f"round administration needs the auditor's credential, not {identity}'s")
+        return identity.name
+
+
+def _admitted(
+    gate: AdmissionGate | None, party: str, long_poll: bool = False
+) -> AbstractContextManager[None]:
+    """A slot of `party`'s in `gate` for a `with` block (no gate: no limit, e.g. in-process tests)."""
+    return nullcontext() if gate is None else gate.admit(party, long_poll=long_poll)
+
+
+def admitted(*, long_poll: bool = False) -> Callable[[Method], Method]:
+    """A company call (the request names the company) holds a slot of the caller's in the
+    servicer's gate while it runs, a streamed reply until its last message; a call over the
+    caller's limits is refused before it does any work. Goes inside `answers_errors`."""
+
+    def decorate(method: Method) -> Method:
+        def slot(self: CompanyServicer, request: Any, context: Any) -> AbstractContextManager[None]:
+            return _admitted(self._gate, self._auth.company(context, request.company), long_poll)
+
+        if inspect.isgeneratorfunction(method):
+
+            @functools.wraps(method)
+            def streaming(self: CompanyServicer, request: Any, context: Any) -> Iterator[Any]:
+                with slot(self, request, context):
+                    yield from method(self, request, context)
+
+            return cast(Method, streaming)
+
+        @functools.wraps(method)
+        def unary(self: CompanyServicer, request: Any, context: Any) -> Any:
+            with slot(self, request, context):
+                return method(self, request, context)
+
+        return cast(Method, unary)
+
+    return decorate
+
+
+def _still_there(context: Any) -> bool:
+    is_active = getattr(context, "is_active", None)
+    return True if is_active is None else bool(is_active())
 
 
 class CompanyServicer(pb_grpc.CompanyServiceServicer):
-    def __init__(self, book: RoundBook, auth: Authenticator) -> None:
+    def __init__(self, book: RoundBook, auth: Authenticator, gate: AdmissionGate | None = None) -> None:
+        """`gate`: each company's calls in flight, long polls and call rate (None: unlimited)."""
         self._book = book
         self._auth = auth
+        self._gate = gate
 
     @answers_errors()
+    @admitted(long_poll=True)
     def PollWork(self, request: pb.PollWorkRequest, context: Any) -> pb.PollWorkResponse:
         company = self._auth.company(context, request.company)
-        return self._book.poll_work(company, request.wait_seconds)
+        return self._poll(company, request.wait_seconds, context)
+
+    def _poll(self, company: str, wait_seconds: float, context: Any) -> pb.PollWorkResponse:
+        """RoundBook.poll_work in slices, so that the poll of a caller that went away (a daemon
+        killed mid-poll) gives back its thread and its long-poll slot within a slice."""
+        wait = max(0.0, min(wait_seconds, MAX_POLL_SECONDS))
+        deadline = time.monotonic() + wait
+        while True:
+            remaining = deadline - time.monotonic()
+            response = self._book.poll_work(company, max(0.0, min(remaining, POLL_SLICE_SECONDS)))
+            if response.WhichOneof("work") is not None or remaining <= POLL_SLICE_SECONDS:
+                return response
+            if not _still_there(context):
+                return pb.PollWorkResponse()
 
     @answers_errors()
+    @admitted()
     def Enroll(self, request: pb.EnrollRequest, context: Any) -> pb.EnrollResponse:
         self._book.enroll(self._auth.company(context, request.company), request)
         return pb.EnrollResponse()
 
     @answers_errors()
     def UploadList(self, request_iterator: Iterator[pb.ListChunk], context: Any) -> pb.UploadReceipt:
-        first = next(request_iterator, None)
-        if first is None:
-            raise MalformedRequest("upload held no chunks")
-        company = self._auth.company(context, first.sender)
+        # Who is sending is known from the certificate before a message is read: another
+        # role, or a company over its limits, is refused without reading the stream.
+        certified = self._auth.certified_company(context)
+        with _admitted(self._gate if certified is not None else None, certified or ""):
+            first = next(request_iterator, None)
+            if first is None:
+                raise MalformedRequest("upload held no chunks")
+            company = self._auth.company(context, first.sender)
+            with _admitted(self._gate if certified is None else None, company):  # --insecure
+                return self._receive(company, first, request_iterator, context)
+
+    def _receive(
+        self, company: str, first: pb.ListChunk, rest: Iterator[pb.ListChunk], context: Any
+    ) -> pb.UploadReceipt:
         try:
-            elements = self._book.receive_list(company, _prepend(first, request_iterator))
+            elements = self._book.receive_list(company, _prepend(first, rest))
         except grpc.RpcError:
             # The sender went away mid-stream; what arrived is kept, the retry completes it.
-            log.info("an upload by %s broke off; waiting for the retry", first.sender)
+            log.info("an upload by %s broke off; waiting for the retry", company)
             context.abort(grpc.StatusCode.CANCELLED, "upload broke off")
         return pb.UploadReceipt(elements=elements)
 
     @answers_errors()
+    @admitted()
     def DownloadList(self, request: pb.DownloadListRequest, context: Any) -> Iterator[pb.ListChunk]:
         address = ListAddress(request.round_id, request.list_owner, request.hop)
         yield from self._book.download_list(self._auth.company(context, request.company), address)
 
     @answers_errors()
+    @admitted()
     def Withdraw(self, request: pb.WithdrawRequest, context: Any) -> pb.WithdrawResponse:
         company = self._auth.company(context, request.company)
-        self._book.withdraw(request.round_id, company, request.reason[:2000], request.blamed)
+        evidence = request.evidence if request.HasField("evidence") else None
+        self._book.withdraw(request.round_id, company, request.reason[:2000], request.blamed, evidence)
         return pb.WithdrawResponse()
 
     @answers_errors()
+    @admitted()
     def GetStatus(self, request: pb.CompanyStatusRequest, context: Any) -> pb.RoundStatus:
         company = self._auth.company(context, request.company)
         return status_message(self._book.status(request.round_id, company))
@@ -171,29 +266,35 @@ def _prepend(first: pb.ListChunk, rest: Iterator[pb.ListChunk]) -> Iterator[pb.L
 
 
 class AuditorServicer(pb_grpc.AuditorServiceServicer):
-    def __init__(self, book: RoundBook, auth: Authenticator) -> None:
+    def __init__(self, book: RoundBook, auth: Authenticator, gate: AdmissionGate | None = None) -> None:
+        """`gate`: the auditor's own calls in flight and call rate (None: unlimited)."""
         self._book = book
         self._auth = auth
+        self._gate = gate
+
+    def _admit(self, context: Any) -> AbstractContextManager[None]:
+        """Only the auditor, within its limits, for a `with` block."""
+        return _admitted(self._gate, self._auth.auditor(context))
 
     @answers_errors(default=grpc.StatusCode.INVALID_ARGUMENT)
     def OpenRound(self, request: pb.OpenRoundRequest, context: Any) -> pb.RoundStatus:
-        self._auth.auditor(context)
-        companies = list(request.companies)
-        state = self._book.open_round(
-            companies, request.min_list_size, request.deadline_seconds,
-            groups_from=request.groups_from, group_labels=list(request.group_labels),
-        )  # fmt: skip
+        with self._admit(context):
+            companies = list(request.companies)
+            state = self._book.open_round(
+                companies, request.min_list_size, request.deadline_seconds,
+                groups_from=request.groups_from, group_labels=list(request.group_labels),
+            )  # fmt: skip
         return status_message(state)
 
     @answers_errors()
     def GetRoundStatus(self, request: pb.RoundRef, context: Any) -> pb.RoundStatus:
-        self._auth.auditor(context)
-        return status_message(self._book.status(request.round_id))
+        with self._admit(context):
+            return status_message(self._book.status(request.round_id))
 
     @answers_errors()
     def GetRoundResult(self, request: pb.RoundRef, context: Any) -> pb.RoundResult:
-        self._auth.auditor(context)
-        state, result_json = self._book.result(request.round_id)
+        with self._admit(context):
+            state, result_json = self._book.result(request.round_id)
         if state.phase != RoundPhase.COMPLETE:
             detail = f": {state.failure_reason}" if state.failure_reason else ""
             raise ProtocolError(f"round {state.round_id} is {state.phase}, no result{detail}")
@@ -201,8 +302,8 @@ class AuditorServicer(pb_grpc.AuditorServiceServicer):
 
     @answers_errors(default=grpc.StatusCode.INVALID_ARGUMENT)
     def GetPrivacyBudget(self, request: pb.PrivacyBudgetRequest, context: Any) -> pb.PrivacyBudget:
-        self._auth.auditor(context)
-        return self._book.budget(list(request.companies))
+        with self._admit(context):
+            return self._book.budget(list(request.companies))
 
 
 def status_message(state: RoundState) -> pb.RoundStatus:

@@ -9,14 +9,24 @@ the round opens, "spent" in the transaction that stores its result, "refunded" i
 the one that fails it).
 
 `secure_delete` overwrites deleted rows, so a list dropped after its hop (and
-every final list after counting) does not linger in free pages. The key that
-seals tag private keys lives beside the database (mode 0600).
+every final list after counting) does not linger in free pages, and a WAL
+checkpoint (TRUNCATE) after each drop copies the overwritten pages into the
+database and empties the write-ahead log, which would otherwise still hold the
+relayed bytes. A round's tag private key is erased in the transaction that
+completes or fails it: a finished round's tags can never be opened from the disk
+again. The database (and its -wal and -shm) is created mode 0600, never through a
+symbolic link. The key that seals tag private keys lives beside the database
+(mode 0600).
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
+import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,10 +37,14 @@ from monoculture.analysis.budget import RoundCost
 from monoculture.analysis.release import ReleasePolicy
 from monoculture.coordinator.state import RoundState
 from monoculture.core.errors import ConfigError, ProtocolError
+from monoculture.core.protocol import TERMINAL_PHASES
+from monoculture.core.psi_crypto import x25519_key
 from monoculture.core.relay import RelayPeer
 from monoculture.core.sealing import LocalSealer
 from monoculture.core.timing import SYSTEM_CLOCK, Clock
 from monoculture.v1 import monoculture_pb2 as pb
+
+log = logging.getLogger("monoculture.coordinator")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS rounds (
@@ -142,10 +156,55 @@ class ListProgress:
     list_size: int
 
 
+def _symlink_refused(path: Path) -> ConfigError:
+    return ConfigError(
+        "is a symbolic link; the coordinator database is never opened through one",
+        where=str(path),
+        hint="remove the link (and find out who made it), then start the coordinator again",
+    )
+
+
+def _owner_only(path: Path) -> None:
+    """Make an existing file at `path` mode 0600 (warning if it was wider); refuse a symbolic link."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _symlink_refused(path) from None
+        raise ConfigError(f"cannot be opened ({exc.strerror})", where=str(path)) from None
+    try:
+        mode = stat.S_IMODE(os.fstat(descriptor).st_mode)
+        if mode & 0o077:
+            log.warning("%s was readable or writable by others (mode %o); now 0600", path, mode)
+            os.fchmod(descriptor, 0o600)
+    finally:
+        os.close(descriptor)
+
+
+def _prepare_database_files(path: Path) -> None:
+    """The database file created 0600 before SQLite opens it (SQLite gives its -wal and -shm the
+    database's mode), never through a symbolic link; existing files narrowed to 0600."""
+    for companion in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        _owner_only(companion)
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a link made since the check above
+            raise _symlink_refused(path) from None
+        raise ConfigError(
+            f"cannot create the coordinator database ({exc.strerror})", where=str(path)
+        ) from None
+    os.close(descriptor)
+    _owner_only(path.with_name(path.name + ".key"))
+
+
 class RoundStore:
     def __init__(self, path: Path, clock: Clock = SYSTEM_CLOCK) -> None:
         self._clock = clock
         path.parent.mkdir(parents=True, exist_ok=True)
+        _prepare_database_files(path)
         try:
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -164,6 +223,26 @@ class RoundStore:
             " AND round_id NOT IN (SELECT round_id FROM rounds)",
             (REFUNDED, self._clock.time(), RESERVED),
         )
+        self._forget_finished_keys()
+
+    def _forget_finished_keys(self) -> None:
+        """Erase the tag keys a database written before they were erased at the end of each round
+        still holds for finished rounds."""
+        rows = self._db.execute(
+            "SELECT round_id, state FROM rounds WHERE length(sealed_tag_key) > 0"
+        ).fetchall()
+        finished = [(b"", rid) for rid, state in rows if RoundState.from_json(state).phase in TERMINAL_PHASES]
+        if finished:
+            self._db.executemany("UPDATE rounds SET sealed_tag_key = ? WHERE round_id = ?", finished)
+            self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        """Copy every committed page into the database and empty the WAL, which would otherwise
+        keep the bytes of rows just deleted (`secure_delete` overwrites them in the database's
+        pages, not in the log's older frames). Called with the lock held."""
+        busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            log.warning("WAL checkpoint of %s was blocked; deleted data may stay in its -wal", self.path)
 
     def close(self) -> None:
         with self._lock:
@@ -192,28 +271,32 @@ class RoundStore:
             )
 
     def complete(self, state: RoundState, result_json: str) -> None:
-        """Store the released result and drop every chunk of the round, atomically."""
+        """Store the released result, drop every chunk of the round and erase its tag key,
+        atomically; then empty the WAL of them."""
         with self._lock:
             self._db.execute("BEGIN")
             self._db.execute(
-                "UPDATE rounds SET state = ?, result_json = ? WHERE round_id = ?",
-                (state.to_json(), result_json, state.round_id),
+                "UPDATE rounds SET state = ?, result_json = ?, sealed_tag_key = ? WHERE round_id = ?",
+                (state.to_json(), result_json, b"", state.round_id),
             )
             self._db.execute("DELETE FROM chunks WHERE round_id = ?", (state.round_id,))
             self._settle_budget(state.round_id, SPENT)
             self._db.execute("COMMIT")
+            self._checkpoint()
 
     def fail(self, state: RoundState) -> None:
-        """Store the failed state, drop the round's chunks and refund its reservation (nothing
-        was published), atomically."""
+        """Store the failed state, drop the round's chunks, erase its tag key and refund its
+        reservation (nothing was published), atomically; then empty the WAL of them."""
         with self._lock:
             self._db.execute("BEGIN")
             self._db.execute(
-                "UPDATE rounds SET state = ? WHERE round_id = ?", (state.to_json(), state.round_id)
+                "UPDATE rounds SET state = ?, sealed_tag_key = ? WHERE round_id = ?",
+                (state.to_json(), b"", state.round_id),
             )
             self._db.execute("DELETE FROM chunks WHERE round_id = ?", (state.round_id,))
             self._settle_budget(state.round_id, REFUNDED)
             self._db.execute("COMMIT")
+            self._checkpoint()
 
     def _settle_budget(self, round_id: str, status: str) -> None:
         self._db.execute(
@@ -235,8 +318,14 @@ class RoundStore:
             peers.setdefault(round_id, {})[company] = RelayPeer(company, relay, tag, cert, signature)
         stored = []
         for round_id, state_json, sealed, result_json, told in rows:
-            tag_key = self._sealer.open(sealed, round_id.encode())
             state = RoundState.from_json(state_json)
+            if sealed or state.phase not in TERMINAL_PHASES:
+                tag_key = self._sealer.open(sealed, round_id.encode())
+            else:
+                # A finished round's tag key was erased when it ended (complete, fail). Its tags
+                # are never opened again, but RoundBook._resume builds a TagOpener for every
+                # round: give it a fresh throwaway key, which opens nothing the round sent.
+                tag_key = x25519_key().private_bytes_raw()
             told_set = set(json.loads(told))
             stored.append(StoredRound(state, tag_key, result_json, told_set, peers.get(round_id, {})))
         return stored
@@ -324,10 +413,12 @@ class RoundStore:
             yield pb.ListChunk.FromString(bytes(row[0]))
 
     def drop_list(self, round_id: str, owner: str, hop: int) -> None:
+        """Delete a list's chunks (overwritten in place, `secure_delete`) and empty the WAL of them."""
         with self._lock:
             self._db.execute(
                 "DELETE FROM chunks WHERE round_id = ? AND list_owner = ? AND hop = ?", (round_id, owner, hop)
             )
+            self._checkpoint()
 
     # ---------------------------------------------------------------- audit
 

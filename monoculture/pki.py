@@ -3,22 +3,38 @@
 ca.pem / ca.key                        the deployment's CA (keep ca.key offline)
 coordinator.pem / coordinator.key      the coordinator, for HOST
 auditor.pem / auditor.key              round administration
-company-NAME.pem / company-NAME.key    one per company
+company-NAME.pem / company-NAME.key    one per company (`issue`: one-machine runs and tests)
+
+In a deployment a company's key never leaves it: `request_certificate` writes
+company-NAME.key and company-NAME.csr in the company's own folder, the auditor
+answers the .csr with `sign_request` (company-NAME.pem), and the parties pin
+each other by `fingerprint`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-from monoculture.core.errors import ConfigError
+from monoculture.core.errors import ConfigError, MonocultureError
 from monoculture.core.identity import (
     DEFAULT_DAYS,
+    CertifiedKey,
     Identity,
     Role,
+    certify,
     create_ca,
+    create_request,
     issue,
+    private_key_fingerprint,
+    public_key_fingerprint,
     read_certified_key,
+    read_pem,
+    refuse_symlinks,
+    requested_identity,
     write_certified_key,
+    write_key_file,
+    write_public_file,
 )
 from monoculture.transport import TlsFiles
 
@@ -37,16 +53,82 @@ def init_ca(folder: Path, days: int = DEFAULT_DAYS, force: bool = False) -> Path
     return cert_path
 
 
+def _read_ca(folder: Path) -> CertifiedKey:
+    if not (folder / "ca.key").exists():
+        raise ConfigError("no CA here", where=str(folder), hint="run `monoculture certs init` first")
+    return read_certified_key(folder / "ca.pem", folder / "ca.key")
+
+
 def issue_certificate(
     folder: Path, identity: Identity, host: str | None = None, days: int = DEFAULT_DAYS
 ) -> TlsFiles:
-    if not (folder / "ca.key").exists():
-        raise ConfigError("no CA here", where=str(folder), hint="run `monoculture certs init` first")
-    ca = read_certified_key(folder / "ca.pem", folder / "ca.key")
+    ca = _read_ca(folder)
     cert_path, key_path = write_certified_key(
         folder, _stem(identity), issue(ca, identity, host=host, days=days)
     )
     return TlsFiles(folder / "ca.pem", cert_path, key_path)
+
+
+@dataclass(frozen=True)
+class RequestFiles:
+    key_file: Path
+    request_file: Path
+    fingerprint: str  # of the key: the certificate the auditor returns must show the same
+
+
+def request_certificate(folder: Path, company: str, force: bool = False) -> RequestFiles:
+    """The company's side: a new key (mode 0600) and a CSR for it in `folder`."""
+    identity = Identity(Role.COMPANY, company)
+    stem = _stem(identity)
+    key_path, request_path = folder / f"{stem}.key", folder / f"{stem}.csr"
+    material = create_request(identity)  # checks the name first
+    if (key_path.exists() or key_path.is_symlink()) and not force:
+        raise ConfigError(
+            "a key already exists here", where=str(key_path),
+            hint="keep it (its certificate stays valid), or pass --force to make a new key and request",
+        )  # fmt: skip
+    refuse_symlinks(key_path, request_path)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    write_key_file(key_path, material.private_key_pem)
+    write_public_file(request_path, material.request_pem)
+    return RequestFiles(key_path, request_path, private_key_fingerprint(material.private_key_pem))
+
+
+@dataclass(frozen=True)
+class SignedRequest:
+    cert_file: Path
+    identity: Identity
+    fingerprint: str
+
+
+def sign_certificate(
+    folder: Path, request_path: Path, out: Path | None = None, days: int = DEFAULT_DAYS
+) -> SignedRequest:
+    """The auditor's side: the CA in `folder` signs a company's CSR; the key stays with
+    the company. The certificate goes to `out`, by default company-NAME.pem beside the CSR."""
+    ca = _read_ca(folder)
+    try:
+        identity, public_key = requested_identity(read_pem(request_path))
+    except MonocultureError as exc:
+        exc.where = str(request_path)
+        exc.hint = (
+            exc.hint or "give the path of the .csr the company sent (`monoculture certs request` made it)"
+        )
+        raise
+    certificate_pem = certify(ca, identity, public_key, days=days)
+    cert_path = out if out is not None else request_path.parent / f"{_stem(identity)}.pem"
+    write_public_file(cert_path, certificate_pem)
+    return SignedRequest(cert_path, identity, public_key_fingerprint(certificate_pem))
+
+
+def fingerprint(cert_path: Path) -> str:
+    """`sha256:HEX` of the public key in a certificate file (what daemons pin in `[peers]`)."""
+    try:
+        return public_key_fingerprint(read_pem(cert_path))
+    except MonocultureError as exc:
+        exc.where = exc.where or str(cert_path)
+        exc.hint = exc.hint or "give the path of a certificate (PEM), such as company-NAME.pem"
+        raise
 
 
 def tls_files(folder: Path, identity: Identity) -> TlsFiles:

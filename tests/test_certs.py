@@ -7,6 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from monoculture.core.errors import ProtocolError
 from monoculture.core.identity import (
@@ -15,6 +19,8 @@ from monoculture.core.identity import (
     create_ca,
     identity_of,
     issue,
+    private_key_fingerprint,
+    public_key_fingerprint,
     sign,
     verify_certificate,
     verify_signature,
@@ -73,3 +79,216 @@ def test_signatures_bind_to_the_certificate() -> None:
         verify_signature(other.certificate_pem, b"statement", signature)
     with pytest.raises(ProtocolError):
         verify_signature(google.certificate_pem, b"statemenT", signature)
+
+
+# ------------------------------------------------ request / sign / fingerprint
+
+
+def refused(done: subprocess.CompletedProcess[str], *words: str) -> None:
+    """Exit 2 with a plain error (no traceback) that says each of `words`."""
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr and done.stderr.startswith("error: "), done.stderr
+    for word in words:
+        assert word in done.stderr, (word, done.stderr)
+
+
+def enrol(tmp_path: Path, company: str = "bank-a") -> tuple[Path, Path, Path]:
+    """A CA folder, a company's folder with key and CSR, and the auditor's inbox holding a copy
+    of the CSR (the auditor never sees the company's folder)."""
+    ca_dir, own, inbox = tmp_path / "ca", tmp_path / company, tmp_path / "inbox"
+    assert certs("init", "--dir", str(ca_dir)).returncode == 0
+    done = certs("request", "--company", company, "--dir", str(own))
+    assert done.returncode == 0, done.stderr
+    inbox.mkdir()
+    csr = inbox / f"company-{company}.csr"
+    csr.write_bytes((own / f"company-{company}.csr").read_bytes())
+    return ca_dir, own, csr
+
+
+def request_for(uris: list[str]) -> bytes:
+    """A CSR, validly self-signed, naming these URIs (for requests `certs request` never makes)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "someone")])
+    )
+    if uris:
+        names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(uri) for uri in uris]
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+
+def test_request_then_sign_keeps_the_key_with_the_company(tmp_path: Path) -> None:
+    ca_dir, own, csr = enrol(tmp_path)
+    key = own / "company-bank-a.key"
+    assert key.stat().st_mode & 0o777 == 0o600
+    request = x509.load_pem_x509_csr(csr.read_bytes())
+    assert request.is_signature_valid
+    san = request.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.UniformResourceIdentifier) == ["monoculture:company:bank-a"]
+
+    done = certs("sign", "--dir", str(ca_dir), str(csr), "--days", "30")
+    assert done.returncode == 0, done.stderr
+    cert = csr.parent / "company-bank-a.pem"  # beside the CSR
+    pem = cert.read_bytes()
+    assert verify_certificate(pem, (ca_dir / "ca.pem").read_bytes()) == Identity(Role.COMPANY, "bank-a")
+    certificate = x509.load_pem_x509_certificate(pem)
+    assert certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
+    usage = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(usage) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+    lifetime = certificate.not_valid_after_utc - certificate.not_valid_before_utc
+    assert lifetime.days == 30
+    # The auditor never held the key: nothing secret but its own CA key in its folder.
+    assert sorted(path.name for path in ca_dir.iterdir()) == ["ca.key", "ca.pem"]
+    assert not list(csr.parent.glob("*.key"))
+
+    fingerprint = public_key_fingerprint(pem)
+    assert fingerprint == private_key_fingerprint(key.read_bytes())
+    assert f"fingerprint: {fingerprint}" in done.stdout and str(cert) in done.stdout
+    assert "company bank-a" in done.stdout
+    request_output = certs("request", "--company", "bank-a", "--dir", str(own), "--force").stdout
+    assert "fingerprint: sha256:" in request_output and "certs sign" in request_output
+    printed = certs("fingerprint", str(cert))
+    assert printed.returncode == 0 and printed.stdout == f"{fingerprint}\n" and not printed.stderr
+
+
+def test_sign_writes_where_asked_and_needs_a_ca(tmp_path: Path) -> None:
+    ca_dir, _, csr = enrol(tmp_path)
+    out = tmp_path / "issued" / "bank-a.pem"
+    out.parent.mkdir()
+    done = certs("sign", "--dir", str(ca_dir), str(csr), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert identity_of(out.read_bytes()) == Identity(Role.COMPANY, "bank-a")
+    refused(certs("sign", "--dir", str(tmp_path / "no-ca"), str(csr)), "no CA here", "certs init")
+
+
+def test_the_company_key_signs_what_its_signed_certificate_verifies(tmp_path: Path) -> None:
+    ca_dir, own, csr = enrol(tmp_path)
+    assert certs("sign", "--dir", str(ca_dir), str(csr)).returncode == 0
+    signature = sign((own / "company-bank-a.key").read_bytes(), b"statement")
+    verify_signature((csr.parent / "company-bank-a.pem").read_bytes(), b"statement", signature)
+
+
+def test_request_refuses_to_replace_a_key_or_a_bad_name(tmp_path: Path) -> None:
+    own = tmp_path / "own"
+    assert certs("request", "--company", "bank-a", "--dir", str(own)).returncode == 0
+    before = (own / "company-bank-a.key").read_bytes()
+    refused(certs("request", "--company", "bank-a", "--dir", str(own)), "a key already exists", "--force")
+    assert (own / "company-bank-a.key").read_bytes() == before
+    assert certs("request", "--company", "bank-a", "--dir", str(own), "--force").returncode == 0
+    assert (own / "company-bank-a.key").read_bytes() != before
+    refused(certs("request", "--company", "Not Valid", "--dir", str(own)), "company name")
+
+
+def test_a_tampered_request_is_refused(tmp_path: Path) -> None:
+    ca_dir, _, csr = enrol(tmp_path)
+    der = x509.load_pem_x509_csr(csr.read_bytes()).public_bytes(serialization.Encoding.DER)
+    assert der.count(b"company:bank-a") == 1
+    forged = x509.load_der_x509_csr(der.replace(b"company:bank-a", b"company:bank-b"))
+    csr.write_bytes(forged.public_bytes(serialization.Encoding.PEM))
+    refused(certs("sign", "--dir", str(ca_dir), str(csr)), str(csr), "signature does not verify", "again")
+    assert not list(csr.parent.glob("*.pem"))
+
+
+@pytest.mark.parametrize(
+    ("uris", "says"),
+    [
+        (["monoculture:coordinator:127.0.0.1"], "company requests only"),
+        (["monoculture:auditor:auditor"], "company requests only"),
+        (["monoculture:company:Not Valid"], "company name"),
+        (["monoculture:company:a", "monoculture:company:b"], "names 2 monoculture identities"),
+        ([], "names 0 monoculture identities"),
+        (["https://example.com/"], "names 0 monoculture identities"),
+    ],
+)
+def test_sign_refuses_requests_for_anything_but_one_valid_company(
+    tmp_path: Path, uris: list[str], says: str
+) -> None:
+    certs("init", "--dir", str(tmp_path / "ca"))
+    csr = tmp_path / "odd.csr"
+    csr.write_bytes(request_for(uris))
+    refused(certs("sign", "--dir", str(tmp_path / "ca"), str(csr)), str(csr), says, "what to do")
+    assert not list(tmp_path.glob("*.pem"))
+
+
+def test_missing_or_unreadable_files_are_named(tmp_path: Path) -> None:
+    certs("init", "--dir", str(tmp_path / "ca"))
+    missing = tmp_path / "missing.csr"
+    refused(certs("sign", "--dir", str(tmp_path / "ca"), str(missing)), str(missing), "cannot read")
+    refused(certs("fingerprint", str(tmp_path / "missing.pem")), "missing.pem", "cannot read")
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    refused(certs("fingerprint", str(junk)), str(junk), "PEM")
+    refused(certs("sign", "--dir", str(tmp_path / "ca"), str(junk)), str(junk), "PEM")
+    key_instead = tmp_path / "ca" / "ca.key"
+    refused(certs("fingerprint", str(key_instead)), str(key_instead), "unreadable certificate")
+
+
+def test_fingerprint_matches_issue_and_pins_the_key_not_the_name(tmp_path: Path) -> None:
+    certs("init", "--dir", str(tmp_path))
+    certs("issue", "--dir", str(tmp_path), "--company", "google")
+    first = certs("fingerprint", str(tmp_path / "company-google.pem")).stdout.strip()
+    assert first == private_key_fingerprint((tmp_path / "company-google.key").read_bytes())
+    certs("issue", "--dir", str(tmp_path), "--company", "google")  # same name, new key
+    second = certs("fingerprint", str(tmp_path / "company-google.pem")).stdout.strip()
+    assert second.startswith("sha256:") and len(second) == len("sha256:") + 64 and second != first
+
+
+# ------------------------------------------------ files at rest
+
+
+def test_keys_are_never_written_through_a_symlink(tmp_path: Path) -> None:
+    victim = tmp_path / "elsewhere.key"
+    victim.write_bytes(b"someone else's file\n")
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "company-bank-a.key").symlink_to(victim)
+    done = certs("request", "--company", "bank-a", "--dir", str(own), "--force")
+    refused(done, "company-bank-a.key", "symbolic link")
+    dangling = tmp_path / "dangling"
+    dangling.mkdir()
+    (dangling / "company-bank-a.key").symlink_to(tmp_path / "not-yet.key")
+    refused(certs("request", "--company", "bank-a", "--dir", str(dangling), "--force"), "symbolic link")
+    assert not (tmp_path / "not-yet.key").exists()
+
+    certs("init", "--dir", str(tmp_path / "ca"))
+    (tmp_path / "ca" / "company-google.key").symlink_to(victim)
+    refused(certs("issue", "--dir", str(tmp_path / "ca"), "--company", "google"), "symbolic link")
+    assert victim.read_bytes() == b"someone else's file\n"
+
+
+def test_certificates_and_requests_are_never_written_through_a_symlink(tmp_path: Path) -> None:
+    victim = tmp_path / "elsewhere.txt"
+    victim.write_bytes(b"untouched\n")
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "company-bank-a.csr").symlink_to(victim)
+    refused(certs("request", "--company", "bank-a", "--dir", str(own)), "company-bank-a.csr", "symbolic link")
+    assert not (own / "company-bank-a.key").exists()  # refused before writing anything
+
+    ca_dir, _, csr = enrol(tmp_path / "deployment")
+    (csr.parent / "company-bank-a.pem").symlink_to(victim)
+    refused(certs("sign", "--dir", str(ca_dir), str(csr)), "company-bank-a.pem", "symbolic link")
+    link = tmp_path / "out.pem"
+    link.symlink_to(victim)
+    refused(certs("sign", "--dir", str(ca_dir), str(csr), "--out", str(link)), "symbolic link")
+    (ca_dir / "company-google.pem").symlink_to(victim)
+    refused(certs("issue", "--dir", str(ca_dir), "--company", "google"), "symbolic link")
+    assert victim.read_bytes() == b"untouched\n"
+
+
+def test_reissue_leaves_a_once_readable_key_0600(tmp_path: Path) -> None:
+    certs("init", "--dir", str(tmp_path))
+    key = tmp_path / "company-google.key"
+    key.write_bytes(b"old\n")
+    key.chmod(0o644)
+    done = certs("issue", "--dir", str(tmp_path), "--company", "google")
+    assert done.returncode == 0, done.stderr
+    assert key.stat().st_mode & 0o777 == 0o600 and key.read_bytes().startswith(b"-----BEGIN")
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "company-bank-a.key").write_bytes(b"old\n")
+    (own / "company-bank-a.key").chmod(0o644)
+    assert certs("request", "--company", "bank-a", "--dir", str(own), "--force").returncode == 0
+    assert (own / "company-bank-a.key").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "ca.key").stat().st_mode & 0o777 == 0o600
+    assert not [path for path in tmp_path.rglob(".*.tmp")]  # no temporary file left behind

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from monoculture.analysis.budget import ReleaseFloor
 from monoculture.analysis.release import ReleasePolicy
 from monoculture.client.config import SECTIONS as CLIENT_SECTIONS
-from monoculture.client.config import ClientConfig, client_sections, load_client_config
+from monoculture.client.config import ClientConfig, client_sections, load_client_config, read_peers
 from monoculture.coordinator.config import SECTIONS as COORDINATOR_SECTIONS
 from monoculture.coordinator.config import (
     CoordinatorConfig,
@@ -95,6 +95,7 @@ def test_runtime_defaults_are_the_sections_defaults(tmp_path: Path) -> None:
     path.write_text(CLIENT_OK)
     client = read_toml(path)
     made = client_sections(ClientConfig(company="a", coordinator="x:1", data=InputSpec(Path("a.csv"))))
+    assert made.pop("peers").entries == read_peers(path, client) == {}  # none pinned by default
     assert made == {
         name: read_section(tmp_path, client, name, kind) for name, kind in CLIENT_SECTIONS.items()
     }
@@ -219,7 +220,7 @@ def test_comments_go_above_their_section_and_key() -> None:
         (
             CLIENT_OK + "[extra]\n",
             "unknown section [extra]",
-            "allowed sections: client, data, release_floor, tls",
+            "allowed sections: client, data, peers, release_floor, tls",
         ),
         (CLIENT_OK.replace('"a"', '"A B"'), "[client] company: ", ""),
         (

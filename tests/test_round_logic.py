@@ -198,8 +198,8 @@ def test_relaying_fails_when_a_relayed_list_is_altered_blaming_the_coordinator(h
     assert "fails authentication" in status.failure_reason
 
 
-def test_relaying_fails_when_a_company_uploads_an_unsealed_intermediate_list(harness: Harness) -> None:
-    round_id = harness.open_round()
+def test_an_unsealed_intermediate_list_is_refused_and_the_deadline_names_its_sender(harness: Harness) -> None:
+    round_id = harness.open_round(deadline_seconds=60)
     harness.step_all()
     chunk = pb.ListChunk(
         round_id=round_id, sender="alpha", list_owner="alpha", hop=0, chunk_index=0, chunk_count=1,
@@ -208,6 +208,12 @@ def test_relaying_fails_when_a_company_uploads_an_unsealed_intermediate_list(har
     with pytest.raises(LinkError) as refused:
         harness.daemons["alpha"]._stub.UploadList(iter([chunk]))
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "not sealed to beta" in refused.value.details()
+    # Refused, nothing kept: the round is as it was, and alpha's own step is still due.
+    assert harness.status(round_id).phase == RoundPhase.RELAYING
+    assert harness.book._store.progress(round_id, "alpha", 0).chunks == 0
+    harness.clock.advance(61)
+    harness.book.fail_overdue()
     status = harness.status(round_id)
     assert status.phase == RoundPhase.FAILED and status.failed_party == "alpha"
 
@@ -225,11 +231,12 @@ def _forge_final_tags(monkeypatch, forge) -> None:
     """The company uploading each final list alters the tags of its first chunk."""
     original = company_steps.outgoing_chunks
 
-    def altered(address, sender, outgoing, sealer, chunk_elements=16):
+    def altered(address, sender, outgoing, sealer, chunk_elements=16, signer=None):
         for chunk in original(address, sender, outgoing, None, chunk_elements):
             if address.hop == 2 and chunk.chunk_index == 0:
                 chunk.tags = forge(chunk.tags)
-            yield sealer.seal(chunk) if sealer is not None else chunk
+            sealed = sealer.seal(chunk) if sealer is not None else chunk
+            yield signer.sign(sealed) if signer is not None else sealed
 
     monkeypatch.setattr("monoculture.client.daemon.outgoing_chunks", altered)
 

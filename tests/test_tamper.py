@@ -45,5 +45,8 @@ def test_tampered_relay_fails_the_round_naming_the_hop(tmp_path: Path, mode: str
     assert "withdrew" in status.failure_reason
     # The hop: which list, which hop, relayed from whom to whom.
     assert "list of" in status.failure_reason and "hop 0 relayed from" in status.failure_reason
-    assert ("fails authentication" in status.failure_reason) or (mode == "swap")
+    # Every alteration changes what the sender signed (the evil coordinator renumbers chunks it
+    # drops, replays, reorders or swaps), so the receiver holds the chunk as evidence.
+    assert "does not carry" in status.failure_reason and "its evidence: chunk" in status.failure_reason
+    assert "recorded as a claim" in status.failure_reason  # the accused cannot judge itself
     assert "tampering" in (tmp_path / "coordinator.log").read_text()

@@ -42,7 +42,7 @@ from monoculture.core.psi_crypto import (
     decode_points,
     random_permutation,
 )
-from monoculture.core.relay import RelayKeys, RelayPeer, key_statement
+from monoculture.core.relay import RelayKeys, RelayPeer, chunk_statement, key_statement
 from monoculture.core.wire import ListAddress, list_chunks
 from monoculture.v1 import monoculture_pb2 as pb
 
@@ -162,7 +162,7 @@ def check_relay_sealing_with_code(data: dict[str, Any]) -> None:
         assert sender_keys.public_key.hex() == sender["relay_public_key"], name
         assert receiver_keys.public_key.hex() == receiver["relay_public_key"], name
         statement = key_statement(
-            round_id, sender["company"], sender_keys.public_key, h(sender["tag_public_key"])
+            round_id, sender["company"], sender_keys.public_key, h(sender["tag_public_key"]), case["roster"]
         )
         assert statement.hex() == case["sender_key_statement"], name
         sealer = sender_keys.sealer(_peer(receiver), round_id, sender["company"], owner, hop)
@@ -175,6 +175,7 @@ def check_relay_sealing_with_code(data: dict[str, Any]) -> None:
             sealed = sealer.seal(_header_chunk(chunk, sender["company"]))
             assert sealed.sealed.hex() == chunk["sealed"], where
             assert sealed.SerializeToString().hex() == chunk["wire_chunk"], where
+            assert chunk_statement(sealed).hex() == chunk["chunk_statement"], where
             opened = opener.open(pb.ListChunk.FromString(h(chunk["wire_chunk"])))
             assert (opened.points.hex(), opened.tags.hex()) == (chunk["points_field"], chunk["tags"]), where
             assert [p.hex() for p in decode_points(opened.points)] == chunk["points"], where
@@ -354,7 +355,11 @@ def test_independent_implementation_reproduces_the_relay_sealing() -> None:
         for party in (sender, receiver):
             assert ind.x25519_public(h(party["relay_private_key"])).hex() == party["relay_public_key"]
         statement = ind.key_statement(
-            case["round_id"], sender["company"], h(sender["relay_public_key"]), h(sender["tag_public_key"])
+            case["round_id"],
+            sender["company"],
+            h(sender["relay_public_key"]),
+            h(sender["tag_public_key"]),
+            case["roster"],
         )
         assert statement.hex() == case["sender_key_statement"]
         shared = ind.x25519_shared(h(receiver["relay_private_key"]), h(sender["relay_public_key"]))
@@ -377,6 +382,8 @@ def test_independent_implementation_reproduces_the_relay_sealing() -> None:
             assert ind.open_chunk(key, header["chunk_index"], sealed, aad) == body
             wire = ind.list_chunk(header, sender["company"], receiver["company"], sealed)
             assert wire.hex() == chunk["wire_chunk"]
+            statement = ind.chunk_statement(header, sender["company"], receiver["company"], sealed)
+            assert statement.hex() == chunk["chunk_statement"]
         for reject in case.get("must_reject", []):
             chunk = case["chunks"][reject["chunk"]]
             header = {**chunk["header"], **reject["header_changes"]}

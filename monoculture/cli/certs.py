@@ -1,20 +1,43 @@
-"""`monoculture certs init|issue`: the auditor's CA and the parties' certificates."""
+"""`monoculture certs`: the auditor's CA and the parties' certificates.
+
+init / issue             the auditor's CA; `issue` makes a party's key too (one-machine runs, tests)
+request / sign           a deployment: a company makes its key and a CSR, the auditor signs the CSR
+fingerprint              `sha256:HEX` of a certificate's key, which the companies pin (`[peers]`)
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from monoculture.cli.common import Commands, add_certs_folder
+
+
+def positive_days(value: str) -> int:
+    try:
+        days = int(value)
+    except ValueError:
+        days = 0
+    if days < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of days >= 1, got {value!r}")
+    return days
 
 
 def add_parser(commands: Commands) -> None:
     certs = commands.add_parser("certs", help="the auditor's certificates (mTLS identities)")
     actions = certs.add_subparsers(dest="action", required=True)
     init = actions.add_parser("init", help="create the deployment's CA")
-    issue = actions.add_parser("issue", help="issue a certificate")
-    for sub in (init, issue):
-        add_certs_folder(sub, "--dir", "the PKI folder (env MONOCULTURE_CERTS; default ./certs)")
-        sub.add_argument("--days", type=int, default=365, help="validity in days")
+    issue = actions.add_parser("issue", help="issue a certificate and its key (one-machine runs, tests)")
+    request = actions.add_parser(
+        "request", help="a company: make its key and a certificate request (CSR) for the auditor"
+    )
+    sign = actions.add_parser("sign", help="the auditor: sign a company's certificate request")
+    fingerprint = actions.add_parser(
+        "fingerprint", help="print the sha256 fingerprint of a certificate's public key (for [peers])"
+    )
+    for sub in (init, issue, sign):
+        add_certs_folder(sub, "--dir", "the CA's folder (env MONOCULTURE_CERTS; default ./certs)")
+        sub.add_argument("--days", type=positive_days, default=365, help="validity in days")
     init.add_argument("--force", action="store_true", help="replace an existing CA")
     init.set_defaults(handler=init_ca)
     who = issue.add_mutually_exclusive_group(required=True)
@@ -25,6 +48,25 @@ def add_parser(commands: Commands) -> None:
         help="the auditor's client certificate (round administration)",
     )  # fmt: skip
     issue.set_defaults(handler=issue_certificate)
+
+    add_certs_folder(
+        request, "--dir", "the company's own folder for its key (env MONOCULTURE_CERTS; default ./certs)"
+    )
+    request.add_argument("--company", required=True, metavar="NAME", help="this company's name")
+    request.add_argument("--force", action="store_true", help="replace an existing key")
+    request.set_defaults(handler=request_certificate)
+
+    sign.add_argument("request", type=Path, metavar="REQUEST.csr", help="the company's request")
+    sign.add_argument(
+        "--out",
+        type=Path,
+        metavar="CERT.pem",
+        help="where to write it (default: company-NAME.pem beside the CSR)",
+    )
+    sign.set_defaults(handler=sign_request)
+
+    fingerprint.add_argument("certificate", type=Path, metavar="CERT.pem")
+    fingerprint.set_defaults(handler=print_fingerprint)
 
 
 def init_ca(args: argparse.Namespace) -> int:
@@ -47,4 +89,42 @@ def issue_certificate(args: argparse.Namespace) -> int:
         identity, host = Identity(Role.AUDITOR, args.auditor), None
     files = issue(args.dir, identity, host=host, days=args.days)
     print(f"{identity}: certificate {files.cert_file}, key {files.key_file}; CA {files.ca_file}")
+    return 0
+
+
+def request_certificate(args: argparse.Namespace) -> int:
+    from monoculture.pki import request_certificate as request
+
+    files = request(args.dir, args.company, args.force)
+    print(f"key:         {files.key_file} (mode 0600: it never leaves this machine)")
+    print(f"request:     {files.request_file}")
+    print(f"fingerprint: {files.fingerprint}")
+    print(
+        f"next: send {files.request_file.name} to the auditor, who runs\n"
+        f"  monoculture certs sign --dir CA_DIR {files.request_file.name}\n"
+        f"and returns company-{args.company}.pem and ca.pem: put them in {files.key_file.parent}.\n"
+        f"`monoculture certs fingerprint company-{args.company}.pem` must then print the\n"
+        f"fingerprint above; give it to your peers for their [peers] section."
+    )
+    return 0
+
+
+def sign_request(args: argparse.Namespace) -> int:
+    from monoculture.pki import sign_certificate
+
+    signed = sign_certificate(args.dir, args.request, args.out, args.days)
+    print(f"certificate: {signed.cert_file}")
+    print(f"identity:    {signed.identity}")
+    print(f"fingerprint: {signed.fingerprint}")
+    print(
+        f"next: return {signed.cert_file.name} and ca.pem to {signed.identity.name}; it checks the\n"
+        f"fingerprint against the one `certs request` printed, and its peers pin it in [peers]."
+    )
+    return 0
+
+
+def print_fingerprint(args: argparse.Namespace) -> int:
+    from monoculture.pki import fingerprint
+
+    print(fingerprint(args.certificate))
     return 0

@@ -15,6 +15,8 @@ import inspect
 import json
 import tomllib
 import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -124,11 +126,26 @@ def render_toml(sections: dict[str, object], *, comments: bool) -> str:
     docstring and each key's doc go above it as `#` lines.
     """
     for name, section in sections.items():
-        check_section(name, section)
+        if not isinstance(section, FreeTable):
+            check_section(name, section)
     return "\n".join(_render_section(name, section, comments) for name, section in sections.items())
 
 
+@dataclass(frozen=True)
+class FreeTable:
+    """A section whose keys are names chosen by the user (e.g. [peers]: company = fingerprint),
+    with the comment written above it."""
+
+    doc: str
+    entries: Mapping[str, str]
+
+
 def _render_section(name: str, section: object, comments: bool) -> str:
+    if isinstance(section, FreeTable):
+        lines = _comment(section.doc) if comments else []
+        lines.append(f"[{name}]")
+        lines += [f"{toml_value(key)} = {toml_value(value)}" for key, value in section.entries.items()]
+        return "\n".join(lines) + "\n"
     if not dataclasses.is_dataclass(section) or isinstance(section, type):
         raise TypeError(f"[{name}]: expected a section dataclass instance, got {section!r}")
     lines = _comment(_section_doc(section)) if comments else []

@@ -182,6 +182,23 @@ def parse_failure(value: str) -> int | None:
     return None
 
 
+def input_digest(path: Path) -> str:
+    """Hex SHA-256 of the file's bytes, read 1 MiB at a time: what a company's sealed round
+    state is bound to, so that a changed input is noticed before a resume re-seals it."""
+    if path.is_dir():
+        raise InputError("is a folder, not a file", where=str(path))
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as handle:
+            while block := handle.read(1 << 20):
+                digest.update(block)
+    except FileNotFoundError:
+        raise InputError("file not found", where=str(path), hint="check the path") from None
+    except OSError as exc:
+        raise InputError(f"cannot be read ({exc.strerror})", where=str(path)) from None
+    return digest.hexdigest()
+
+
 def load_records(spec: InputSpec, *, groups: bool = False) -> CompanyRecords:
     """Read, check and de-duplicate one company's records; with `groups`, their group labels
     too (from `spec.group_column`, which must then be set). Without it the group column is

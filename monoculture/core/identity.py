@@ -9,7 +9,9 @@ Keys are ECDSA P-256; private keys are written with mode 0600.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import ipaddress
+import os
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -18,6 +20,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from monoculture.core.errors import ConfigError, ProtocolError
@@ -94,14 +97,32 @@ def issue(
     days: int = DEFAULT_DAYS,
     not_before: dt.datetime | None = None,
 ) -> CertifiedKey:
-    """A certificate for `identity` signed by the CA; `host` adds DNS/IP names (coordinator)."""
+    """A new key and a certificate for `identity` signed by the CA; `host` adds DNS/IP names
+    (coordinator). One-machine runs and tests: the CA's holder makes the key too
+    (in a deployment a company makes its key with `create_request`, and the CA `certify`s it)."""
+    key = _key()
+    certificate_pem = certify(ca, identity, key.public_key(), host=host, days=days, not_before=not_before)
+    return CertifiedKey(certificate_pem, _private_pem(key))
+
+
+def certify(
+    ca: CertifiedKey,
+    identity: Identity,
+    public_key: ec.EllipticCurvePublicKey,
+    *,
+    host: str | None = None,
+    days: int = DEFAULT_DAYS,
+    not_before: dt.datetime | None = None,
+) -> bytes:
+    """The certificate (PEM), signed by the CA, that gives `public_key` to `identity`:
+    BasicConstraints ca=False, the `monoculture:<role>:<name>` URI SAN (plus `host` as a
+    DNS or IP name), EKU serverAuth for the coordinator and clientAuth otherwise."""
     if identity.role == Role.COMPANY:
         check_company_name(identity.name)
     ca_cert = x509.load_pem_x509_certificate(ca.certificate_pem)
     ca_key = serialization.load_pem_private_key(ca.private_key_pem, password=None)
     if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
         raise ConfigError("the CA key is not an EC key")
-    key = _key()
     start = not_before or (_now() - dt.timedelta(minutes=5))
     names: list[x509.GeneralName] = [
         x509.UniformResourceIdentifier(f"{URI_PREFIX}{identity.role}:{identity.name}")
@@ -120,7 +141,7 @@ def issue(
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, identity.name)]))
         .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
+        .public_key(public_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(start)
         .not_valid_after(start + dt.timedelta(days=days))
@@ -129,7 +150,86 @@ def issue(
         .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    return CertifiedKey(certificate.public_bytes(serialization.Encoding.PEM), _private_pem(key))
+    return certificate.public_bytes(serialization.Encoding.PEM)
+
+
+# ------------------------------------------------------------ requests (CSRs)
+
+
+@dataclass(frozen=True)
+class CertificateRequest:
+    """A PKCS#10 request (PEM) and the private key (PEM) that signed it."""
+
+    request_pem: bytes
+    private_key_pem: bytes
+
+
+def create_request(identity: Identity) -> CertificateRequest:
+    """A new key and a request, signed by it, for a certificate naming `identity`
+    (the company's side: the key never leaves it; the CA checks the request with
+    `requested_identity` and answers with `certify`)."""
+    if identity.role == Role.COMPANY:
+        check_company_name(identity.name)
+    key = _key()
+    request = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, identity.name)]))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.UniformResourceIdentifier(f"{URI_PREFIX}{identity.role}:{identity.name}")]
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    return CertificateRequest(request.public_bytes(serialization.Encoding.PEM), _private_pem(key))
+
+
+_REDO_REQUEST = "ask the company to run `monoculture certs request` again and send the .csr unchanged"
+
+
+def requested_identity(request_pem: bytes) -> tuple[Identity, ec.EllipticCurvePublicKey]:
+    """The company a request names and its key, once the request is checked: it is signed
+    by the key it carries (P-256), and names exactly one monoculture identity, a company
+    with a valid name. Anything else is a ConfigError saying what is wrong."""
+    try:
+        request = x509.load_pem_x509_csr(request_pem)
+    except ValueError as exc:
+        raise ConfigError(
+            f"is not a certificate signing request ({exc})",
+            hint="sign the .csr file that `monoculture certs request` wrote",
+        ) from None
+    public_key = request.public_key()
+    if not isinstance(public_key, ec.EllipticCurvePublicKey) or public_key.curve.name != "secp256r1":
+        raise ConfigError("the request's key is not an ECDSA P-256 key", hint=_REDO_REQUEST)
+    if not request.is_signature_valid:
+        raise ConfigError(
+            "the request's signature does not verify: it was altered after it was made",
+            hint=_REDO_REQUEST,
+        )
+    try:
+        san = request.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        uris = san.get_values_for_type(x509.UniformResourceIdentifier)
+    except (ValueError, x509.ExtensionNotFound, x509.DuplicateExtension):
+        uris = []
+    claimed = [uri for uri in uris if uri.startswith(URI_PREFIX)]
+    if len(claimed) != 1:
+        raise ConfigError(
+            f"the request names {len(claimed)} monoculture identities; it must name exactly one",
+            hint=_REDO_REQUEST,
+        )
+    role, _, name = claimed[0][len(URI_PREFIX) :].partition(":")
+    if role != Role.COMPANY:
+        raise ConfigError(
+            f"the request asks for {claimed[0]!r}; `certs sign` signs company requests only",
+            hint="the auditor issues the coordinator's and its own certificates with "
+            "`monoculture certs issue --coordinator HOST` / `--auditor`",
+        )
+    try:
+        check_company_name(name)
+    except ProtocolError as exc:
+        raise ConfigError(f"the request's {exc.message}", hint=exc.hint) from None
+    return Identity(Role.COMPANY, name), public_key
 
 
 def identity_of(certificate_pem: bytes) -> Identity:
@@ -173,6 +273,42 @@ def verify_certificate(certificate_pem: bytes, ca_pem: bytes) -> Identity:
     return identity_of(certificate_pem)
 
 
+FINGERPRINT_PREFIX = "sha256:"
+
+
+def public_key_fingerprint(certificate_pem: bytes) -> str:
+    """`sha256:HEX` of the certificate's public key (DER SubjectPublicKeyInfo).
+
+    A company pins its peers by this (daemon `[peers]`): it names the key, so a
+    certificate the auditor issues for another key under the same name does
+    not match, whoever signed it.
+    """
+    try:
+        certificate = x509.load_pem_x509_certificate(certificate_pem)
+    except ValueError as exc:
+        raise ProtocolError(f"unreadable certificate ({exc})") from None
+    return key_fingerprint(certificate.public_key())
+
+
+def key_fingerprint(public_key: CertificatePublicKeyTypes) -> str:
+    """`sha256:HEX` of a public key (DER SubjectPublicKeyInfo): what `public_key_fingerprint`
+    gives for a certificate of that key."""
+    spki = public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(spki)
+    return FINGERPRINT_PREFIX + digest.finalize().hex()
+
+
+def private_key_fingerprint(private_key_pem: bytes) -> str:
+    """`sha256:HEX` of the public half of a private key (PEM)."""
+    key = serialization.load_pem_private_key(private_key_pem, password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ConfigError("private key is not an EC key")
+    return key_fingerprint(key.public_key())
+
+
 def sign(private_key_pem: bytes, message: bytes) -> bytes:
     key = serialization.load_pem_private_key(private_key_pem, password=None)
     if not isinstance(key, ec.EllipticCurvePrivateKey):
@@ -196,9 +332,45 @@ def verify_signature(certificate_pem: bytes, message: bytes, signature: bytes) -
 def write_certified_key(folder: Path, stem: str, material: CertifiedKey) -> tuple[Path, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     cert_path, key_path = folder / f"{stem}.pem", folder / f"{stem}.key"
-    cert_path.write_bytes(material.certificate_pem)
-    write_secret_file(key_path, material.private_key_pem)
+    refuse_symlinks(cert_path, key_path)
+    write_key_file(key_path, material.private_key_pem)
+    write_public_file(cert_path, material.certificate_pem)
     return cert_path, key_path
+
+
+def write_key_file(path: Path, private_key_pem: bytes) -> None:
+    """Write a private key: mode 0600 (also over an older, looser file), never through a link."""
+    try:
+        write_secret_file(path, private_key_pem)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the key ({exc.strerror})", where=str(path)) from None
+
+
+def refuse_symlinks(*paths: Path) -> None:
+    """Refuse, before writing anything, to write any of `paths` through a symbolic link."""
+    for path in paths:
+        if path.is_symlink():
+            raise ConfigError(
+                "is a symbolic link; certificates, requests and keys are never written through one",
+                where=str(path),
+                hint="remove the link (and find out who made it), then run the command again",
+            )
+
+
+def write_public_file(path: Path, data: bytes) -> None:
+    """Write a certificate or request (mode 0644), never through a symbolic link."""
+    refuse_symlinks(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+    try:
+        descriptor = os.open(path, flags, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            refuse_symlinks(path)
+        raise ConfigError(f"cannot write ({exc.strerror})", where=str(path)) from None
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def read_certified_key(cert_path: Path, key_path: Path) -> CertifiedKey:

@@ -7,11 +7,12 @@ The coordinator's round state machine lives in `monoculture.coordinator.state`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from monoculture.core.errors import ProtocolError
+from monoculture.core.errors import MalformedRequest, ProtocolError
 
 MAX_PARTIES = 16
 COMPANY_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
@@ -32,6 +33,19 @@ class RoundPhase(StrEnum):
 
 
 TERMINAL_PHASES = frozenset({RoundPhase.COMPLETE, RoundPhase.FAILED})
+
+
+ROUND_ID = re.compile(r"r-[0-9a-f]{16}")
+
+
+def check_round_id(round_id: str, sender: str = "") -> str:
+    """A round id is `r-` and 16 hex digits (the coordinator's new_round_id); anything else is
+    refused before it is used (it names files in a company's state folder)."""
+    if not ROUND_ID.fullmatch(round_id):
+        raise MalformedRequest(
+            f"malformed round id {round_id[:40]!r}: expected r- and 16 hex digits", where=sender
+        )
+    return round_id
 
 
 def check_company_name(name: str) -> None:

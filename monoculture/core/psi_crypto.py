@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from google.protobuf.message import DecodeError
 
-from monoculture.core.errors import ProtocolError
+from monoculture.core.errors import MalformedRequest, ProtocolError
 from monoculture.core.protocol import MAX_GROUP_LABELS
 
 POINT_SIZE = 33  # compressed P-256 point
@@ -45,9 +45,26 @@ PUBLIC_KEY_SIZE = 32
 _TAG_KEY_INFO = b"monoculture/v1 failure tag key"
 
 
+# A throwaway key to test public keys with: its secret is never used for anything else.
+_KEY_CHECKER = X25519PrivateKey.generate()
+
+
 def x25519_key(private_key: bytes | None = None) -> X25519PrivateKey:
     """A fresh X25519 key, or the one whose raw private bytes are given (restarts)."""
     return X25519PrivateKey.from_private_bytes(private_key) if private_key else X25519PrivateKey.generate()
+
+
+def check_x25519_public_key(public_key: bytes, what: str, owner: str) -> None:
+    """Refuse an X25519 public key that is not 32 bytes or has low order (an exchange with it
+    gives the all-zero secret, which cryptography refuses): `what` of `owner` is named."""
+    if len(public_key) != PUBLIC_KEY_SIZE:
+        raise MalformedRequest(
+            f"{what} of {owner} is {len(public_key)} bytes, not {PUBLIC_KEY_SIZE}", where=owner
+        )
+    try:
+        _KEY_CHECKER.exchange(X25519PublicKey.from_public_bytes(public_key))
+    except ValueError:
+        raise MalformedRequest(f"{what} of {owner} is a low-order point", where=owner) from None
 
 
 class InvalidPoint(ProtocolError):
@@ -90,6 +107,13 @@ class BlindingKey:
         except RuntimeError as exc:
             raise InvalidPoint(f"a list element is not a valid curve point ({exc})") from exc
         return list(response.encrypted_elements)
+
+
+def check_points(points: Sequence[bytes]) -> None:
+    """InvalidPoint unless every element decodes to a P-256 point (re-blinded under a
+    throwaway key, as the receiver of a relayed list would)."""
+    if points:
+        BlindingKey.fresh().reblind(points)
 
 
 def psi_two_party_cardinality(client_ids: Sequence[str], server_ids: Sequence[str]) -> int:

@@ -8,26 +8,44 @@ Chunk keys are HKDF-SHA256 of the X25519 secret, bound to (round, sender,
 receiver, list owner, hop); the nonce is the chunk index and the additional
 data every header field. So a flipped byte, a dropped, reordered or replayed
 chunk, a cut-short list, or a list moved to another place fails to open.
+
+The signed key statement also names the round's roster in ring order, so two companies
+shown different rosters never accept each other's keys. Every chunk also carries its
+sender's ECDSA signature over the header and the digest of what it carries: a receiver
+tells a chunk altered after it was signed (the coordinator, which checks every signature
+on arrival) from one its sender sealed wrong (core/blame.py).
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from google.protobuf.message import DecodeError
 
-from monoculture.core.errors import ProtocolError
-from monoculture.core.identity import Identity, Role, sign, verify_certificate, verify_signature
-from monoculture.core.psi_crypto import NONCE_SIZE, PUBLIC_KEY_SIZE, x25519_key
+from monoculture.core.errors import ConfigError, ProtocolError
+from monoculture.core.identity import (
+    Identity,
+    Role,
+    public_key_fingerprint,
+    sign,
+    verify_certificate,
+    verify_signature,
+)
+from monoculture.core.psi_crypto import NONCE_SIZE, check_x25519_public_key, x25519_key
 from monoculture.v1 import monoculture_pb2 as pb
 
 _KEY_INFO = b"monoculture/v1 relay chunk key"
 _STATEMENT = b"monoculture/v1 relay public key"
+_CHUNK_STATEMENT = b"monoculture/v1 chunk signature"
 GCM_TAG_SIZE = 16
 
 
@@ -36,9 +54,14 @@ def _field(value: str | bytes) -> bytes:
     return len(data).to_bytes(4, "big") + data
 
 
-def key_statement(round_id: str, company: str, relay_public_key: bytes, tag_public_key: bytes) -> bytes:
-    """What a company signs: its per-round public keys, bound to the round and its name."""
-    return _STATEMENT + b"".join(_field(v) for v in (round_id, company, relay_public_key, tag_public_key))
+def key_statement(
+    round_id: str, company: str, relay_public_key: bytes, tag_public_key: bytes, roster: Sequence[str]
+) -> bytes:
+    """What a company signs: its per-round public keys, bound to the round, its name and the
+    roster in ring order (as JoinRound gave it)."""
+    fields: list[str | bytes] = [round_id, company, relay_public_key, tag_public_key, str(len(roster))]
+    fields += roster
+    return _STATEMENT + b"".join(_field(v) for v in fields)
 
 
 @dataclass(frozen=True)
@@ -66,19 +89,43 @@ class RelayPeer:
             signature=self.signature,
         )
 
-    def verify(self, round_id: str, expected_company: str, ca_pem: bytes | None) -> None:
-        """Check the key is `expected_company`'s for this round (skipped without a CA: --insecure)."""
+    def verify(
+        self,
+        round_id: str,
+        expected_company: str,
+        ca_pem: bytes | None,
+        roster: Sequence[str],
+        pinned: str | None = None,
+    ) -> None:
+        """Check the keys are `expected_company`'s for this round and roster: well-formed, signed
+        by a certificate of the CA naming that company and, when `pinned` (its `sha256:HEX` in
+        the daemon's [peers]), holding that very key. The CA and the signature are skipped without
+        a CA (--insecure)."""
         if self.company != expected_company:
             raise ProtocolError(f"relay key of {self.company!r} given where {expected_company}'s was due")
-        if len(self.relay_public_key) != PUBLIC_KEY_SIZE:
-            raise ProtocolError("relay public key must be 32 bytes", where=expected_company)
+        check_x25519_public_key(self.relay_public_key, "relay public key", expected_company)
+        check_x25519_public_key(self.tag_public_key, "tag public key", expected_company)
         if ca_pem is None:
             return
         identity = verify_certificate(self.certificate_pem, ca_pem)
         if identity != Identity(Role.COMPANY, expected_company):
             raise ProtocolError(f"relay key certified for {identity}, not company {expected_company}")
-        statement = key_statement(round_id, self.company, self.relay_public_key, self.tag_public_key)
-        verify_signature(self.certificate_pem, statement, self.signature)
+        if pinned is not None and public_key_fingerprint(self.certificate_pem) != pinned:
+            raise ProtocolError(
+                f"the certificate of {expected_company} holds a key other than the one pinned for it "
+                f"({pinned}): the CA certified another key under that name",
+                where=expected_company,
+                hint="compare fingerprints with that company out of band (`monoculture certs fingerprint`)",
+            )
+        statement = key_statement(round_id, self.company, self.relay_public_key, self.tag_public_key, roster)
+        try:
+            verify_signature(self.certificate_pem, statement, self.signature)
+        except ProtocolError:
+            raise ProtocolError(
+                f"the keys of {expected_company} are not signed for this round and roster "
+                f"({', '.join(roster)}): it was shown another roster, or the keys were replaced",
+                where=expected_company,
+            ) from None
 
 
 class RelayKeys:
@@ -99,8 +146,9 @@ class RelayKeys:
         tag_public_key: bytes,
         certificate_pem: bytes,
         private_key_pem: bytes | None,
+        roster: Sequence[str],
     ) -> RelayPeer:
-        statement = key_statement(round_id, company, self.public_key, tag_public_key)
+        statement = key_statement(round_id, company, self.public_key, tag_public_key, roster)
         signature = sign(private_key_pem, statement) if private_key_pem else b""
         return RelayPeer(company, self.public_key, tag_public_key, certificate_pem, signature)
 
@@ -126,6 +174,58 @@ def _header_aad(chunk: pb.ListChunk) -> bytes:
         str(chunk.chunk_index), str(chunk.chunk_count), str(chunk.list_size), str(chunk.chunk_elements),
     )  # fmt: skip
     return b"monoculture/v1 relay chunk" + b"".join(_field(v) for v in fields)
+
+
+def chunk_statement(chunk: pb.ListChunk) -> bytes:
+    """What a sender signs for each chunk: every header field, and the SHA-256 of what it
+    carries (`sealed`, or points and tags at the last hop)."""
+    body = hashlib.sha256()
+    for part in (chunk.sealed, chunk.points, chunk.tags):
+        body.update(_field(part))
+    return _CHUNK_STATEMENT + _header_aad(chunk) + body.digest()
+
+
+class ChunkSigner:
+    """Signs a company's chunks with its certificate key (loaded once)."""
+
+    def __init__(self, private_key_pem: bytes) -> None:
+        key = serialization.load_pem_private_key(private_key_pem, password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ConfigError("the certificate's private key is not an EC key")
+        self._key = key
+
+    def sign(self, chunk: pb.ListChunk) -> pb.ListChunk:
+        # RFC 6979 deterministic ECDSA: a re-sent chunk (a retry, a restart) is the same bytes, so
+        # the coordinator stores it once; and no signing nonce can repeat.
+        chunk.signature = self._key.sign(
+            chunk_statement(chunk), ec.ECDSA(hashes.SHA256(), deterministic_signing=True)
+        )
+        return chunk
+
+
+class ChunkVerifier:
+    """Checks chunks carry their sender's signature (the sender's certificate, loaded once)."""
+
+    def __init__(self, certificate_pem: bytes, sender: str) -> None:
+        self._key = _public_key(certificate_pem)
+        self.sender = sender
+
+    def signed_by_sender(self, chunk: pb.ListChunk) -> bool:
+        try:
+            self._key.verify(chunk.signature, chunk_statement(chunk), ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
+            return False
+        return True
+
+
+def _public_key(certificate_pem: bytes) -> ec.EllipticCurvePublicKey:
+    try:
+        public = x509.load_pem_x509_certificate(certificate_pem).public_key()
+    except ValueError as exc:
+        raise ProtocolError(f"unreadable certificate ({exc})") from None
+    if not isinstance(public, ec.EllipticCurvePublicKey):
+        raise ProtocolError("certificate key is not an EC key")
+    return public
 
 
 def _nonce(chunk: pb.ListChunk) -> bytes:
@@ -165,6 +265,7 @@ class ChunkOpener:
         opened = pb.ListChunk()
         opened.CopyFrom(chunk)
         opened.sealed = b""
+        opened.signature = b""
         opened.points = body.points
         opened.tags = body.tags
         return opened

@@ -7,6 +7,7 @@ under a 32-byte key from os.urandom kept in a mode-0600 file.
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -20,13 +21,43 @@ _NONCE_SIZE = 12
 
 
 def write_secret_file(path: Path, data: bytes, *, exclusive: bool = False) -> None:
-    """Write `data` to a file created with mode 0600 (never readable by others, even briefly)."""
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)
-    descriptor = os.open(path, flags, 0o600)
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+    """Write `data` to a file created with mode 0600 (never readable by others, even briefly).
+
+    Never through a symbolic link: a link at `path` is refused (ConfigError). Files
+    are created with O_EXCL | O_NOFOLLOW. Replacing a file (not `exclusive`) writes a
+    fresh 0600 file beside it and renames it over the old one: the result is 0600
+    whatever the old file's mode, a hard link to the old file keeps the old bytes, and
+    a crash leaves the old file or the new one, never half of one. `exclusive`
+    refuses an existing file (FileExistsError).
+    """
+    refused = ConfigError(
+        "is a symbolic link; a secret is never written through one",
+        where=str(path),
+        hint="remove the link (and find out who made it), then run the command again",
+    )
+    if path.is_symlink():
+        raise refused
+    target = path if exclusive else path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
+    try:
+        descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise refused from None
+        raise
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o600)
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if target != path:
+            if path.is_symlink():  # made meanwhile: the rename would replace it, but say so
+                raise refused
+            os.replace(target, path)
+    except BaseException:
+        if target != path:
+            target.unlink(missing_ok=True)
+        raise
 
 
 class LocalSealer:

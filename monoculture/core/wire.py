@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from monoculture.core.errors import ProtocolError
+from monoculture.core.errors import MalformedRequest, ProtocolError
 from monoculture.core.psi_crypto import POINT_SIZE, TAG_SIZE, decode_points, encode_points, split_points
 from monoculture.v1 import monoculture_pb2 as pb
 
@@ -28,6 +28,23 @@ class ListAddress:
 
     def describe(self) -> str:
         return f"round {self.round_id}, list of {self.list_owner}, hop {self.hop}"
+
+
+# An ECDSA P-256 signature in DER is at most 72 bytes.
+MAX_SIGNATURE_BYTES = 72
+_GCM_TAG_BYTES = 16
+
+
+def _field_bytes(length: int) -> int:
+    """Bytes a length-delimited protobuf field of `length` bytes takes (field number < 16)."""
+    return 1 + (length.bit_length() + 6) // 7 + length if length else 0
+
+
+def sealed_size(elements: int) -> int:
+    """The exact length of `sealed` for a chunk of `elements` elements: AES-GCM over a
+    ListChunkBody of their points (a psi.Request: reveal flag, 33-byte points) and tags."""
+    points = 2 + elements * _field_bytes(POINT_SIZE)
+    return _field_bytes(points) + _field_bytes(elements * TAG_SIZE) + _GCM_TAG_BYTES
 
 
 def chunk_count(list_size: int, chunk_elements: int = CHUNK_ELEMENTS) -> int:
@@ -113,6 +130,13 @@ class ChunkSequence:
             raise ProtocolError(f"chunk claims sender {chunk.sender!r}", where=self.sender)
         if chunk.list_size != self.list_size:
             raise ProtocolError("chunks of one list declare different sizes", where=chunk.sender)
+        if chunk.chunk_index >= self.chunk_count:
+            raise MalformedRequest(
+                f"chunk {chunk.chunk_index} of a list announced as {self.chunk_count} chunks",
+                where=chunk.sender,
+            )
+        if len(chunk.signature) > MAX_SIGNATURE_BYTES:
+            raise MalformedRequest("a chunk signature longer than an ECDSA signature", where=chunk.sender)
         if chunk.chunk_index != self.received:
             raise ProtocolError(
                 f"chunk {chunk.chunk_index} arrived where chunk {self.received} was due",
@@ -123,6 +147,12 @@ class ChunkSequence:
         if chunk.sealed:
             if chunk.points or chunk.tags:
                 raise ProtocolError("a sealed chunk also carries clear points or tags", where=chunk.sender)
+            if len(chunk.sealed) != sealed_size(chunk.chunk_elements):
+                raise MalformedRequest(
+                    f"sealed chunk {chunk.chunk_index} is {len(chunk.sealed)} bytes; "
+                    f"{chunk.chunk_elements} elements seal to {sealed_size(chunk.chunk_elements)}",
+                    where=chunk.sender,
+                )
         else:
             chunk_content(chunk)
         self.elements += chunk.chunk_elements

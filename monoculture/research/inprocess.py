@@ -76,7 +76,7 @@ def _run_round(
     for name, party in parties.items():
         labels = state.group_labels_of(name)
         sealers[name] = TagSealer(state.round_id, name, opener.public_key, group_labels=labels)
-        peers[name] = party.relay.signed(state.round_id, name, sealers[name].public_key, b"", None)
+        peers[name] = party.relay.signed(state.round_id, name, sealers[name].public_key, b"", None, names)
         company_tags[name] = opener.opener_for(state.round_id, name, sealers[name].public_key, labels)
         state.enroll(name, len(party.records), 0.0)
     lists: dict[tuple[str, int], list[pb.ListChunk]] = {}

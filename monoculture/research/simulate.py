@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -34,7 +34,7 @@ from monoculture.coordinator.config import (
 from monoculture.core.config import render_toml
 from monoculture.core.dataset import InputSpec, load_records
 from monoculture.core.errors import MonocultureError, RoundFailed
-from monoculture.core.identity import Identity, Role
+from monoculture.core.identity import Identity, Role, public_key_fingerprint
 from monoculture.memory import peak_rss_bytes
 from monoculture.pki import local_deployment, tls_files
 from monoculture.transport import TlsFiles
@@ -155,11 +155,13 @@ def start_company(
     tls: TlsFiles | None = None,
     chunk_elements: int | None = None,
     workers: int = 1,
+    peers: Mapping[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start `monoculture client run` for one company (`tls` None: --insecure).
 
     `chunk_elements` None: the default; `workers`: blinding processes, 1 by default, since
-    here every company shares one machine.
+    here every company shares one machine. `peers`: its [peers]; None pins every company
+    certificate beside its own (a one-machine deployment, where one folder holds them all).
     """
     workdir = workdir.resolve()  # the file's relative paths would be read from its own folder
     settings = ClientConfig(
@@ -173,11 +175,21 @@ def start_company(
         chunk_elements=chunk_elements or ClientConfig.chunk_elements,
         state_dir=workdir / f"client-state-{company.name}",
         workers=workers,
+        peers=local_peers(tls.cert_file.parent) if peers is None and tls is not None else (peers or {}),
     )
     config = workdir / f"client-{company.name}.toml"
     config.write_text(render_toml(client_sections(settings), comments=False), encoding="utf-8")
     args = ["-m", "monoculture", "client", "run", "--config", str(config), *_insecure_flag(tls)]
     return _spawn(args, workdir / f"client-{company.name}.log", stack)
+
+
+def local_peers(folder: Path) -> dict[str, str]:
+    """[peers] for a one-machine deployment: the fingerprint of every company certificate in
+    `folder` (company-NAME.pem, as `certs issue` and `certs sign` name them)."""
+    return {
+        path.stem.removeprefix("company-"): public_key_fingerprint(path.read_bytes())
+        for path in sorted(folder.glob("company-*.pem"))
+    }
 
 
 def check_inputs(

@@ -387,6 +387,7 @@ class ListChunk(google.protobuf.message.Message):
     CHUNK_ELEMENTS_FIELD_NUMBER: builtins.int
     RECEIVER_FIELD_NUMBER: builtins.int
     SEALED_FIELD_NUMBER: builtins.int
+    SIGNATURE_FIELD_NUMBER: builtins.int
     round_id: builtins.str
     sender: builtins.str
     """the company that produced this hop"""
@@ -405,6 +406,11 @@ class ListChunk(google.protobuf.message.Message):
     """the company the chunk is sealed to"""
     sealed: builtins.bytes
     """AES-GCM of ListChunkBody to `receiver`"""
+    signature: builtins.bytes
+    """The sender's ECDSA signature (its certificate key) over the header and the SHA-256 of
+    `sealed` (or of points and tags at the last hop): blame with evidence (docs/PROTOCOL.md,
+    "Blame"). Empty with --insecure.
+    """
     def __init__(
         self,
         *,
@@ -420,8 +426,9 @@ class ListChunk(google.protobuf.message.Message):
         chunk_elements: builtins.int = ...,
         receiver: builtins.str = ...,
         sealed: builtins.bytes = ...,
+        signature: builtins.bytes = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["chunk_count", b"chunk_count", "chunk_elements", b"chunk_elements", "chunk_index", b"chunk_index", "hop", b"hop", "list_owner", b"list_owner", "list_size", b"list_size", "points", b"points", "receiver", b"receiver", "round_id", b"round_id", "sealed", b"sealed", "sender", b"sender", "tags", b"tags"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["chunk_count", b"chunk_count", "chunk_elements", b"chunk_elements", "chunk_index", b"chunk_index", "hop", b"hop", "list_owner", b"list_owner", "list_size", b"list_size", "points", b"points", "receiver", b"receiver", "round_id", b"round_id", "sealed", b"sealed", "sender", b"sender", "signature", b"signature", "tags", b"tags"]) -> None: ...
 
 global___ListChunk = ListChunk
 
@@ -492,12 +499,17 @@ class WithdrawRequest(google.protobuf.message.Message):
     COMPANY_FIELD_NUMBER: builtins.int
     REASON_FIELD_NUMBER: builtins.int
     BLAMED_FIELD_NUMBER: builtins.int
+    EVIDENCE_FIELD_NUMBER: builtins.int
     round_id: builtins.str
     company: builtins.str
     reason: builtins.str
     """never an id, a file name or a line"""
     blamed: builtins.str
     """the party at fault, when it is another"""
+    @property
+    def evidence(self) -> global___BlameEvidence:
+        """What backs `blamed`: without it the coordinator records a claim, never a verdict."""
+
     def __init__(
         self,
         *,
@@ -505,10 +517,38 @@ class WithdrawRequest(google.protobuf.message.Message):
         company: builtins.str = ...,
         reason: builtins.str = ...,
         blamed: builtins.str = ...,
+        evidence: global___BlameEvidence | None = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["blamed", b"blamed", "company", b"company", "reason", b"reason", "round_id", b"round_id"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["evidence", b"evidence"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["blamed", b"blamed", "company", b"company", "evidence", b"evidence", "reason", b"reason", "round_id", b"round_id"]) -> None: ...
 
 global___WithdrawRequest = WithdrawRequest
+
+@typing.final
+class BlameEvidence(google.protobuf.message.Message):
+    """A relayed chunk that did not open, as the receiver got it, and the receiver's relay private
+    key for the round, so the coordinator can check the sender's signature and the sealing
+    itself (docs/PROTOCOL.md, "Blame"). Revealing the key exposes only lists sealed to this
+    receiver in a round that is failing.
+    """
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    CHUNK_FIELD_NUMBER: builtins.int
+    RECEIVER_RELAY_PRIVATE_KEY_FIELD_NUMBER: builtins.int
+    receiver_relay_private_key: builtins.bytes
+    @property
+    def chunk(self) -> global___ListChunk: ...
+    def __init__(
+        self,
+        *,
+        chunk: global___ListChunk | None = ...,
+        receiver_relay_private_key: builtins.bytes = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["chunk", b"chunk"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["chunk", b"chunk", "receiver_relay_private_key", b"receiver_relay_private_key"]) -> None: ...
+
+global___BlameEvidence = BlameEvidence
 
 @typing.final
 class CompanyStatusRequest(google.protobuf.message.Message):

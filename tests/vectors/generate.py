@@ -276,8 +276,10 @@ def _relay_case(
     sender: dict[str, str],
     receiver: dict[str, str],
     chunks: list[tuple[int, int, int, list[int]]],
+    roster: list[str],
 ) -> dict[str, Any]:
-    """chunks: (chunk_index, chunk_count, list_size, scalars of the chunk's points)."""
+    """chunks: (chunk_index, chunk_count, list_size, scalars of the chunk's points); roster: the
+    ring the sender's key statement names."""
     shared = ind.x25519_shared(
         bytes.fromhex(sender["relay_private_key"]), bytes.fromhex(receiver["relay_public_key"])
     )
@@ -310,6 +312,9 @@ def _relay_case(
                 "nonce": ind.nonce(index).hex(),
                 "sealed": sealed.hex(),
                 "wire_chunk": ind.list_chunk(header, sender["company"], receiver["company"], sealed).hex(),
+                "chunk_statement": ind.chunk_statement(
+                    header, sender["company"], receiver["company"], sealed
+                ).hex(),
             }
         )
     return {
@@ -319,17 +324,23 @@ def _relay_case(
         "hop": hop,
         "sender": sender,
         "receiver": receiver,
+        "roster": roster,
         "sender_key_statement": ind.key_statement(
             round_id,
             sender["company"],
             bytes.fromhex(sender["relay_public_key"]),
             bytes.fromhex(sender["tag_public_key"]),
+            roster,
         ).hex(),
         "shared_secret": shared.hex(),
         "hkdf_info": ind.relay_key_info(round_id, sender["company"], receiver["company"], owner, hop).hex(),
         "chunk_key": key.hex(),
         "chunks": out,
     }
+
+
+RING3 = ["google", "microsoft", "ibm"]
+RING12 = [LONG_NAME, *(f"company-{i}" for i in range(10)), "z" * 64]
 
 
 def relay_sealing() -> dict[str, Any]:
@@ -341,20 +352,21 @@ def relay_sealing() -> dict[str, Any]:
         _relay_case(
             "k = 3, hop 0: google's own list to microsoft, 3 points in chunks of 2 "
             "(RFC 7748 keys: sender = Alice, receiver = Bob)",
-            ROUND, "google", 0, google, microsoft, [(0, 2, 3, [1, 2]), (1, 2, 3, [3])],
+            ROUND, "google", 0, google, microsoft, [(0, 2, 3, [1, 2]), (1, 2, 3, [3])], RING3,
         ),
         _relay_case(
             "k = 3, hop 1 = k - 2 (the last sealed hop; hop k - 1 goes to the coordinator open): "
             "google's list, microsoft to ibm",
-            ROUND, "google", 1, microsoft, ibm, [(0, 1, 1, [4])],
+            ROUND, "google", 1, microsoft, ibm, [(0, 1, 1, [4])], RING3,
         ),
         _relay_case(
             "k = 12, hop 10 (two digits), longest names, long round id, chunk index 300 "
             "(a two-byte nonce) of a list of 601 in chunks of 2",
-            LONG_ROUND, LONG_NAME, 10, long_sender, long_receiver, [(300, 301, 601, [5])],
+            LONG_ROUND, LONG_NAME, 10, long_sender, long_receiver, [(300, 301, 601, [5])], RING12,
         ),
         _relay_case(
-            "an empty list: one chunk, no points, no tags", ROUND, "ibm", 0, ibm, google, [(0, 1, 0, [])]
+            "an empty list: one chunk, no points, no tags", ROUND, "ibm", 0, ibm, google, [(0, 1, 0, [])],
+            RING3,
         ),
     ]  # fmt: skip
     cases[0]["must_reject"] = [

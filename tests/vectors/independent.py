@@ -190,9 +190,19 @@ def group_tag_plaintext(bit: int, code: int) -> bytes:
 # ------------------------------------------------------------------ relays
 
 
-def key_statement(round_id: str, company: str, relay_public_key: bytes, tag_public_key: bytes) -> bytes:
-    fields = (round_id, company, relay_public_key, tag_public_key)
+def key_statement(
+    round_id: str, company: str, relay_public_key: bytes, tag_public_key: bytes, roster: list[str]
+) -> bytes:
+    """The signed enrolment: keys bound to round, name, and the roster in ring order (its length first)."""
+    fields = (round_id, company, relay_public_key, tag_public_key, str(len(roster)), *roster)
     return b"monoculture/v1 relay public key" + b"".join(length_prefixed(f) for f in fields)
+
+
+def chunk_statement(header: dict[str, Any], sender: str, receiver: str, sealed: bytes) -> bytes:
+    """What a sender signs for a sealed chunk: the relay AAD of its header, then SHA-256 over the
+    length-prefixed sealed bytes, points and tags (the last two empty once sealed)."""
+    digest = hashlib.sha256(length_prefixed(sealed) + length_prefixed(b"") + length_prefixed(b"")).digest()
+    return b"monoculture/v1 chunk signature" + chunk_aad(header, sender, receiver) + digest
 
 
 def relay_key_info(round_id: str, sender: str, receiver: str, owner: str, hop: int) -> bytes:

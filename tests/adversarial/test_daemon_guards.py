@@ -1,0 +1,143 @@
+"""Issue 11: a company daemon against a coordinator that asks what the protocol does not
+allow. The coordinator here is the in-process one (tests/support/harness.py: the real
+RoundBook and servicers; the real daemons); the cheating coordinator is played by handing
+a daemon work no honest coordinator sends.
+
+Each test fails on the code before issue 11 (noted in its docstring) and passes now.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+from pathlib import Path
+
+import pytest
+from support.harness import Harness
+
+from monoculture.client.company import ListInTransit, ListReceiver
+from monoculture.core.blame import RelayFault
+from monoculture.core.protocol import RoundPhase
+from monoculture.core.relay import RelayKeys
+from monoculture.core.wire import ListAddress, sealed_size
+from monoculture.v1 import monoculture_pb2 as pb
+
+POPULATION = {
+    "alpha": [(f"person-{i}", i % 2) for i in range(40)],
+    "beta": [(f"person-{i}", i % 3 == 0) for i in range(10, 50)],
+    "gamma": [(f"person-{i}", i % 5 == 0) for i in range(5, 45)],
+}
+
+
+@pytest.fixture
+def harness(tmp_path: Path):
+    population = {name: [(i, int(f)) for i, f in rows] for name, rows in POPULATION.items()}
+    h = Harness(tmp_path, population)
+    yield h
+    h.close()
+
+
+def uploads(harness: Harness) -> int:
+    return harness.network.calls.count("UploadList")
+
+
+@pytest.mark.parametrize("round_id", ["../../etc/passwd", "r-XYZ", "", "r-" + "0" * 400])
+def test_a_malformed_round_id_from_the_coordinator_is_ignored(harness: Harness, round_id: str) -> None:
+    """Before: the daemon used the id to name a file in its state folder and crashed."""
+    daemon = harness.daemons["alpha"]
+    for work in (
+        pb.PollWorkResponse(join_round=pb.JoinRound(round_id=round_id, roster=["alpha", "beta"])),
+        pb.PollWorkResponse(blind_list=pb.BlindList(round_id=round_id, list_owner="alpha")),
+        pb.PollWorkResponse(round_ended=pb.RoundEnded(round_id=round_id, phase="FAILED")),
+    ):
+        daemon._handle(work)  # logs and ignores; raises nothing
+    state = harness.configs["alpha"].state_dir
+    assert not [p.name for p in state.iterdir() if p.name.startswith("round-")]  # no file named by it
+    assert "Withdraw" not in harness.network.calls  # nothing to withdraw from
+
+
+@pytest.mark.parametrize(
+    ("owner", "hop", "why"),
+    [
+        ("beta", 1, "at a hop the ring gives gamma"),  # beta's list at hop 1 is gamma's work
+        ("alpha", 2, "at a hop the ring gives gamma"),  # its own list past hop 0
+        ("alpha", 7, "a list or hop this round does not have"),
+        ("nobody", 0, "a list or hop this round does not have"),
+    ],
+)
+def test_work_off_the_signed_ring_is_refused_before_anything_is_sent(
+    harness: Harness, owner: str, hop: int, why: str
+) -> None:
+    """Before: a daemon blinded whatever list at whatever hop the coordinator asked for (a
+    blinding oracle: a list of the coordinator's choosing, under this company's key)."""
+    round_id = harness.open_round()
+    harness.step_all()  # everyone joined and enrolled
+    before = uploads(harness)
+    harness.daemons["alpha"]._blind(pb.BlindList(round_id=round_id, list_owner=owner, hop=hop))
+    status = harness.status(round_id)
+    assert status.phase == RoundPhase.FAILED and why in status.failure_reason
+    assert "alpha withdrew" in status.failure_reason and status.failed_party == "coordinator"
+    assert uploads(harness) == before
+
+
+def test_a_second_different_list_at_one_hop_is_refused(harness: Harness) -> None:
+    """Before: asked twice for the same hop, a daemon blinded both lists."""
+    round_id = harness.open_round()
+    harness.step_all()
+    daemon = harness.daemons["beta"]
+    company_round = daemon._round(round_id)
+    assert company_round is not None
+    work = pb.BlindList(round_id=round_id, list_owner="alpha", hop=1)
+    first = ListInTransit(bytearray(b"\x02" * 33), bytearray(29))
+    daemon._check_once_per_hop(company_round, work, first)
+    daemon._check_once_per_hop(company_round, work, first)  # the same list again: a restart's retry
+    harness.restart_company("beta")  # the digest is in the sealed state, not only in memory
+    daemon = harness.daemons["beta"]
+    company_round = daemon._round(round_id)
+    assert company_round is not None
+    with pytest.raises(RelayFault, match="a second, different list of alpha at hop 1"):
+        daemon._check_once_per_hop(company_round, work, ListInTransit(bytearray(b"\x03" * 33), bytearray(29)))
+
+
+def test_an_input_changed_between_join_and_a_restart_refuses_the_resume(harness: Harness) -> None:
+    """Before: the restarted daemon sealed the new file's bits under the round's tag key and
+    the same AES-GCM nonces (one per hop-0 position): nonce reuse."""
+    round_id = harness.open_round()
+    harness.step_all()
+    data = harness.configs["beta"].data.path
+    data.write_text(data.read_text().replace("person-12,1", "person-12,0"), encoding="utf-8")
+    harness.restart_company("beta")
+    before = uploads(harness)
+    harness.step("beta")
+    status = harness.status(round_id)
+    assert status.phase == RoundPhase.FAILED and status.failed_party == "beta"
+    assert uploads(harness) == before
+    log_hint = "its input was refused by its daemon"
+    assert log_hint in status.failure_reason
+
+
+def test_a_list_size_no_sender_signed_allocates_nothing() -> None:
+    """Before: the daemon allocated what the first chunk's `list_size` asked for (3.1 GB for
+    50 million) before it checked anything."""
+    sender, receiver = RelayKeys(), RelayKeys()
+    address = ListAddress("r-0123456789abcdef", "alpha", 0)
+    opener = receiver.opener(
+        _peer("alpha", sender), address.round_id, "beta", address.list_owner, address.hop
+    )
+    chunk = pb.ListChunk(
+        round_id=address.round_id, sender="alpha", list_owner="alpha", hop=0, chunk_index=0,
+        chunk_count=1, list_size=40_000_000, chunk_elements=1, receiver="beta", sealed=bytes(sealed_size(1)),
+    )  # fmt: skip
+    tracemalloc.start()
+    try:
+        with pytest.raises(RelayFault, match="fails authentication"):
+            ListReceiver(address, "alpha", opener).add(chunk)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 10_000_000  # 40 million elements would take 2.5 GB
+
+
+def _peer(name: str, keys: RelayKeys):
+    from monoculture.core.relay import RelayPeer
+
+    return RelayPeer(name, keys.public_key, keys.public_key, b"", b"")
