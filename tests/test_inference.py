@@ -16,10 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import optimize
 from scipy import stats as sps
 
 from monoculture.analysis import stats
+from monoculture.analysis.groups import with_groups
 from monoculture.analysis.metrics import result_dict
+from monoculture.analysis.release import ReleasePolicy, release
 from monoculture.analysis.table import PatternTable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
@@ -176,9 +179,11 @@ def test_one_individual_gives_no_zero_width_interval() -> None:
     result = result_dict(PatternTable(("a", "b"), (0, 0, 0, 1)))
     assert result["homogenization"] == 1.0
     assert result["homogenization_ci95"] is None and result["homogenization_ci_method"] is None
+    assert result["homogenization_upper95"] is None
     assert "failed every shared individual" in result["inference_note"]
     low, high = result["systemic_failure_rate_ci95"]
     assert low < high and high == 1.0 and math.isclose(low, 0.05)
+    assert "counts too small for a two-sided interval" in result["inference_note"]
     for low, high in result["failure_rate_ci95"].values():
         assert low < high
     assert result["pairwise_homogenization_ci95"] == {"a,b": None}
@@ -198,23 +203,56 @@ def test_a_company_failing_everyone_gets_a_note_not_a_point() -> None:
 
 
 def test_no_all_fail_individual_gives_an_upper_bound() -> None:
+    # 1.5 all-fail individuals expected under independence: too few for a two-sided interval.
     result = result_dict(_two_by_two(200, 20, 15, 0))
     assert result["homogenization"] == 0
-    low, high = result["homogenization_ci95"]
-    assert low == 0 and 1 < high < 10
+    assert result["homogenization_ci95"] is None and result["homogenization_ci_method"] is None
+    assert 1 < result["homogenization_upper95"] < 10
+    # S keeps its mid-p interval: at 0 of 200 it is [0, 1 - 0.05^(1/200)], the one-sided 95% bound.
     s_low, s_high = result["systemic_failure_rate_ci95"]
     assert s_low == 0 and math.isclose(s_high, 1 - 0.05 ** (1 / 200), rel_tol=1e-9)
-    assert "small counts" in result["inference_note"]
+    assert result["pairwise_homogenization_ci95"] == {"a,b": None}
+    assert result["pairwise_homogenization_upper95"] == {"a,b": result["homogenization_upper95"]}
+    assert "counts too small for a two-sided interval: 1.5 individuals" in result["inference_note"]
+    assert "homogenization_upper95" in result["inference_methods"]
     _json_clean(result)
 
 
+def test_no_all_fail_individual_of_many_expected_gives_a_two_sided_interval_from_0() -> None:
+    # 6 expected under independence, none observed: a two-sided interval [0, U], well below 1.
+    result = result_dict(_two_by_two(200, 40, 30, 0))
+    low, high = result["homogenization_ci95"]
+    assert low == 0 and 0 < high < 1
+    assert result["homogenization_upper95"] is None
+    s_low, s_high = result["systemic_failure_rate_ci95"]
+    assert s_low == 0 and math.isclose(s_high, 1 - 0.05 ** (1 / 200), rel_tol=1e-9)  # mid-p at 0
+
+
+def test_the_upper_bound_of_h_is_the_exact_conditional_one_widened() -> None:
+    """k = 2: before widening, the bound is the odds ratio at which Fisher's noncentral
+    hypergeometric puts 5% at or below the observed count (scipy), mapped to H."""
+    for both in (1, 2, 4):
+        counts = stats.Counts.of(_two_by_two(100, 10, 10, both))
+        null = stats.null_distribution(100, [10, 10])
+        upper = stats.h_upper_bound(counts, null)
+        odds = optimize.brentq(
+            lambda t, x=both: sps.nchypergeom_fisher.cdf(x, 100, 10, 10, math.exp(t)) - 0.05, -20, 20
+        )
+        conditional = sps.nchypergeom_fisher.mean(100, 10, 10, math.exp(odds)) / counts.null_mean
+        assert upper is not None and conditional * (1 - 1e-9) <= upper <= 1.25 * conditional, both
+        assert upper > both / counts.null_mean
+
+
 def test_small_counts_interval_covers_where_the_exact_test_does_not_reject() -> None:
-    # 2 all-fail of 1.0 expected: the exact test cannot reject, so 1 must be inside.
-    table = _two_by_two(100, 10, 10, 2)
+    # 7 all-fail of 4.0 expected: the exact test cannot reject, so 1 must be inside.
+    table = _two_by_two(100, 20, 20, 7)
     result = result_dict(table)
     assert result["homogenization_test"]["p_value_greater"] > 0.025
     low, high = result["homogenization_ci95"]
     assert low < 1 < high
+    # 2 of 1.0 expected: an upper bound only, above the estimate (2).
+    result = result_dict(_two_by_two(100, 10, 10, 2))
+    assert result["homogenization_ci95"] is None and result["homogenization_upper95"] > 2
 
 
 def test_too_few_individuals_to_show_anything() -> None:
@@ -247,11 +285,18 @@ def _coverage(k: int, n: int, rate: float, h: float, seed: int) -> tuple[dict[st
     rng = np.random.default_rng(seed)
     cells = cell_probabilities(k, rate, h)
     names = tuple("abcde"[:k])
-    tally = {"covered": 0, "below": 0, "above": 0, "none": 0, "s_covered": 0}
+    tally = dict.fromkeys(("covered", "below", "above", "none", "s_covered", "upper", "upper_covered"), 0)
     for _ in range(REPS):
         counts = stats.Counts.of(PatternTable(names, tuple(int(c) for c in rng.multinomial(n, cells))))
         null = stats.null_distribution(n, list(counts.failures)) if stats._test_defined(counts) else None
-        interval, _ = stats.h_interval(counts, null)
+        inference = stats.h_inference(counts, null)
+        s_low, s_high = stats.binomial_midp_ci(counts.systemic, n) or [0.0, 1.0]
+        tally["s_covered"] += s_low <= cells[-1] <= s_high
+        if inference.upper is not None:
+            tally["upper"] += 1
+            tally["upper_covered"] += h <= inference.upper
+            continue
+        interval = inference.interval
         if interval is None:
             tally["none"] += 1
         elif interval[1] < h:
@@ -260,25 +305,22 @@ def _coverage(k: int, n: int, rate: float, h: float, seed: int) -> tuple[dict[st
             tally["above"] += 1
         else:
             tally["covered"] += 1
-        s_low, s_high = stats.binomial_midp_ci(counts.systemic, n) or [0.0, 1.0]
-        tally["s_covered"] += s_low <= cells[-1] <= s_high
     return tally, n * float(cells[-1])
 
 
 @pytest.mark.parametrize(
     ("k", "n", "rate", "h", "seed"),
     [
-        (2, 50, 0.15, 1.0, 11),  # about 1 all-fail individual expected
-        (2, 200, 0.15, 2.0, 12),  # about 9
+        (2, 200, 0.15, 2.0, 12),  # about 9 all-fail individuals expected (4.5 under independence)
         (3, 200, 0.35, 1.0, 13),  # about 9
-        (3, 50, 0.35, 2.0, 14),  # about 4
+        (2, 200, 0.15, 1.0, 14),  # about 4.5: just above the threshold of 3, most replicates
         (5, 2000, 0.35, 2.0, 15),  # about 21, strong pairwise dependence
     ],
 )
-def test_small_count_coverage(k: int, n: int, rate: float, h: float, seed: int) -> None:
+def test_two_sided_coverage(k: int, n: int, rate: float, h: float, seed: int) -> None:
     tally, expected = _coverage(k, n, rate, h, seed)
-    published = REPS - tally["none"]
-    assert tally["none"] == 0
+    published = tally["covered"] + tally["below"] + tally["above"]
+    assert tally["none"] == 0 and published >= 0.9 * REPS, tally
     coverage = tally["covered"] / published
     assert abs(coverage - 0.95) <= TOLERANCE, tally
     # The reviewer's complaint: misses that overstate homogenization beyond their 2.5% share.
@@ -286,3 +328,50 @@ def test_small_count_coverage(k: int, n: int, rate: float, h: float, seed: int) 
     if expected >= 8:  # both sides reachable: misses must not all fall on one
         assert tally["below"] > 0 and tally["above"] > 0, tally
     assert abs(tally["s_covered"] / REPS - 0.95) <= TOLERANCE, tally
+
+
+@pytest.mark.parametrize(
+    ("k", "n", "rate", "h", "seed"),
+    [
+        (2, 50, 0.15, 1.0, 11),  # about 1 all-fail individual expected
+        (3, 50, 0.35, 2.0, 16),  # about 4 (2.1 under independence)
+        (5, 200, 0.35, 1.0, 17),  # about 1
+    ],
+)
+def test_one_sided_bounds_at_small_counts(k: int, n: int, rate: float, h: float, seed: int) -> None:
+    """Where fewer than 3 all-fail individuals are expected under independence, the release
+    gives a one-sided upper bound for H, which covers at least 95%: never fewer, bar sampling
+    error. S's two-sided interval covers more than 95% there (at most 1, at least 0.95)."""
+    tally, _ = _coverage(k, n, rate, h, seed)
+    assert tally["upper"] >= 0.8 * REPS, tally
+    assert tally["upper_covered"] / tally["upper"] >= 0.95 - TOLERANCE, tally
+    assert tally["s_covered"] / REPS >= 0.95 - TOLERANCE, tally
+
+
+def test_the_one_sided_bound_is_withheld_with_the_cells_it_needs() -> None:
+    """A release that withholds cells nulls the bounds computed from them, as it nulls the
+    intervals they stand in for."""
+    table = PatternTable(("a", "b", "c"), (150, 10, 10, 3, 10, 5, 5, 2))  # 0.23 expected all-fail
+    exact = result_dict(table)
+    assert exact["homogenization_upper95"] is not None
+    assert any(exact["pairwise_homogenization_upper95"].values())
+    released = release(table, ReleasePolicy(min_cell_count=5))
+    assert "111" in released["suppressed_cells"]
+    assert released["homogenization_upper95"] is None
+    assert released["pairwise_homogenization_upper95"] is None
+
+
+def test_the_one_sided_bound_is_withheld_when_groups_withhold_overall_cells() -> None:
+    groups = {
+        "A": PatternTable(("a", "b", "c"), (65, 10, 10, 2, 10, 3, 3, 0)),
+        "B": PatternTable(("a", "b", "c"), (60, 10, 10, 3, 10, 2, 2, 0)),
+    }
+    overall = PatternTable(
+        ("a", "b", "c"), tuple(x + y for x, y in zip(groups["A"].counts, groups["B"].counts, strict=True))
+    )
+    policy = ReleasePolicy(min_cell_count=5)
+    released = release(overall, policy)
+    assert released["homogenization_upper95"] is not None  # nothing withheld in the overall table
+    result = with_groups(released, overall, groups, policy)
+    assert result["suppressed_cells"]  # a group's small cells withhold the overall ones
+    assert result["homogenization_upper95"] is None

@@ -485,17 +485,19 @@ def cells_to_withhold(table: PatternTable, min_cell_count: int, protection: int 
 
 # Figures that involve every cell (joint failures of pairs, the weights of the histogram).
 _NEEDS_EVERY_CELL = (
-    "failure_count_histogram", "pairwise_homogenization", "homogenization_ci95",
-    "homogenization_ci_method", "pairwise_homogenization_ci95", "pairwise_homogenization_test",
+    "failure_count_histogram", "pairwise_homogenization", "homogenization_ci95", "homogenization_upper95",
+    "homogenization_ci_method", "pairwise_homogenization_ci95", "pairwise_homogenization_upper95",
+    "pairwise_homogenization_test",
 )  # fmt: skip
 _NEEDS_SYSTEMIC = (
     "systemic_failures", "systemic_failure_rate", "systemic_failure_rate_ci95", "homogenization",
-    "homogenization_ci95", "homogenization_ci_method", "homogenization_test", "inference_note",
+    "homogenization_ci95", "homogenization_upper95", "homogenization_ci_method", "homogenization_test",
+    "inference_note",
 )  # fmt: skip
 # Figures computed from every company's failure count: with one withheld, they would give it back.
 _NEEDS_EVERY_FAILURE_COUNT = (
-    "expected_systemic_failure_rate", "homogenization", "homogenization_ci95", "homogenization_ci_method",
-    "homogenization_test", "expected_failure_count_histogram", "inference_note",
+    "expected_systemic_failure_rate", "homogenization", "homogenization_ci95", "homogenization_upper95",
+    "homogenization_ci_method", "homogenization_test", "expected_failure_count_histogram", "inference_note",
 )  # fmt: skip
 _PER_COMPANY = ("failures", "failure_rates", "failure_rate_ci95")
 
@@ -588,6 +590,11 @@ def apply_suppression(
     if result.get("pairwise_homogenization") is not None and _small(_pair_tables(table), min_cell_count):
         _null(
             result,
-            ("pairwise_homogenization", "pairwise_homogenization_ci95", "pairwise_homogenization_test"),
+            (
+                "pairwise_homogenization",
+                "pairwise_homogenization_ci95",
+                "pairwise_homogenization_upper95",
+                "pairwise_homogenization_test",
+            ),
         )
         result["pairwise_note"] = f"withheld: a pair's 2x2 table has a count of 1 to {min_cell_count - 1}"

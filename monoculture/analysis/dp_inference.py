@@ -12,8 +12,15 @@ tests that ignore e are too narrow. Here both sources are simulated:
   mechanism's exact distribution, then recomputes every figure from c* + e*;
 - the interval for H is the percentile interval of the replicates (H on its natural
   scale: noise can make a replicate's S negative; bounds held at 0), chosen over basic
-  and log-scale intervals by measured coverage (scripts/dp_coverage.py); S and each fail_i
-  get a mid-p interval inverting the exact distribution of a binomial count plus the noise;
+  and log-scale intervals by measured coverage (scripts/dp_coverage.py); S gets a mid-p
+  interval inverting the exact distribution of a binomial count plus the noise; each fail_i
+  a score interval from its noisy failure count and the noisy N together (they share the
+  noise of the company's failed cells, which partly cancels in the ratio);
+- small counts (fewer than stats.SMALL_EXPECTED individuals failed by everyone expected
+  under independence, from the noisy counts): no two-sided interval for H, but a
+  one-sided 95% upper bound: S's exact one-sided bound (inverting binomial + noise, not
+  mid-p) over the product of the estimated rates, widened for the product's bootstrap
+  variance by MOVER on the log scale;
 - the test of H = 1 simulates the null model (companies fail independently at the
   estimated rates) with the same noise, and reports Monte Carlo p-values
   (1 + #{H* >= H^}) / (B + 1): approximate, never labelled exact.
@@ -33,17 +40,33 @@ import numpy as np
 import numpy.typing as npt
 
 from monoculture.analysis.privacy import NoiseMechanism
-from monoculture.analysis.stats import poisson_binomial
+from monoculture.analysis.stats import SMALL_EXPECTED, Z_90, poisson_binomial
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 REPLICATES = 1000
+Z_95 = 1.959963984540054
+ALPHA_ONE_SIDED = 0.05
 _BATCH_CELLS = 4_000_000  # cells simulated at once (memory: 32 MB)
 METHOD = (
     "parametric bootstrap over sampling and the release's noise ({replicates} replicates): "
-    "percentile interval (S and fail_i: mid-p, inverting binomial + noise exactly)"
+    "percentile interval"
 )
+INFERENCE_METHODS = {
+    "systemic_failure_rate_ci95": "mid-p interval inverting the exact distribution of binomial + noise",
+    "failure_rate_ci95": (
+        "score interval for the rate from the noisy failure count and the noisy N together: the noise "
+        "they share (the company's failed cells) enters both, so the rate's noise variance is "
+        "((1 - p)^2 + p^2) times that of the failed cells' noise (N taken as the noisy N)"
+    ),
+    "homogenization_upper95": (
+        f"one-sided 95% upper bound, given instead of a two-sided interval because fewer than "
+        f"{SMALL_EXPECTED:g} individuals would be failed by everyone under independence: S's exact "
+        "one-sided upper bound (inverting binomial + noise) over the product of the estimated failure "
+        "rates, widened for that product's bootstrap variance by MOVER on the log scale; conservative"
+    ),
+}
 TEST_METHOD = (
     "parametric bootstrap test of H = 1: independent failures at the estimated rates, the same "
     "noise, {replicates} replicates (approximate, not exact)"
@@ -166,8 +189,64 @@ def _noisy_binomial_interval(
     return [low, max(low, high)]
 
 
+def _noisy_binomial_upper(noisy_count: int, n: int, mechanism: NoiseMechanism) -> float | None:
+    """Exact one-sided 95% upper bound for p from X ~ Binomial(n, p) published as X + e: the p
+    at which P(X + e <= x) = 5% (not mid-p, so it covers at least 95%; n taken as the noisy N).
+    A noisy count below what any p makes plausible is read as the lowest plausible one."""
+    if n <= 0:
+        return None
+    from scipy.optimize import brentq
+
+    support, noise = mechanism.sum_pmf(1)
+    lowest = int(support[np.searchsorted(np.cumsum(noise), ALPHA_ONE_SIDED, side="right")])
+    observed = min(max(noisy_count, lowest), n + int(support[-1]))
+
+    def at_most_excess(p: float) -> float:  # P(X + e <= x) - 5%, decreasing in p
+        below, at = _convolved_masses(observed, n, p, support, noise)
+        return below + at - ALPHA_ONE_SIDED
+
+    if at_most_excess(1.0) >= 0:
+        return 1.0
+    if at_most_excess(0.0) <= 0:  # unreachable after the clamp above; kept for safety
+        return float(np.finfo(float).eps)
+    return float(brentq(at_most_excess, 0.0, 1.0, xtol=1e-10))
+
+
+def _joint_rate_interval(failed: float, n: float, cells: int, noise_variance: float) -> list[float] | None:
+    """95% interval for a failure rate p from the noisy failure count F~ = F + U and the noisy
+    N~ = F~ + G~, G~ = (N - F) + V, U and V each the sum of `cells` noise draws (the failed
+    and the not-failed cells of that company).
+
+    The noise of F~ and of N~ is shared (U is in both), so the rate's noise is not the count's:
+    the pivot T(p) = F~ - p N~ = (F - pN) + (1 - p) U - p V has mean 0 and variance
+    N p (1 - p) + ((1 - p)^2 + p^2) cells var(e) at the true p. The interval is every p with
+    T(p)^2 <= z^2 Var(T(p)) (a score interval: Wilson's without noise), roots of a quadratic;
+    N in the variance is taken as the noisy N. A noisy count beyond what any p makes
+    plausible is read as the nearest plausible one, so the interval is never empty."""
+    if n <= 0:
+        return None
+    z2, w = Z_95 * Z_95, cells * noise_variance
+    reach = Z_95 * math.sqrt(w)  # |T| at p = 0 (or p = 1) where the score test just accepts
+    f = min(max(failed, -reach), n + reach)
+    a = n * n + z2 * n - 2 * z2 * w
+    b = -2 * n * f - z2 * n + 2 * z2 * w
+    c = f * f - z2 * w
+    disc = b * b - 4 * a * c
+    if a <= 0 or disc < 0:
+        return [0.0, 1.0]  # the noise swamps N: nothing is learnt about p
+    root = math.sqrt(disc)
+    low, high = (-b - root) / (2 * a), (-b + root) / (2 * a)
+    return [min(max(low, 0.0), 1.0), min(max(high, 0.0), 1.0)]
+
+
 def _convolved_tails(x: int, n: int, p: float, support: IntArray, noise: FloatArray) -> tuple[float, float]:
     """(P(X + e < x) + P(X + e = x) / 2, P(X + e > x) + P(X + e = x) / 2) for X ~ Bin(n, p)."""
+    below, at = _convolved_masses(x, n, p, support, noise)
+    return below + at / 2, max(0.0, 1.0 - below - at) + at / 2
+
+
+def _convolved_masses(x: int, n: int, p: float, support: IntArray, noise: FloatArray) -> tuple[float, float]:
+    """(P(X + e < x), P(X + e = x)) for X ~ Bin(n, p)."""
     from scipy.stats import binom  # type: ignore[import-untyped]
 
     # X + e = x needs X in [x - max e, x - min e]; below that window X + e < x surely.
@@ -179,8 +258,7 @@ def _convolved_tails(x: int, n: int, p: float, support: IntArray, noise: FloatAr
         pmf = binom.pmf(window, n, p)
         below += float(np.sum(pmf * _noise_cdf_below(x - window, support, noise)))
         at = float(np.sum(pmf * _noise_at(x - window, support, noise)))
-    lower_tail = below + at / 2
-    return lower_tail, max(0.0, 1.0 - below - at) + at / 2
+    return below, at
 
 
 def _noise_at(values: IntArray, support: IntArray, pmf: FloatArray) -> FloatArray:
@@ -204,6 +282,41 @@ def _null_probabilities(rates: FloatArray) -> FloatArray:
     return np.asarray(np.prod(np.where(bits == 1, rates, 1 - rates), axis=1), dtype=np.float64)
 
 
+def _small_counts_note(expected: float) -> str:
+    said = f"{expected:.3g}" if math.isfinite(expected) else "no positive number of"
+    return (
+        f"counts too small for a two-sided interval: {said} individuals would be failed by every "
+        f"company under independence, estimated from the noisy counts (fewer than {SMALL_EXPECTED:g}); "
+        "there a two-sided 95% interval for H covers more than 95%, so H gets a one-sided 95% upper "
+        "bound instead (homogenization_upper95, where H is defined), which covers at least 95%; S's "
+        "interval covers more than 95% too"
+    )
+
+
+def _h_upper(s_hat: float, s_upper: float | None, rates: FloatArray, boot_rates: FloatArray) -> float | None:
+    """One-sided 95% upper bound for H at small counts: S's exact upper bound over the product
+    of the estimated rates, widened for that product's relative variance over the bootstrap
+    replicates (sampling and noise) by MOVER on the log scale, one-sided z. S and the product
+    are positively correlated (the all-fail individuals are in every failure count), so adding
+    their variances overstates Var(log H): conservative."""
+    product = float(np.prod(rates))
+    if s_upper is None or not product > 0 or not math.isfinite(product):
+        return None
+    products = np.prod(boot_rates, axis=1)
+    products = products[np.isfinite(products)]
+    if len(products) < 0.9 * len(boot_rates):
+        return None
+    extra = Z_90 * Z_90 * float(np.var(products)) / product**2
+    if not s_hat > 0:
+        log_bound = math.log(s_upper / product) + math.sqrt(extra) if s_upper > 0 else -math.inf
+    else:
+        reach = math.log(max(s_upper, s_hat) / s_hat)
+        log_bound = math.log(s_hat / product) + math.sqrt(reach * reach + extra)
+    # Noisy rates near 0 can make the widening huge: past what a float holds the data bound
+    # nothing, and the bound is withheld (None, with the note) rather than overflowing.
+    return math.exp(log_bound) if log_bound < 700 else None
+
+
 def noisy_inference(
     noisy_cells: Sequence[int],
     mechanism: NoiseMechanism,
@@ -211,7 +324,8 @@ def noisy_inference(
     replicates: int = REPLICATES,
     rng: np.random.Generator | None = None,
 ) -> dict[str, Any]:
-    """Confidence intervals and the test of H = 1 for a noisy table (result JSON keys)."""
+    """Confidence intervals (or, at small counts, one-sided upper bounds) and the test of
+    H = 1 for a noisy table (result JSON keys)."""
     rng = rng or np.random.default_rng()
     parties = len(companies)
     bits = _bits(parties)
@@ -221,15 +335,27 @@ def noisy_inference(
     boot = _simulate(rng, n, probabilities, mechanism, replicates, bits)
     h = float(observed.homogenization()[0])
     rates = observed.rates()[0]
+    noisy_n = float(observed.n[0])
+    positive = noisy_n > 0 and bool(np.all(rates > 0))
+    expected = noisy_n * float(np.prod(rates)) if positive else math.nan
+    small = not expected >= SMALL_EXPECTED
+    s_hat = float(observed.systemic_rate()[0])
+    s_upper = _noisy_binomial_upper(int(noisy[-1]), n, mechanism) if small else None
+    cells = 2 ** (parties - 1)  # a company's failed cells, and its not-failed cells
     result: dict[str, Any] = {
-        "homogenization_ci95": _percentile_interval(h, boot.homogenization()),
+        "homogenization_ci95": None if small else _percentile_interval(h, boot.homogenization()),
+        "homogenization_upper95": _h_upper(s_hat, s_upper, rates, boot.rates())
+        if small and math.isfinite(h)
+        else None,
         "systemic_failure_rate_ci95": _noisy_binomial_interval(int(noisy[-1]), n, mechanism),
         "failure_rate_ci95": {
-            name: _noisy_binomial_interval(int(observed.failures[0][i]), n, mechanism, 2 ** (parties - 1))
+            name: _joint_rate_interval(float(observed.failures[0][i]), noisy_n, cells, mechanism.variance())
             for i, name in enumerate(companies)
         },
-        "homogenization_ci_method": METHOD.format(replicates=replicates),
+        "homogenization_ci_method": None if small else METHOD.format(replicates=replicates),
         "homogenization_test": _noisy_test(rng, n, rates, mechanism, replicates, bits, h),
+        "inference_methods": INFERENCE_METHODS,
+        "inference_note": _small_counts_note(expected) if small else None,
     }
     return result
 

@@ -18,6 +18,17 @@ every company: fail_i = n_i / N, S = X / N, H = S / prod_i fail_i.
   MOVER on the log scale (Zou and Donner 2008). At large counts this is the
   delta method.
 - Intervals for S and every fail_i: mid-p binomial intervals.
+- Small counts: where fewer than SMALL_EXPECTED individuals would be failed by
+  everyone under independence (N prod_i fail_i, observed), no two-sided interval
+  for H is published (simulated, it covers 0.97-0.99 there: "no one failed by
+  everyone" is most outcomes and must be covered), but a one-sided 95% upper
+  bound: the exact (not mid-p) conditional bound, widened for the rates' share of
+  Var(log H) as above; it covers at least 95%. The criterion is a function of the
+  failure counts the conditional interval conditions on, so given them it selects
+  no all-fail count. S keeps its two-sided interval: any such criterion is
+  correlated with the all-fail count (which is in every failure count), and
+  choosing S's interval by it would bias S's coverage (measured: 0.60-0.88 in the
+  replicates it picks where it picks few).
 - Pairwise: the k = 2 case on each pair's 2 x 2 table; Holm's step-down
   adjustment (Holm 1979) over the k(k-1)/2 pairs.
 - The independence baseline of the failure-count histogram (Poisson-binomial
@@ -50,9 +61,15 @@ IntArray = npt.NDArray[np.int64]
 
 ALPHA = 0.05
 Z_95 = 1.959963984540054
+Z_90 = 1.6448536269514722  # one-sided 95%
 # Below this count (individuals failed by every company, and expected so under
 # independence) the intervals rest on a handful of people: said in `inference_note`.
 SMALL_COUNT = 10
+# Below this expected all-fail count under independence (N prod_i fail_i, from the observed
+# failure counts) two-sided intervals for H and S are not published, one-sided upper bounds
+# are: simulated, the two-sided mid-p interval covers 0.966 pooled over E0 in [2, 3), 0.978 in
+# [1, 2) and 0.986 below 1, against 0.952-0.956 from 3 up (README, "How well the intervals cover").
+SMALL_EXPECTED = 3.0
 # p-values are floats; below this they are reported as the floor (double precision).
 MIN_P_VALUE_FLOOR = 1e-300
 # Dynamic programming budget: hypergeometric terms evaluated per chain (about 0.4 s
@@ -80,7 +97,15 @@ DELTA_CI_METHOD = (
     "far enough around the observed all-fail count for the conditional interval, which the delta "
     "method matches at such counts)"
 )
+UPPER_METHOD = (
+    "one-sided 95% upper bound, given instead of a two-sided interval because fewer than "
+    f"{SMALL_EXPECTED:g} individuals would be failed by everyone under independence: exact "
+    "conditional bound (the tilt at which P(X <= observed) = 5%) widened for the failure rates' "
+    "share of Var(log H) by MOVER on the log scale; conservative (covers at least 95%)"
+)
 INFERENCE_METHODS = {
+    "homogenization_upper95": UPPER_METHOD,
+    "pairwise_homogenization_upper95": "as homogenization_upper95, on each pair's 2 x 2 table",
     "systemic_failure_rate_ci95": "mid-p binomial interval on the all-fail count",
     "failure_rate_ci95": "mid-p binomial interval on each company's failure count",
     "pairwise_homogenization_ci95": "as homogenization_ci95, on each pair's 2 x 2 table",
@@ -126,6 +151,13 @@ class Counts:
     def null_mean(self) -> float:
         """E_0[X] = N prod_i (n_i / N): exact for the chain of hypergeometrics."""
         return self.population * math.prod(self.rates)
+
+    @property
+    def too_small_for_two_sided(self) -> bool:
+        """Fewer than SMALL_EXPECTED all-fail individuals expected under independence: a
+        function of N and the failure counts alone (what the conditional interval conditions
+        on), so choosing a one-sided bound here selects no particular all-fail count."""
+        return self.population > 0 and self.null_mean < SMALL_EXPECTED
 
     def joint_rates(self) -> dict[tuple[int, int], float]:
         if len(self.failures) == 2:  # the pair's joint failures are the all-fail count
@@ -612,6 +644,76 @@ def _tilt_interval(counts: Counts, null: NullDistribution) -> list[float] | None
     return _mover(observed / mean0, bounds.lower_mean / mean0, bounds.upper_mean / mean0, extra)
 
 
+def _tilt_upper(counts: Counts, null: NullDistribution) -> float | None:
+    """The one-sided 95% upper bound for H at small counts; None if the null is unresolved.
+
+    Exact, not mid-p: the tilt at which P_theta(X <= observed) = 5% (the top of the support
+    if the observed count is there), mapped to H, so the conditional bound covers at least
+    95%; then widened for the rates' share of Var(log H) as the two-sided interval is
+    (MOVER on the log scale, one-sided z)."""
+    x, log_pmf, cut_low, cut_high = null.resolved()
+    observed = counts.systemic
+    if len(x) < 2 or not x[0] <= observed <= x[-1]:
+        return None
+    at = observed - int(x[0])
+
+    def at_most(theta: float) -> float:  # P_theta(X <= observed) - 5%, decreasing in theta
+        return float(_tilted(x, log_pmf, theta)[: at + 1].sum()) - ALPHA
+
+    thetas: list[float] = []
+    upper_mean, upper_variance = float(x[-1]), 0.0
+    if at < len(x) - 1:
+        thetas.append(_solve_theta(lambda t: -at_most(t)))
+        upper_mean, upper_variance = _moments(x, log_pmf, thetas[-1])
+    if not _edges_negligible(x, log_pmf, thetas, (cut_low, cut_high)):
+        return None
+    mean0 = counts.null_mean
+    if observed == 0:
+        s_upper = upper_mean / counts.population
+        v_delta = log_h_variance_at(counts, s_upper, shift=s_upper) or 0.0
+        v_cond = upper_variance / upper_mean**2
+        return upper_mean / mean0 * math.exp(Z_90 * math.sqrt(max(v_delta - v_cond, 0.0)))
+    v_cond = 0.0  # observed at the top of the support: the MLE tilt is infinite
+    if at < len(x) - 1:
+        mle = _solve_theta(lambda t: _moments(x, log_pmf, t)[0] - observed)
+        v_cond = _moments(x, log_pmf, mle)[1] / observed**2
+    v_delta = log_h_variance_at(counts, observed / counts.population) or 0.0
+    log_h = math.log(observed / mean0)
+    reach = math.log(upper_mean / mean0) - log_h
+    return math.exp(log_h + math.sqrt(reach**2 + Z_90 * Z_90 * max(v_delta - v_cond, 0.0)))
+
+
+def h_upper_bound(counts: Counts, null: NullDistribution | None) -> float | None:
+    """One-sided 95% upper bound for H (the small-count alternative to `h_interval`)."""
+    if null is None or any(n in (0, counts.population) for n in counts.failures):
+        return None
+    bound = _tilt_upper(counts, null)
+    if bound is not None or counts.systemic == 0:
+        return bound
+    variance = log_h_variance_at(counts, counts.systemic / counts.population)
+    if variance is None or variance < 0:
+        return None
+    return counts.systemic / counts.null_mean * math.exp(Z_90 * math.sqrt(variance))
+
+
+@dataclass(frozen=True)
+class HInference:
+    """What is published for H: a two-sided interval and its method, or (counts too small
+    for a calibrated two-sided interval) a one-sided 95% upper bound; or neither."""
+
+    interval: list[float] | None
+    method: str | None
+    upper: float | None
+
+
+def h_inference(counts: Counts, null: NullDistribution | None) -> HInference:
+    """The two-sided interval where counts allow one, else the one-sided upper bound."""
+    if counts.too_small_for_two_sided:
+        return HInference(None, None, h_upper_bound(counts, null))
+    interval, method = h_interval(counts, null)
+    return HInference(interval, method, None)
+
+
 def _degenerate_reason(counts: Counts, names: list[str]) -> str | None:
     """Why no interval for H is given though H is defined, or None."""
     if len(names) < 2:
@@ -680,22 +782,25 @@ def holm(p_values: list[float]) -> list[float]:
 
 def pairwise_inference(
     counts: Counts, names: list[str], lf: FloatArray
-) -> tuple[dict[str, list[float] | None], dict[str, dict[str, float] | None]]:
-    """Interval and Fisher's exact test of H_ii' = 1 for every pair, Holm-adjusted over the pairs."""
+) -> tuple[dict[str, list[float] | None], dict[str, float | None], dict[str, dict[str, float] | None]]:
+    """Interval (or, at small counts, one-sided upper bound) and Fisher's exact test of
+    H_ii' = 1 for every pair, Holm-adjusted over the pairs."""
     intervals: dict[str, list[float] | None] = {}
+    uppers: dict[str, float | None] = {}
     tests: dict[str, dict[str, float] | None] = {}
     for a, b in combinations(range(len(names)), 2):
         key = f"{names[a]},{names[b]}"
         pair = counts.pair(a, b)
         null = null_distribution(pair.population, list(pair.failures), lf) if _test_defined(pair) else None
-        intervals[key] = h_interval(pair, null)[0]
+        inference = h_inference(pair, null)
+        intervals[key], uppers[key] = inference.interval, inference.upper
         tests[key] = None if null is None else null.test(pair.systemic)
     defined = [key for key, test in tests.items() if test is not None]
     for side in ("greater", "less"):
         adjusted = holm([tests[key][f"p_value_{side}"] for key in defined])  # type: ignore[index]
         for key, p in zip(defined, adjusted, strict=True):
             tests[key][f"p_value_{side}_holm"] = p  # type: ignore[index]
-    return intervals, tests
+    return intervals, uppers, tests
 
 
 # --- notes and the result keys ---------------------------------------------------------------------
@@ -709,7 +814,16 @@ def inference_note(counts: Counts, names: list[str], null: NullDistribution | No
     degenerate = _degenerate_reason(counts, names)
     if degenerate is not None and all(n > 0 for n in counts.failures):
         notes.append(degenerate)
-    if null is not None and counts.systemic < SMALL_COUNT and counts.null_mean < SMALL_COUNT:
+    if counts.too_small_for_two_sided:
+        notes.append(
+            f"counts too small for a two-sided interval: {counts.null_mean:.3g} individuals would be "
+            f"failed by every company under independence (fewer than {SMALL_EXPECTED:g}); there a "
+            "two-sided 95% interval for H covers more than 95%, because the outcomes with no one or "
+            "almost no one failed by everyone, most of them, must be covered; H gets a one-sided 95% "
+            "upper bound instead (homogenization_upper95, where H is defined), which covers at least "
+            "95%, and S's interval covers more than 95% too"
+        )
+    elif null is not None and counts.systemic < SMALL_COUNT and counts.null_mean < SMALL_COUNT:
         notes.append(
             f"small counts: fewer than {SMALL_COUNT} individuals were failed by every company and fewer "
             f"than {SMALL_COUNT} would be expected under independence, so the interval for H rests on "
@@ -748,11 +862,12 @@ def uncertainty(table: PatternTable, h_value: float | None) -> dict[str, Any]:
     n = counts.population
     lf = _log_factorials(n)
     null = null_distribution(n, list(counts.failures), lf) if _test_defined(counts) else None
-    interval, method = h_interval(counts, null) if h_value is not None else (None, None)
-    pair_intervals, pair_tests = pairwise_inference(counts, names, lf)
+    inference = h_inference(counts, null) if h_value is not None else HInference(None, None, None)
+    pair_intervals, pair_uppers, pair_tests = pairwise_inference(counts, names, lf)
     return {
-        "homogenization_ci95": interval,
-        "homogenization_ci_method": method,
+        "homogenization_ci95": inference.interval,
+        "homogenization_ci_method": inference.method,
+        "homogenization_upper95": inference.upper,
         "homogenization_test": None
         if null is None
         else {"method": EXACT_TEST_METHOD, **null.test(counts.systemic)},
@@ -761,6 +876,7 @@ def uncertainty(table: PatternTable, h_value: float | None) -> dict[str, Any]:
             name: binomial_midp_ci(f, n) for name, f in zip(names, counts.failures, strict=True)
         },
         "pairwise_homogenization_ci95": pair_intervals,
+        "pairwise_homogenization_upper95": pair_uppers,
         "pairwise_homogenization_test": pair_tests,
         "inference_methods": INFERENCE_METHODS,
         "inference_note": inference_note(counts, names, null),
