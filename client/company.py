@@ -7,7 +7,7 @@
 - `relay_list` (hops 1..k-1): shuffle again and multiply every point by the
   round key (one multiplication per record); tags travel with their points.
   The list is re-blinded where it lies and shuffled as it leaves, so a company
-  holds one copy of it (memory per record: 33 + 29 bytes, and 8 for the order).
+  holds one copy of it (memory per record: 33 + 44 bytes, and 8 for the order).
 - `ListReceiver` / `outgoing_chunks`: a relayed list arrives sealed to this
   company by the one before it and leaves sealed to the one after it.
 """
@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -25,6 +25,7 @@ import numpy.typing as npt
 from monoculture.core.blame import COORDINATOR, RelayFault
 from monoculture.core.dataset import CompanyRecords, GroupLabelError
 from monoculture.core.errors import ProtocolError
+from monoculture.core.masks import id_digests, masked_values
 from monoculture.core.psi_crypto import (
     POINT_SIZE,
     TAG_SIZE,
@@ -133,11 +134,22 @@ def _collect(parts: Iterable[bytes], into: bytearray, progress: Progress) -> byt
     return into
 
 
+@dataclass(frozen=True)
+class Masking:
+    """What masks a company's failure values (core/masks.py): its ring position, the number of
+    companies, and its pairwise mask key with each peer (by the peer's ring position)."""
+
+    position: int
+    parties: int
+    pair_keys: Mapping[int, bytes]
+
+
 def blind_own_list(
     load: Callable[[], CompanyRecords],
     key: BlindingKey,
     sealer: TagSealer,
     counts: OperationCounts,
+    masking: Masking,
     progress: Progress = _no_progress,
     seed: bytes | None = None,
     owner: str = "",
@@ -147,9 +159,11 @@ def blind_own_list(
 
     `load` gives the records; they are let go once blinded, before the tags are sealed,
     so ids, points and tags are never all held at once. With the round's secret `seed`
-    the result is the same every time (restarts). When `sealer` carries the round's group
-    labels (this company defines the groups), the records' labels become group codes in
-    the tags; a label the round did not declare is a GroupLabelError.
+    the result is the same every time (restarts). Each tag seals the element's masked value:
+    its failure bit in this company's lane, plus the pairwise masks of its id, which only the
+    k values of one individual together cancel. When `sealer` carries the round's group labels
+    (this company defines the groups), the records' labels become group codes in the values;
+    a label the round did not declare is a GroupLabelError.
     """
     records = load()
     size = len(records)
@@ -165,12 +179,16 @@ def blind_own_list(
     failed, ids = records.failed[order], records.ids
     codes = codes[order] if codes is not None else None
     del records
+    digests = [id_digests(ids.take(order[s : s + BLIND_BATCH].tolist())) for s in range(0, size, BLIND_BATCH)]
+    u = np.concatenate(digests) if digests else np.zeros((0, 16), dtype=np.uint8)
+    del digests
     batches = (ids.take(order[s : s + BLIND_BATCH].tolist()) for s in range(0, size, BLIND_BATCH))
     points = _collect(blinder.hash_and_blind(key, batches), bytearray(size * POINT_SIZE), progress)
     del batches, ids, order
     counts.hash_to_curve += size
     counts.multiplications += size
-    return ListInTransit(points, sealer.seal(failed, codes))
+    values = masked_values(masking.position, masking.pair_keys, u, failed, codes)
+    return ListInTransit(points, sealer.seal(values))
 
 
 def relay_list(
@@ -246,7 +264,7 @@ class ListReceiver:
             self._received = ListInTransit(
                 bytearray(chunk.list_size * POINT_SIZE), bytearray(chunk.list_size * TAG_SIZE)
             )
-        points = chunk_content(opened)
+        points = self._content(chunk, opened)
         lo, hi = self._filled, self._filled + len(points)
         self._received.points[lo * POINT_SIZE : hi * POINT_SIZE] = b"".join(points)
         self._received.tags[lo * TAG_SIZE : hi * TAG_SIZE] = opened.tags
@@ -256,15 +274,27 @@ class ListReceiver:
         try:
             return self._opener.open(chunk)
         except ProtocolError as exc:
-            if self._verifier is None:  # unsigned: the coordinator or the sender, no telling which
-                raise RelayFault(exc.message, where=COORDINATOR) from None
-            evidence = pb.BlameEvidence(chunk=chunk, receiver_relay_private_key=self._relay_private_key)
-            raise RelayFault(
-                f"chunk {chunk.chunk_index}, signed by {self._sender}, does not open: {self._sender} "
-                "sealed it wrong",
-                where=self._sender,
-                evidence=evidence,
-            ) from None
+            raise self._sender_fault(chunk, f"does not open ({exc.message})") from None
+
+    def _content(self, chunk: pb.ListChunk, opened: pb.ListChunk) -> list[bytes]:
+        """The points of an opened chunk; malformed ones (the sender sealed them so) are its fault."""
+        try:
+            return chunk_content(opened)
+        except ProtocolError as exc:
+            raise self._sender_fault(chunk, f"holds malformed points ({exc.message})") from None
+
+    def _sender_fault(self, chunk: pb.ListChunk, what: str) -> RelayFault:
+        """A chunk that authenticated as sealed by the sender is unusable: the sender's fault,
+        with the chunk and this company's relay key as evidence the coordinator can check. In an
+        --insecure round nothing is signed: no telling the sender from the coordinator."""
+        if self._verifier is None:
+            return RelayFault(f"chunk {chunk.chunk_index} {what}", where=COORDINATOR)
+        evidence = pb.BlameEvidence(chunk=chunk, receiver_relay_private_key=self._relay_private_key)
+        return RelayFault(
+            f"chunk {chunk.chunk_index}, signed by {self._sender}, {what}: {self._sender} sealed it so",
+            where=self._sender,
+            evidence=evidence,
+        )
 
     def finish(self) -> ListInTransit:
         self._sequence.finish()

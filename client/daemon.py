@@ -30,6 +30,7 @@ from monoculture.client.company import (
     Blinder,
     ListInTransit,
     ListReceiver,
+    Masking,
     OperationCounts,
     blind_own_list,
     chunk_has_invalid_points,
@@ -44,7 +45,15 @@ from monoculture.client.workers import BlindingPool
 from monoculture.core.blame import COORDINATOR, RelayFault
 from monoculture.core.dataset import CompanyRecords, GroupLabelError, InputSpec, input_digest, load_records
 from monoculture.core.errors import ConfigError, InputError, MonocultureError, ProtocolError
-from monoculture.core.protocol import Ring, check_groups, check_round_id
+from monoculture.core.masks import confirmation_matches, key_confirmation, transcript_digest
+from monoculture.core.masks import pair_keys as derive_pair_keys
+from monoculture.core.protocol import (
+    PROTOCOL_VERSION,
+    Ring,
+    check_groups,
+    check_protocol_version,
+    check_round_id,
+)
 from monoculture.core.psi_crypto import BlindingKey, InvalidPoint, TagSealer
 from monoculture.core.relay import ChunkOpener, ChunkSigner, ChunkVerifier, RelayKeys, RelayPeer
 from monoculture.core.timing import POLL_BACKOFF, SYSTEM_CLOCK, Clock, retry
@@ -93,6 +102,11 @@ class CompanyRound:
     @property
     def ring(self) -> Ring:
         return Ring(self.secrets.roster)
+
+    def masking(self, company: str) -> Masking:
+        """This company's place and pair keys, for its masked failure values."""
+        ring = self.ring
+        return Masking(ring.position(company), ring.parties, dict(self.secrets.pair_keys))
 
     @classmethod
     def from_secrets(cls, secrets: RoundSecrets, company: str) -> CompanyRound:
@@ -286,6 +300,8 @@ class CompanyDaemon:
                 self._join(response.join_round)
             elif kind == "blind_list":
                 self._blind(response.blind_list)
+            elif kind == "pair_keys":
+                self._confirm(response.pair_keys)
             elif kind == "round_ended":
                 self._end(response.round_ended)
         except grpc.RpcError as exc:
@@ -296,6 +312,11 @@ class CompanyDaemon:
     def _join(self, join: pb.JoinRound) -> None:
         round_id = join.round_id
         log.info("%s: joining round %s (ring %s)", self.company, round_id, ", ".join(join.roster))
+        try:
+            check_protocol_version(join.protocol_version, "the coordinator")
+        except ProtocolError as exc:
+            self._withdraw(round_id, exc.message)
+            return
         refusal = self._roster_refusal(join.round_id, join.roster)
         if refusal:
             self._withdraw(round_id, refusal)
@@ -334,6 +355,7 @@ class CompanyDaemon:
             relay_public_key=signed.relay_public_key,
             signature=signed.signature,
             certificate_pem=signed.certificate_pem,
+            protocol_version=PROTOCOL_VERSION,
         )
         # Charged before enrolling (a round this company is in may release), once per round.
         self._ledger.charge(roster_key(join.roster), round_id, cost, self._clock.time())
@@ -497,6 +519,87 @@ class CompanyDaemon:
             )  # fmt: skip
         return records
 
+    # --------------------------------------------------------------- confirm
+
+    def _confirm(self, work: pb.PairKeys) -> None:
+        """Protocol v2: check every peer's signed keys (CA, pinned key, this round's roster),
+        derive a pairwise mask key with each, seal them, and post one key confirmation per
+        peer. A coordinator that showed two companies different keys is caught at hop 0, when
+        each checks the confirmations addressed to it."""
+        company_round = self._round(work.round_id)
+        if company_round is None:
+            self._withdraw(work.round_id, "asked to confirm keys of a round it holds no key for (restarted?)")
+            return
+        try:
+            peers = self._checked_peers(company_round, work)
+        except MonocultureError as exc:
+            self._withdraw(work.round_id, f"the peers' keys are refused: {exc.message}", exc.where)
+            return
+        secrets_ = company_round.secrets
+        transcript = transcript_digest(work.round_id, secrets_.roster, peers)
+        others = {peer.company: peer.relay_public_key for peer in peers if peer.company != self.company}
+        pair_keys = derive_pair_keys(
+            company_round.relay.private_bytes(),
+            self.company,
+            others,
+            transcript,
+            work.round_id,
+            secrets_.roster,
+        )
+        company_round.secrets = replace(
+            secrets_, transcript=transcript, pair_keys=tuple(sorted(pair_keys.items()))
+        )
+        self._secrets.save(company_round.secrets)  # before any confirmation leaves
+        confirmations = [
+            pb.KeyConfirmation(
+                sender=self.company, receiver=peers[at].company,
+                mac=key_confirmation(key, transcript, self.company, peers[at].company),
+            )
+            for at, key in sorted(pair_keys.items())
+        ]  # fmt: skip
+        request = pb.KeyConfirmations(
+            round_id=work.round_id, company=self.company, confirmations=confirmations
+        )
+        self._retrying("key confirmation", lambda: self._stub.ConfirmKeys(request))
+        log.info(
+            "%s: round %s: confirmed pair keys with %d peers", self.company, work.round_id, len(pair_keys)
+        )
+
+    def _checked_peers(self, company_round: CompanyRound, work: pb.PairKeys) -> list[RelayPeer]:
+        """Every company's signed keys in ring order, each checked; this company's own as it
+        enrolled them (ProtocolError naming the party at fault otherwise)."""
+        roster = company_round.secrets.roster
+        peers = [RelayPeer.from_message(peer) for peer in work.peers]
+        if [peer.company for peer in peers] != list(roster):
+            raise ProtocolError("the keys shown are not one per company in ring order", where=COORDINATOR)
+        for peer in peers:
+            if peer.company == self.company:
+                mine = (company_round.relay.public_key, company_round.tags.public_key)
+                if (peer.relay_public_key, peer.tag_public_key) != mine:
+                    raise ProtocolError(f"{self.company}'s own keys were shown altered", where=COORDINATOR)
+                continue
+            peer.verify(work.round_id, peer.company, self._ca_pem, roster, self._pinned(peer.company))
+        return peers
+
+    def _confirmation_refusal(self, company_round: CompanyRound, work: pb.BlindList) -> str:
+        """Why the key confirmations addressed to this company do not hold ("" = they do): each
+        peer must have derived the same pair key from the same transcript."""
+        secrets_ = company_round.secrets
+        if not secrets_.pair_keys:
+            return "its pair keys were never confirmed"
+        received = {c.sender: c.mac for c in work.confirmations if c.receiver == self.company}
+        roster = secrets_.roster
+        for at, key in secrets_.pair_keys:
+            peer = roster[at]
+            if not confirmation_matches(
+                key, secrets_.transcript, peer, self.company, received.get(peer, b"")
+            ):
+                return (
+                    f"{peer}'s key confirmation does not match: the coordinator showed {peer} other keys "
+                    f"or another roster than it showed {self.company}"
+                )
+        return ""
+
     # ----------------------------------------------------------------- blind
 
     def _blind(self, work: pb.BlindList) -> None:
@@ -506,6 +609,8 @@ class CompanyDaemon:
             return
         target = ListAddress(work.round_id, work.list_owner, work.hop)
         off_ring = self._off_ring(company_round.ring, work)
+        if not off_ring and work.hop == 0:
+            off_ring = self._confirmation_refusal(company_round, work)
         if off_ring:
             self._withdraw(work.round_id, f"{target.describe()}: {off_ring}", COORDINATOR)
             return
@@ -588,8 +693,8 @@ class CompanyDaemon:
         if work.hop == 0:
             data = self.config.data
             outgoing = blind_own_list(
-                lambda: company_round.take_records(data), key, company_round.tags, counts, progress, seed,
-                self.company, self._blinder,
+                lambda: company_round.take_records(data), key, company_round.tags, counts,
+                company_round.masking(self.company), progress, seed, self.company, self._blinder,
             )  # fmt: skip
         else:
             label = shuffle_label(work.list_owner, work.hop)

@@ -43,16 +43,22 @@ class RoundSecrets:
     # the same list).
     roster: tuple[str, ...] = ()
     relayed: tuple[tuple[str, str], ...] = ()
+    # Protocol v2, once every peer's keys are checked: the transcript digest (round, roster,
+    # every signed key) and the pairwise mask key with each peer, by the peer's ring position.
+    transcript: bytes = b""
+    pair_keys: tuple[tuple[int, bytes], ...] = ()
 
     def to_json(self) -> bytes:
         fields = asdict(self)
         labels = fields.pop("group_labels")
         roster, relayed = fields.pop("roster"), fields.pop("relayed")
+        pair_keys = fields.pop("pair_keys")
         out: dict[str, object] = {k: v if isinstance(v, str) else v.hex() for k, v in fields.items()}
         if labels:
             out["group_labels"] = list(labels)
         out["roster"] = list(roster)
         out["relayed"] = {owner: digest for owner, digest in relayed}
+        out["pair_keys"] = {str(position): key.hex() for position, key in pair_keys}
         return json.dumps(out).encode()
 
     @classmethod
@@ -70,7 +76,12 @@ class RoundSecrets:
         digest = str(raw.get("input_digest", ""))
         roster = tuple(str(name) for name in raw.get("roster", ()))
         relayed = tuple((str(owner), str(seen)) for owner, seen in raw.get("relayed", {}).items())
-        return cls(raw["round_id"], blinding, tag, relay, seed, coordinator, labels, digest, roster, relayed)
+        transcript = bytes.fromhex(raw.get("transcript", ""))
+        pairs = tuple((int(at), bytes.fromhex(key)) for at, key in raw.get("pair_keys", {}).items())
+        return cls(
+            raw["round_id"], blinding, tag, relay, seed, coordinator, labels, digest, roster, relayed,
+            transcript, pairs,
+        )  # fmt: skip
 
 
 class SecretStore:

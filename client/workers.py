@@ -1,7 +1,7 @@
 """Blinding spread over the cores: worker processes, one openmined-psi object each.
 
 openmined-psi objects are not thread-safe, and the calls hold a core each, so a
-company with N cores runs N worker processes (`python -m client.workers`). They
+company with N cores runs N worker processes (`python -m monoculture.client.workers`). They
 speak a small binary protocol over their stdin/stdout — no pickle:
 
     request:  op (1 byte: H = hash-to-curve and multiply ids, M = multiply points)
@@ -84,7 +84,9 @@ class BlindingPool:
     def __init__(self, workers: int) -> None:
         self._processes = [
             subprocess.Popen(
-                [sys.executable, "-m", "client.workers"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+                [sys.executable, "-m", "monoculture.client.workers"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
             )
             for _ in range(workers)
         ]
@@ -96,17 +98,31 @@ class BlindingPool:
             process.wait(timeout=10)
 
     def _run(self, op: bytes, key: BlindingKey, payloads: Iterable[tuple[int, bytes]]) -> Iterator[bytes]:
+        """Replies in order. However the run ends (an invalid point, the caller stopping early),
+        every reply still owed is read and dropped, so the next run starts with every pipe
+        empty: a reply left behind would be taken for the next batch's (seen: a cheating
+        company's invalid point made an honest daemon miscount its next rounds, or hang)."""
         pending: list[subprocess.Popen[bytes]] = []
-        for sent, (count, payload) in enumerate(payloads):
-            if len(pending) == len(self._processes):
+        try:
+            for sent, (count, payload) in enumerate(payloads):
+                if len(pending) == len(self._processes):
+                    yield self._reply(pending.pop(0))
+                process = self._processes[sent % len(self._processes)]
+                assert process.stdin is not None
+                process.stdin.write(_HEADER.pack(op, key.key_bytes, count, len(payload)) + payload)
+                process.stdin.flush()
+                pending.append(process)
+            while pending:
                 yield self._reply(pending.pop(0))
-            process = self._processes[sent % len(self._processes)]
-            assert process.stdin is not None
-            process.stdin.write(_HEADER.pack(op, key.key_bytes, count, len(payload)) + payload)
-            process.stdin.flush()
-            pending.append(process)
-        while pending:
-            yield self._reply(pending.pop(0))
+        finally:
+            for process in pending:
+                self._drain(process)
+
+    @staticmethod
+    def _drain(process: subprocess.Popen[bytes]) -> None:
+        assert process.stdout is not None
+        _, length = _REPLY.unpack(_read_exact(process.stdout, _REPLY.size))
+        _read_exact(process.stdout, length)
 
     @staticmethod
     def _reply(process: subprocess.Popen[bytes]) -> bytes:

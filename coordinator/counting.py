@@ -1,9 +1,13 @@
 """Counting: the fully blinded lists become the 2^k pattern table.
 
-Tokens present in all k lists are the shared individuals; only their tags are
-opened. Nothing per token outlives `count_patterns` / `count_group_patterns`.
-In a round with groups, the groups company's tags of the shared individuals also
-give each one's group code: one table per group, and the overall table is their sum.
+Tokens present in all k lists are the shared individuals. Each of their k tags opens
+to a masked value (core/masks.py); the k values of one token add up to its pattern,
+each company's failure bit in a 2-bit lane of its own (and, in a round with groups,
+the group code above them), and only such a sum is accepted. The value of any other
+token, alone or summed over fewer than k companies, is uniform: it tells nothing. A
+swapped, moved, replayed or shifted tag gives a sum that does not decode, and the
+round fails (a bad sum names no one). Nothing per token outlives
+`count_patterns` / `count_group_patterns`.
 """
 
 from __future__ import annotations
@@ -15,7 +19,12 @@ import numpy as np
 
 from monoculture.analysis.table import PatternTable
 from monoculture.core.errors import ProtocolError
+from monoculture.core.masks import add_values, decode_sums, values_from_bytes
 from monoculture.core.psi_crypto import NONCE_SIZE, POINT_SIZE, CompanyTags, split_tags
+
+# Any company that blinded a list after its owner could have altered it (its owner too): the
+# final list alone does not tell which, so a fault found in it names no one.
+_UNNAMED = " (altered by its owner or a company that relayed it; no one is named)"
 
 
 @dataclass(frozen=True)
@@ -39,14 +48,14 @@ class _SortedList:
 def _sorted(final: FinalList) -> _SortedList:
     tokens = np.frombuffer(final.tokens, dtype=f"S{POINT_SIZE}")
     if len(tokens) != len(final.tags):
-        raise ProtocolError("tokens and tags differ in number", where=f"list of {final.owner}")
+        raise ProtocolError(f"the final list of {final.owner}: tokens and tags differ in number{_UNNAMED}")
     order = np.argsort(tokens, kind="stable")
     ordered = tokens[order]
     if len(ordered) > 1 and bool((ordered[1:] == ordered[:-1]).any()):
-        raise ProtocolError("a token repeats within one list", where=f"list of {final.owner}")
+        raise ProtocolError(f"the final list of {final.owner}: a token repeats{_UNNAMED}")
     nonces = np.sort(np.ascontiguousarray(final.tags[:, :NONCE_SIZE]).view(f"V{NONCE_SIZE}").ravel())
     if len(nonces) > 1 and bool((nonces[1:] == nonces[:-1]).any()):
-        raise ProtocolError("a failure tag repeats within one list", where=f"list of {final.owner}")
+        raise ProtocolError(f"the final list of {final.owner}: a failure tag repeats{_UNNAMED}")
     return _SortedList(ordered, order, final.tags)
 
 
@@ -84,17 +93,21 @@ def _count(
     shared = lists[0].tokens
     for other in lists[1:]:
         shared = shared[_members(other, shared)]
-    index = np.zeros(len(shared), dtype=np.int64)
-    codes = np.zeros(len(shared), dtype=np.int64)
+    total: np.ndarray | None = None
     for owner, sorted_list in zip(roster, lists, strict=True):
         positions = sorted_list.order[np.searchsorted(sorted_list.tokens, shared)]
-        tags = split_tags(sorted_list.tags[positions].tobytes())
-        if owner == groups_from:
-            bits, owner_codes = openers[owner].open_grouped(tags)
-            codes = owner_codes.astype(np.int64)
-        else:
-            bits = openers[owner].open(tags)
-        index = (index << 1) | bits.astype(np.int64)
+        opened = openers[owner].open(split_tags(sorted_list.tags[positions].tobytes()))
+        values = values_from_bytes(opened.tobytes())
+        total = values if total is None else add_values(total, values)
+    assert total is not None  # a ring has at least two companies
+    index, codes, ok = decode_sums(total, len(roster), len(group_labels) if groups_from else 0)
+    if not bool(np.all(ok)):
+        raise ProtocolError(
+            f"the masked failure values of {int((~ok).sum())} of {len(shared)} shared individuals do not "
+            "add up to a pattern: a failure tag was swapped, moved between lists, replayed from another "
+            "round or shifted by a company (a bad sum names no one)",
+        )
+    index, codes = index.astype(np.int64), codes.astype(np.int64)
     cells = 2 ** len(roster)
     counts = np.bincount(index, minlength=cells)
     table = PatternTable(tuple(roster), tuple(int(c) for c in counts))

@@ -31,7 +31,16 @@ from monoculture.coordinator.state import RoundState, Work, new_round_id
 from monoculture.coordinator.store import REFUNDED, BudgetEntry, RoundStore
 from monoculture.core.blame import COORDINATOR, judge
 from monoculture.core.errors import LimitExceeded, MalformedRequest, ProtocolError, UnknownRound
-from monoculture.core.protocol import TERMINAL_PHASES, Ring, RoundPhase, check_groups, check_round_id
+from monoculture.core.masks import CONFIRMATION_SIZE
+from monoculture.core.protocol import (
+    PROTOCOL_VERSION,
+    TERMINAL_PHASES,
+    Ring,
+    RoundPhase,
+    check_groups,
+    check_protocol_version,
+    check_round_id,
+)
 from monoculture.core.psi_crypto import TAG_SIZE, CompanyTags, TagOpener
 from monoculture.core.relay import ChunkVerifier, RelayPeer
 from monoculture.core.timing import SYSTEM_CLOCK, Clock
@@ -297,9 +306,19 @@ class RoundBook:
                     round_charge=self._charge_message(work.round_id),
                     groups_from=state.groups_from,
                     group_labels=list(state.group_labels),
+                    protocol_version=PROTOCOL_VERSION,
                 )
             )
+        if work.confirm:
+            peers = [record.peers[name].to_message() for name in state.ring.roster]
+            return pb.PollWorkResponse(pair_keys=pb.PairKeys(round_id=work.round_id, peers=peers))
         blind = pb.BlindList(round_id=work.round_id, list_owner=work.list_owner, hop=work.hop)
+        if work.hop == 0:
+            for sender, mac in state.confirmations_for(work.list_owner).items():
+                confirmation = pb.KeyConfirmation(
+                    sender=sender, receiver=work.list_owner, mac=bytes.fromhex(mac)
+                )
+                blind.confirmations.append(confirmation)
         if work.hop > 0:
             blind.sender.CopyFrom(
                 record.peers[state.ring.blinder(work.list_owner, work.hop - 1)].to_message()
@@ -316,6 +335,7 @@ class RoundBook:
         the size against the limits; a malformed enrolment is refused naming the company and
         leaves the round as it was (it can enrol again, or the deadline names it)."""
         check_round_id(request.round_id, company)
+        check_protocol_version(request.protocol_version, company)
         peer = RelayPeer(
             company,
             request.relay_public_key,
@@ -347,6 +367,27 @@ class RoundBook:
             self._changed.notify_all()
         log.info("round %s: %s enrolled with a list of %d", request.round_id, company, request.list_size)
 
+    def confirm_keys(self, company: str, request: pb.KeyConfirmations) -> None:
+        """Record a company's key confirmations (one MAC per peer); they reach each peer with its
+        hop-0 work, and only the peer can check them. All in: relaying starts."""
+        check_round_id(request.round_id, company)
+        macs: dict[str, str] = {}
+        for confirmation in request.confirmations:
+            if confirmation.sender != company or len(confirmation.mac) != CONFIRMATION_SIZE:
+                raise MalformedRequest(
+                    f"a key confirmation of {company} must be sent by it and {CONFIRMATION_SIZE} bytes",
+                    where=company,
+                )
+            if confirmation.receiver in macs:
+                raise MalformedRequest(f"{company} confirmed {confirmation.receiver} twice", where=company)
+            macs[confirmation.receiver] = confirmation.mac.hex()
+        with self._changed:
+            record = self._record(request.round_id, company)
+            record.state.confirm(company, macs, self._clock.time())
+            self._store.save_state(record.state)
+            self._store.audit(request.round_id, company, "confirmed pair keys", f"{len(macs)} peers")
+            self._changed.notify_all()
+
     def _check_enrolment(self, record: RoundRecord, company: str, peer: RelayPeer, list_size: int) -> None:
         """Refuse (MalformedRequest, LimitExceeded, ProtocolError) an enrolment that could never
         be valid, before anything of it is kept."""
@@ -377,6 +418,7 @@ class RoundBook:
         """A company ends the round. Whom the failure is put on is judged from the evidence
         (core/blame.py): a blame without evidence stays the withdrawing company's claim."""
         check_round_id(round_id, company)
+        blamed, reason = blamed[:64], reason[:2000]  # a cheat's text is kept, but not without bound
         with self._changed:
             record = self._record(round_id, company)
             verdict = judge(
@@ -405,13 +447,16 @@ class RoundBook:
         address: ListAddress | None = None
         expected = _ExpectedUpload("", None)
         for chunk in chunks:
+            # Only the fields this protocol defines are kept (and signed): bytes of unknown fields
+            # would be stored and relayed unchecked, beyond every size bound.
+            chunk.DiscardUnknownFields()
             if address is None:
                 address = ListAddress(chunk.round_id, chunk.list_owner, chunk.hop)
                 expected = self._check_upload(company, chunk)
             try:
                 self._check_chunk(chunk, expected)
                 sequence.add(chunk)
-                self._store.put_chunk(chunk)
+                self._put_while_relaying(address, chunk)
             except ProtocolError as exc:
                 with self._changed:
                     self._refused(self._record(address.round_id), company, f"{address.describe()}", exc)
@@ -429,6 +474,15 @@ class RoundBook:
             )
         self._complete_upload(company, address)
         return progress.elements
+
+    def _put_while_relaying(self, address: ListAddress, chunk: pb.ListChunk) -> None:
+        """Store a chunk only while its round is relaying, atomically with the check: a round that
+        ends mid-stream (a withdrawal, a deadline) has dropped its chunks, and none may follow."""
+        with self._changed:
+            phase = self._record(address.round_id).state.phase
+            if phase != RoundPhase.RELAYING:
+                raise ProtocolError(f"round {address.round_id} is {phase}: the upload is not kept")
+            self._store.put_chunk(chunk)
 
     def _check_upload(self, company: str, chunk: pb.ListChunk) -> _ExpectedUpload:
         """Is this upload expected now? Returns whom it must be sealed to and whose signature

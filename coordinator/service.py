@@ -255,6 +255,12 @@ class CompanyServicer(pb_grpc.CompanyServiceServicer):
 
     @answers_errors()
     @admitted()
+    def ConfirmKeys(self, request: pb.KeyConfirmations, context: Any) -> pb.ConfirmKeysResponse:
+        self._book.confirm_keys(self._auth.company(context, request.company), request)
+        return pb.ConfirmKeysResponse()
+
+    @answers_errors()
+    @admitted()
     def GetStatus(self, request: pb.CompanyStatusRequest, context: Any) -> pb.RoundStatus:
         company = self._auth.company(context, request.company)
         return status_message(self._book.status(request.round_id, company))

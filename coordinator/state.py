@@ -17,7 +17,8 @@ from monoculture.core.errors import ProtocolError
 from monoculture.core.protocol import TERMINAL_PHASES, Ring, RoundPhase
 
 TRANSITIONS: dict[RoundPhase, frozenset[RoundPhase]] = {
-    RoundPhase.OPEN: frozenset({RoundPhase.RELAYING, RoundPhase.FAILED}),
+    RoundPhase.OPEN: frozenset({RoundPhase.CONFIRMING, RoundPhase.FAILED}),
+    RoundPhase.CONFIRMING: frozenset({RoundPhase.RELAYING, RoundPhase.FAILED}),
     RoundPhase.RELAYING: frozenset({RoundPhase.COUNTING, RoundPhase.FAILED}),
     RoundPhase.COUNTING: frozenset({RoundPhase.COMPLETE, RoundPhase.FAILED}),
     RoundPhase.COMPLETE: frozenset(),
@@ -31,12 +32,14 @@ def new_round_id() -> str:
 
 @dataclass(frozen=True)
 class Work:
-    """One task for one company: join (enrol), or blind list `list_owner` at `hop`."""
+    """One task for one company: join (enrol), confirm its pair keys, or blind list
+    `list_owner` at `hop`."""
 
     round_id: str
     list_owner: str
     hop: int
     join: bool = False
+    confirm: bool = False
 
 
 @dataclass
@@ -54,6 +57,10 @@ class RoundState:
     done: set[tuple[str, int]] = field(default_factory=set)  # (owner, hop) uploaded
     done_at: dict[tuple[str, int], float] = field(default_factory=dict)
     relaying_since: float = 0.0
+    confirming_since: float = 0.0
+    # Protocol v2: each company's key confirmations, sender -> receiver -> MAC (hex). Only the
+    # receiver can check one (it needs the pair key); the coordinator relays them at hop 0.
+    confirmations: dict[str, dict[str, str]] = field(default_factory=dict)
     failure_reason: str = ""
     failed_party: str = ""
     # Groups (docs/PROTOCOL.md, "Groups"): the company whose group column defines them ("" =
@@ -70,7 +77,8 @@ class RoundState:
             "deadline_seconds": self.deadline_seconds, "opened_at": self.opened_at, "phase": self.phase.value,
             "list_sizes": self.list_sizes, "joined": sorted(self.joined),
             "done_at": [[o, h, t] for (o, h), t in sorted(self.done_at.items())],
-            "relaying_since": self.relaying_since,
+            "relaying_since": self.relaying_since, "confirming_since": self.confirming_since,
+            "confirmations": self.confirmations,
             "failure_reason": self.failure_reason, "failed_party": self.failed_party,
             "groups_from": self.groups_from, "group_labels": list(self.group_labels),
         })  # fmt: skip
@@ -84,6 +92,7 @@ class RoundState:
             deadline_seconds=data["deadline_seconds"], opened_at=data["opened_at"],
             phase=RoundPhase(data["phase"]), list_sizes=dict(data["list_sizes"]), joined=set(data["joined"]),
             done=set(done_at), done_at=done_at, relaying_since=data["relaying_since"],
+            confirming_since=data.get("confirming_since", 0.0), confirmations=data.get("confirmations", {}),
             failure_reason=data["failure_reason"], failed_party=data["failed_party"],
             groups_from=data.get("groups_from", ""), group_labels=tuple(data.get("group_labels", ())),
         )  # fmt: skip
@@ -121,8 +130,32 @@ class RoundState:
             )
         self.list_sizes[company] = list_size
         if len(self.list_sizes) == self.ring.parties:
+            self.advance(RoundPhase.CONFIRMING)
+            self.confirming_since = now
+
+    def confirm(self, company: str, macs: dict[str, str], now: float) -> None:
+        """Record `company`'s key confirmations (receiver -> MAC hex), one for every other
+        company; once every company has confirmed, relaying starts."""
+        self.ring.position(company)
+        self._require_phase(RoundPhase.CONFIRMING, company)
+        others = {name for name in self.ring.roster if name != company}
+        if set(macs) != others:
+            raise ProtocolError(
+                f"key confirmations must name every other company ({', '.join(sorted(others))}) once",
+                where=company,
+            )
+        if company in self.confirmations:
+            if self.confirmations[company] == macs:
+                return  # the same confirmations again (a retry)
+            raise ProtocolError("already confirmed its keys, with other values", where=company)
+        self.confirmations[company] = dict(macs)
+        if len(self.confirmations) == self.ring.parties:
             self.advance(RoundPhase.RELAYING)
             self.relaying_since = now
+
+    def confirmations_for(self, receiver: str) -> dict[str, str]:
+        """sender -> MAC hex of the confirmations addressed to `receiver`."""
+        return {sender: macs[receiver] for sender, macs in self.confirmations.items() if receiver in macs}
 
     def check_upload(self, sender: str, owner: str, hop: int, list_size: int) -> None:
         """Refuse an upload the protocol does not expect now (raises ProtocolError)."""
@@ -174,6 +207,9 @@ class RoundState:
             self.ring.position(company)
             self.joined.add(company)
             return Work(self.round_id, company, 0, join=True)
+        if self.phase == RoundPhase.CONFIRMING and company not in self.confirmations:
+            self.ring.position(company)
+            return Work(self.round_id, company, 0, confirm=True)
         if self.phase != RoundPhase.RELAYING:
             return None
         for owner in self.ring.roster:
@@ -191,6 +227,10 @@ class RoundState:
             for company in self.ring.roster:
                 if company not in self.list_sizes and now - self.opened_at > self.deadline_seconds:
                     return company, "did not enrol"
+        if self.phase == RoundPhase.CONFIRMING:
+            for company in self.ring.roster:
+                if company not in self.confirmations and now - self.confirming_since > self.deadline_seconds:
+                    return company, "did not confirm its pair keys"
         if self.phase == RoundPhase.RELAYING:
             for owner in self.ring.roster:
                 for hop in range(self.ring.parties):

@@ -6,11 +6,13 @@ import os
 
 import numpy as np
 import pytest
+from support.masking import round_pair_keys
 
 from monoculture.client import company
 from monoculture.client.company import (
     INLINE,
     ListInTransit,
+    Masking,
     OperationCounts,
     blind_own_list,
     outgoing_chunks,
@@ -20,6 +22,13 @@ from monoculture.client.company import (
 from monoculture.client.workers import BlindingPool
 from monoculture.core.dataset import CompanyRecords, IdColumn
 from monoculture.core.errors import ProtocolError
+from monoculture.core.masks import (
+    add_values,
+    decode_sums,
+    id_digests,
+    masked_values,
+    values_from_bytes,
+)
 from monoculture.core.psi_crypto import (
     NONCE_SIZE,
     POINT_SIZE,
@@ -89,7 +98,14 @@ def test_a_restarted_relay_sends_the_same_bytes() -> None:
     assert sorted(unseeded[0]) == sorted(relay(SEED)[0]) and unseeded != relay(SEED)
 
 
-def test_hop_zero_loads_once_and_seals_each_bit_at_its_sent_position() -> None:
+def test_hop_zero_loads_once_and_seals_each_masked_value_at_its_sent_position() -> None:
+    """v2 (was: ..._seals_each_bit_at_its_sent_position): a tag opens to a masked value, not to the
+    bit, so the bit at each sent position is checked the only way it can be read: acme's value
+    there plus the other companies' masked values of the same id decodes to the right pattern,
+    acme's lane holding that element's failure bit. Acme's values alone, or summed with the
+    others' values of other ids (one position off), decode to nothing."""
+    roster = ("globex", "acme", "initech")  # acme in the middle lane
+    keys = round_pair_keys("r-1", roster)
     records = _records(50)
     loads = []
 
@@ -100,15 +116,31 @@ def test_hop_zero_loads_once_and_seals_each_bit_at_its_sent_position() -> None:
     key, opener = BlindingKey.fresh(), TagOpener()
     sealer = TagSealer("r-1", "acme", opener.public_key)
     counts = OperationCounts()
-    outgoing = blind_own_list(load, key, sealer, counts, seed=SEED, owner="acme")
+    masking = Masking(roster.index("acme"), len(roster), keys["acme"])
+    outgoing = blind_own_list(load, key, sealer, counts, masking, seed=SEED, owner="acme")
     assert loads == [1]
     assert (counts.hash_to_curve, counts.multiplications) == (50, 50)
     order = random_permutation(50, SEED, shuffle_label("acme", 0)).tolist()
+    sent_ids = [records.ids[j] for j in order]
     points, tags = _sent(outgoing)
-    assert points == key.hash_and_blind([records.ids[j] for j in order])
+    assert points == key.hash_and_blind(sent_ids)
     assert [int.from_bytes(t[:NONCE_SIZE], "big") for t in tags] == list(range(50))
-    bits = opener.opener_for("r-1", "acme", sealer.public_key).open(tags)
-    assert bits.tolist() == records.failed[order].tolist()
+    acme = values_from_bytes(opener.opener_for("r-1", "acme", sealer.public_key).open(tags).tobytes())
+    u = id_digests(sent_ids)
+    rng = np.random.default_rng(7)  # the other companies' bits: test data only
+    other_bits = {name: rng.integers(0, 2, 50) for name in ("globex", "initech")}
+    others = [
+        values_from_bytes(masked_values(roster.index(name), keys[name], u, bits))
+        for name, bits in other_bits.items()
+    ]
+    patterns, codes, ok = decode_sums(add_values(add_values(acme, others[0]), others[1]), len(roster))
+    assert ok.all() and (codes == 0).all()
+    acme_bits = records.failed[order].astype(np.int64)
+    assert acme_bits.any() and not acme_bits.all()  # both bits occur
+    assert patterns.tolist() == (other_bits["globex"] << 2 | acme_bits << 1 | other_bits["initech"]).tolist()
+    assert not decode_sums(acme, len(roster))[2].any()  # a value alone is masked
+    shifted = add_values(np.roll(acme, 1, axis=0), add_values(others[0], others[1]))
+    assert not decode_sums(shifted, len(roster))[2].any()  # another id's masks do not cancel
 
 
 def test_a_list_in_transit_counts_points() -> None:

@@ -4,7 +4,8 @@
   definitions written out per individual (Bommasani et al., NeurIPS 2022);
 - the release policy per group, and what keeps a group's withheld figures from being
   recomputed from the overall table;
-- the group code travels only in the groups company's tags; other tags keep today's format;
+- the group code travels only in the groups company's masked values (protocol v2) and is
+  read only from the sum of an individual's k values; a code beyond the labels fails the round;
 - real data (the digit speakers) through the in-process harness equals plaintext exactly,
   an undeclared label is refused before anything is sent, groups survive restarts;
 - one end-to-end `monoculture simulate` against `monoculture plaintext` with the same flags.
@@ -13,6 +14,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 import random
@@ -33,6 +35,7 @@ from conftest import EXAMPLES, assert_same_integers, example
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.harness import Harness, LinkError
+from support.masking import round_pair_keys
 from vectors import independent as ind
 
 from monoculture.analysis.budget import RoundCost
@@ -47,12 +50,20 @@ from monoculture.analysis.table import PatternTable, plaintext_table
 from monoculture.cli import main as cli_main
 from monoculture.client.config import load_client_config
 from monoculture.coordinator import rounds as coordinator_rounds
-from monoculture.coordinator.counting import FinalList
+from monoculture.coordinator.counting import FinalList, count_group_patterns
 from monoculture.coordinator.state import RoundState
+from monoculture.core import masks
 from monoculture.core.dataset import GroupLabelError, InputSpec, load_records
 from monoculture.core.errors import InputError, ProtocolError
 from monoculture.core.protocol import Ring, RoundPhase
-from monoculture.core.psi_crypto import TAG_SIZE, TagOpener, TagSealer, split_tags
+from monoculture.core.psi_crypto import (
+    TAG_SIZE,
+    BlindingKey,
+    TagOpener,
+    TagSealer,
+    split_points,
+    split_tags,
+)
 from monoculture.research.inprocess import run_grouped_round_in_process
 
 SPEAKERS = ["jackson", "nicolas", "theo", "yweweler"]
@@ -338,41 +349,118 @@ def test_released_results_with_groups_validate_against_the_schema(policy: Releas
 # ====================================================================== the tags
 
 
+def _values(blob: bytes | np.ndarray) -> np.ndarray:
+    """Masked values (16 bytes each, as sealed or opened) as (n, 2) uint64."""
+    return masks.values_from_bytes(blob if isinstance(blob, bytes) else blob.tobytes())
+
+
 def test_only_the_groups_company_tags_carry_a_code() -> None:
+    """v2: the code is no longer a plaintext byte beside the bit (`open_grouped` is gone). It is
+    in the groups company's masked value, code * 4^k above the k lanes, and is read only from
+    the sum of the k values of one individual. Every tag has the same length; the grouped AAD
+    still binds the groups company's tags to the declared labels, so they open only with
+    those labels and the other companies' tags only without labels."""
+    roster, labels = ("acme", "globex", "initech"), ["x", "y", "z"]
+    k = len(roster)
+    keys = round_pair_keys("r-1", roster)
+    u = masks.id_digests([f"person-{i}" for i in range(4)])
+    bits = {"acme": [1, 0, 1, 0], "globex": [0, 1, 1, 0], "initech": [1, 1, 0, 0]}
+    codes = np.array([2, 2, 0, 1])
     opener = TagOpener()
-    grouped = TagSealer("r-1", "acme", opener.public_key, group_labels=["x", "y", "z"])
-    plain = TagSealer("r-1", "globex", opener.public_key)
-    bits, codes = np.array([1, 0, 1, 0]), np.array([2, 2, 0, 1])
-    grouped_tags = split_tags(grouped.seal(bits, codes))
-    plain_tags = split_tags(plain.seal(bits))
-    assert {len(t) for t in grouped_tags + plain_tags} == {TAG_SIZE}  # the same length for all
-    grouped_opener = opener.opener_for("r-1", "acme", grouped.public_key, ["x", "y", "z"])
-    opened_bits, opened_codes = grouped_opener.open_grouped(grouped_tags)
-    assert (opened_bits.tolist(), opened_codes.tolist()) == ([1, 0, 1, 0], [2, 2, 0, 1])
-    with pytest.raises(ProtocolError, match="does not authenticate"):  # not a one-bit tag
-        opener.opener_for("r-1", "acme", grouped.public_key).open(grouped_tags)
-    with pytest.raises(ProtocolError, match="does not authenticate"):  # other labels: another AAD
-        opener.opener_for("r-1", "acme", grouped.public_key, ["x", "y"]).open_grouped(grouped_tags)
-    assert opener.opener_for("r-1", "globex", plain.public_key).open(plain_tags).tolist() == [1, 0, 1, 0]
-    with pytest.raises(ProtocolError, match="carry no group codes"):
-        opener.opener_for("r-1", "globex", plain.public_key).open_grouped(plain_tags)
-    with pytest.raises(ValueError, match=r"codes must be 0\.\.2"):
-        grouped.seal(bits, np.array([0, 1, 3, 0]))
-    with pytest.raises(ProtocolError):
-        plain.seal(bits, codes)
+    sealers = {
+        name: TagSealer("r-1", name, opener.public_key, group_labels=labels if name == "globex" else ())
+        for name in roster
+    }
+    sent = {
+        name: masks.masked_values(at, keys[name], u, bits[name], codes if name == "globex" else None)
+        for at, name in enumerate(roster)
+    }
+    tags = {name: split_tags(sealers[name].seal(sent[name])) for name in roster}
+    assert {len(t) for name in roster for t in tags[name]} == {TAG_SIZE}  # the same length for all
+    opened = {}
+    for name in roster:
+        right = labels if name == "globex" else []
+        opened[name] = _values(
+            opener.opener_for("r-1", name, sealers[name].public_key, right).open(tags[name])
+        )
+        assert masks.values_to_bytes(opened[name]) == sent[name]
+        for wrong in ([], ["x", "y"], labels):  # no labels, other labels, labels on a plain tag
+            if wrong != right:
+                with pytest.raises(ProtocolError, match="does not authenticate"):
+                    opener.opener_for("r-1", name, sealers[name].public_key, wrong).open(tags[name])
+    # The code is in globex's value only: it differs from the same bits sealed without codes by
+    # exactly code * 4^k.
+    uncoded = _values(masks.masked_values(1, keys["globex"], u, bits["globex"]))
+    assert masks.values_to_ints(masks.sub_values(opened["globex"], uncoded)) == [c * 4**k for c in codes]
+    # The sum of the three values decodes to the pattern and the code...
+    total = masks.add_values(masks.add_values(opened["acme"], opened["globex"]), opened["initech"])
+    patterns, decoded, ok = masks.decode_sums(total, k, len(labels))
+    assert ok.all() and decoded.tolist() == codes.tolist()
+    assert patterns.tolist() == [int(f"{a}{g}{i}", 2) for a, g, i in zip(*bits.values(), strict=True)]
+    # ...with globex's value sealed without codes, to code 0 (the others' values carry none)...
+    plain_total = masks.add_values(masks.add_values(opened["acme"], uncoded), opened["initech"])
+    plain_patterns, plain_codes, plain_ok = masks.decode_sums(plain_total, k, len(labels))
+    assert plain_ok.all() and plain_codes.tolist() == [0] * 4 and plain_patterns.tolist() == patterns.tolist()
+    # ...and no value alone, nor the sum of any two, decodes at all.
+    for size in (1, 2):
+        for subset in itertools.combinations(roster, size):
+            partial = opened[subset[0]] if size == 1 else masks.add_values(*(opened[n] for n in subset))
+            assert not masks.decode_sums(partial, k, len(labels))[2].any(), subset
+    with pytest.raises(ValueError, match="group codes"):  # codes are 0..126 (MAX_GROUP_LABELS - 1)
+        masks.masked_values(1, keys["globex"], u, bits["globex"], np.array([0, 1, 127, 0]))
     with pytest.raises(ProtocolError, match="at most 127"):
         TagSealer("r-1", "acme", opener.public_key, group_labels=[str(i) for i in range(128)])
 
 
-def test_an_opener_refuses_a_code_beyond_the_declared_labels() -> None:
+def test_a_code_beyond_the_declared_labels_fails_the_sum_and_the_count() -> None:
+    """v2 (was: test_an_opener_refuses_a_code_beyond_the_declared_labels): a tag no longer opens to
+    a code, so no opener can refuse one. A groups company that puts code 2 in its masked value
+    when the round declared two labels seals tags that open (the AAD names the labels, not the
+    codes), but the sum of that individual's values fails `decode_sums` (ok False, pattern and
+    code -1) and counting fails the round. The same lists with code 1 count."""
+    roster, labels = ("acme", "globex"), ["x", "y"]
+    keys = round_pair_keys("r-1", roster)
+    u = masks.id_digests(["p0", "p1", "p2"])
+    bits = {"acme": [1, 0, 1], "globex": [1, 1, 0]}
+    tokens = [bytes([2]) + i.to_bytes(32, "big") for i in range(3)]
     opener = TagOpener()
-    sealer = TagSealer("r-1", "acme", opener.public_key, group_labels=["x", "y", "z"])
-    tags = split_tags(sealer.seal(np.array([1]), np.array([2])))
-    # The same key and AAD but an opener told of two labels only: code 2 is refused.
-    tags_of_two = opener.opener_for("r-1", "acme", sealer.public_key, ["x", "y", "z"])
-    tags_of_two.group_count = 2
-    with pytest.raises(ProtocolError, match="group code 2, but the round declared 2 labels"):
-        tags_of_two.open_grouped(tags)
+    sealers = {
+        name: TagSealer("r-1", name, opener.public_key, group_labels=labels if name == "acme" else ())
+        for name in roster
+    }
+    openers = {
+        name: opener.opener_for("r-1", name, sealers[name].public_key, labels if name == "acme" else ())
+        for name in roster
+    }
+
+    def lists(last_code: int) -> tuple[list[FinalList], np.ndarray]:
+        codes = np.array([0, 1, last_code])
+        finals, total = [], None
+        for at, name in enumerate(roster):
+            sent = masks.masked_values(at, keys[name], u, bits[name], codes if name == "acme" else None)
+            value = _values(sent)
+            total = value if total is None else masks.add_values(total, value)
+            rows = np.frombuffer(bytes(sealers[name].seal(sent)), dtype=np.uint8).reshape(-1, TAG_SIZE)
+            order = [2, 0, 1] if name == "globex" else [0, 1, 2]  # globex's list in another order
+            finals.append(FinalList(name, b"".join(tokens[j] for j in order), rows[order]))
+        assert total is not None
+        return finals, total
+
+    finals, total = lists(1)
+    patterns, codes, ok = masks.decode_sums(total, 2, len(labels))
+    assert ok.all() and codes.tolist() == [0, 1, 1] and patterns.tolist() == [3, 1, 2]
+    counted = count_group_patterns(roster, finals, openers, "acme", labels)
+    assert counted.groups["x"].counts == (0, 0, 0, 1) and counted.groups["y"].counts == (0, 1, 1, 0)
+
+    finals, total = lists(2)
+    patterns, codes, ok = masks.decode_sums(total, 2, len(labels))
+    assert ok.tolist() == [True, True, False]
+    assert patterns.tolist() == [3, 1, -1] and codes.tolist() == [0, 1, -1]
+    assert masks.decode_sums(total, 2, 3)[2].all()  # with a third label declared, code 2 would pass
+    for name, final in zip(roster, finals, strict=True):  # every tag still opens
+        assert len(openers[name].open(split_tags(final.tags.tobytes()))) == 3
+    with pytest.raises(ProtocolError, match="1 of 3 shared individuals do not add up to a pattern"):
+        count_group_patterns(roster, finals, openers, "acme", labels)
 
 
 # ====================================================================== input
@@ -596,6 +684,14 @@ def test_open_round_refuses_groups_it_cannot_run(
 
 
 def test_the_group_code_travels_only_in_the_groups_company_tags(tmp_path: Path, monkeypatch) -> None:
+    """A whole round with groups from beta (gamma has a group column too). v2: the final tags open
+    to masked values, so the code is checked where it now travels: with the companies' own keys
+    (taken from their daemons at counting time), every company's value of every id it holds,
+    unmasked, is exactly its failure bit in its lane, plus the id's group code above the lanes
+    for beta only (alpha's and gamma's carry no code). The coordinator's view: beta's tags open
+    only with the declared labels, the others' only without; no value alone and no sum of fewer
+    than k values decodes; the sum of the k values of a shared individual decodes to its
+    pattern and its code."""
     rows, region = _population()
     labels = ["north", "south", "east"]
     harness = Harness(
@@ -604,11 +700,13 @@ def test_the_group_code_travels_only_in_the_groups_company_tags(tmp_path: Path, 
     relayed: list[Any] = []
     harness.network.tamper = lambda chunk: relayed.append(chunk) or chunk
     finals: dict[str, FinalList] = {}
+    secrets: dict[str, Any] = {}
     original = coordinator_rounds.count_group_patterns
 
     def keep(roster, lists, openers, groups_from, group_labels):  # type: ignore[no-untyped-def]
         lists = list(lists)
         finals.update({final.owner: final for final in lists})
+        secrets.update({name: daemon._rounds[round_id].secrets for name, daemon in harness.daemons.items()})
         return original(roster, lists, openers, groups_from, group_labels)
 
     monkeypatch.setattr(coordinator_rounds, "count_group_patterns", keep)
@@ -625,23 +723,51 @@ def test_the_group_code_travels_only_in_the_groups_company_tags(tmp_path: Path, 
     for chunk in relayed:
         sizes[chunk.chunk_elements].add(len(chunk.sealed))
     assert all(len(s) == 1 for s in sizes.values()), sizes
-    # The final lists: every tag is 29 bytes; beta's open to bits and codes, the others' are
-    # today's one-bit tags (they do not open with the grouped AAD).
+    # Each final token's id: every company's blinding of it (the blinding commutes).
+    roster = secrets["alpha"].roster
+    k = len(roster)
+    assert roster == ("alpha", "beta", "gamma") and all(secrets[name].pair_keys for name in roster)
+    ids = sorted({record_id for held in rows.values() for record_id, _ in held})
+    points = BlindingKey(secrets[roster[0]].blinding_key).hash_and_blind(ids)
+    for name in roster[1:]:
+        points = BlindingKey(secrets[name].blinding_key).reblind(points)
+    id_of = dict(zip(points, ids, strict=True))
+    failed = {name: dict(held) for name, held in rows.items()}
     book = harness.book._rounds[round_id]
     opener = book.tag_opener
-    for owner, final in finals.items():
+    value_of: dict[str, dict[str, np.ndarray]] = {}
+    for owner in roster:
+        final = finals[owner]
         assert final.tags.shape[1] == TAG_SIZE
         tags = split_tags(final.tags.tobytes())
         key = book.peers[owner].tag_public_key
-        if owner == "beta":
-            _, codes = opener.opener_for(round_id, owner, key, labels).open_grouped(tags)
-            assert set(codes.tolist()) <= {0, 1, 2} and len(set(codes.tolist())) > 1
-            with pytest.raises(ProtocolError):
-                opener.opener_for(round_id, owner, key).open(tags)
-        else:
-            assert set(opener.opener_for(round_id, owner, key).open(tags).tolist()) <= {0, 1}
-            with pytest.raises(ProtocolError):
-                opener.opener_for(round_id, owner, key, labels).open_grouped(tags)
+        right = labels if owner == "beta" else []
+        values = _values(opener.opener_for(round_id, owner, key, right).open(tags))
+        with pytest.raises(ProtocolError, match="does not authenticate"):
+            opener.opener_for(round_id, owner, key, [] if right else labels).open(tags)
+        held = [id_of[token] for token in split_points(final.tokens)]
+        assert sorted(held) == sorted(failed[owner])
+        at = roster.index(owner)
+        unmasked = masks.sub_values(
+            values, masks.masks(at, dict(secrets[owner].pair_keys), masks.id_digests(held))
+        )
+        codes = np.array([labels.index(region[i]) for i in held]) if owner == "beta" else None
+        expected = masks.lane_values(at, k, [failed[owner][i] for i in held], codes)
+        assert masks.values_to_ints(unmasked) == masks.values_to_ints(expected), owner
+        assert not masks.decode_sums(values, k, len(labels))[2].any(), owner  # a value alone: nothing
+        value_of[owner] = dict(zip(held, values, strict=True))
+    beta_codes = {labels.index(region[i]) for i in value_of["beta"]}
+    assert len(beta_codes) > 1  # the codes differ between individuals: a wrong one would show
+    shared = sorted(set.intersection(*(set(value_of[name]) for name in roster)))
+    assert shared
+    column = {name: np.array([value_of[name][i] for i in shared]) for name in roster}
+    for pair in (("alpha", "beta"), ("alpha", "gamma"), ("beta", "gamma")):
+        assert not masks.decode_sums(masks.add_values(*(column[n] for n in pair)), k, len(labels))[2].any()
+    total = masks.add_values(masks.add_values(column["alpha"], column["beta"]), column["gamma"])
+    patterns, codes, ok = masks.decode_sums(total, k, len(labels))
+    assert ok.all()
+    assert codes.tolist() == [labels.index(region[i]) for i in shared]
+    assert patterns.tolist() == [int("".join(str(failed[n][i]) for n in roster), 2) for i in shared]
     _assert_same_groups(harness.result(round_id), _plaintext_groups(rows, region, "beta", labels))
     harness.close()
 

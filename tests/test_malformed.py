@@ -132,6 +132,9 @@ class RawCompany(Cheat):
         self.stub.Enroll(self.enrollment(join, list_size))
         return self.relay
 
+    def confirm(self, round_id: str) -> None:
+        self.stub.ConfirmKeys(self.confirmations(self.next_work("pair_keys", round_id).pair_keys))
+
 
 def _code(call: Callable[[], object]) -> tuple[grpc.StatusCode, str]:
     with pytest.raises(grpc.RpcError) as caught:
@@ -158,9 +161,9 @@ MESSAGE_CASES: list[tuple[str, Callable[[RawCompany, str], object], grpc.StatusC
     ("garbage bytes", lambda c, r: c.raw("PollWork", b"\xff" * 4), grpc.StatusCode.INTERNAL, "deserializing"),
     ("wrong message type", lambda c, r: c.raw("Enroll", _chunk(r, "evil", "evil", 0, 1, [b"\x02" * 33])
                                                  .SerializeToString()),
-     grpc.StatusCode.INVALID_ARGUMENT, "relay public key of evil is 0 bytes, not 32"),
+     grpc.StatusCode.INVALID_ARGUMENT, "evil speaks protocol v1"),
     ("unknown round", lambda c, r: c.stub.Enroll(pb.EnrollRequest(round_id="r-0000000000000000",
-                                                                  company="evil")),
+                                                                  company="evil", protocol_version=2)),
      grpc.StatusCode.NOT_FOUND, "unknown round 'r-0000000000000000'"),
     ("malformed round id", lambda c, r: c.stub.Enroll(pb.EnrollRequest(round_id="../../etc", company="evil")),
      grpc.StatusCode.INVALID_ARGUMENT, "malformed round id '../../etc'"),
@@ -174,8 +177,11 @@ MESSAGE_CASES: list[tuple[str, Callable[[RawCompany, str], object], grpc.StatusC
     ("empty upload", lambda c, r: c.stub.UploadList(iter([])), grpc.StatusCode.INVALID_ARGUMENT, "no chunks"),
     ("bad key signature", lambda c, r: c.stub.Enroll(pb.EnrollRequest(
         round_id=r, company="evil", list_size=100, relay_public_key=b"\x07" * 32, tag_public_key=b"\x07" * 32,
-        signature=b"\x30\x06\x02\x01\x01\x02\x01\x01", certificate_pem=c.material.certificate_pem)),
+        signature=b"\x30\x06\x02\x01\x01\x02\x01\x01", certificate_pem=c.material.certificate_pem,
+        protocol_version=2)),
      grpc.StatusCode.INVALID_ARGUMENT, "the keys of evil are not signed for this round and roster"),
+    ("a v1 daemon", lambda c, r: c.stub.Enroll(pb.EnrollRequest(round_id=r, company="evil", list_size=100)),
+     grpc.StatusCode.INVALID_ARGUMENT, "evil speaks protocol v1; this side speaks v2"),
 ]  # fmt: skip
 
 
@@ -223,6 +229,7 @@ def test_invalid_curve_points_fail_the_round_naming_the_sender(live: dict) -> No
     evil = RawCompany(live)
     round_id = live["auditor"].open_round(["evil", "google"]).round_id
     relay = evil.enroll(evil.next_work("join_round", round_id).join_round, list_size=20)
+    evil.confirm(round_id)
     work = evil.next_work("blind_list", round_id).blind_list
     assert work.hop == 0 and work.receiver.company == "google"
     sealer = relay.sealer(RelayPeer.from_message(work.receiver), round_id, "evil", "evil", 0)
@@ -244,6 +251,7 @@ def test_unsealed_and_misaddressed_relays_are_refused(live: dict) -> None:
     evil = RawCompany(live)
     round_id = live["auditor"].open_round(["evil", "google"]).round_id
     evil.enroll(evil.next_work("join_round", round_id).join_round, list_size=20)
+    evil.confirm(round_id)
     evil.next_work("blind_list", round_id)
     points = [b"\x02" * POINT_SIZE] * 20
     got, details = _code(
@@ -261,6 +269,7 @@ def test_too_many_chunks_are_refused(live: dict) -> None:
     round_id = live["auditor"].open_round(["evil", "google"]).round_id
     join = evil.next_work("join_round", round_id).join_round
     evil.enroll(join, list_size=100)
+    evil.confirm(round_id)
     evil.next_work("blind_list", round_id)
     chunk = _chunk(join.round_id, "evil", "evil", 0, 100, [b"\x02" * POINT_SIZE])
     chunk.chunk_count = 51

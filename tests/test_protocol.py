@@ -39,6 +39,7 @@ def test_terminal_phases_have_no_way_out() -> None:
 
 
 def _enrol_all(state: RoundState, size: int = 5) -> None:
+    """Every company enrols, then confirms its pair keys: the round is RELAYING."""
     for company in state.ring.roster:
         join = state.next_work(company)
         assert join is not None and join.join
@@ -46,6 +47,20 @@ def _enrol_all(state: RoundState, size: int = 5) -> None:
         state.enroll(company, size, 0.0)
         later = state.next_work(company)
         assert later is None or not later.join
+    assert state.phase == RoundPhase.CONFIRMING
+    _confirm_all(state)
+
+
+def _macs(state: RoundState, company: str) -> dict[str, str]:
+    return {other: f"{company}>{other}".encode().hex() for other in state.ring.roster if other != company}
+
+
+def _confirm_all(state: RoundState) -> None:
+    for company in state.ring.roster:
+        work = state.next_work(company)
+        assert work is not None and work.confirm
+        assert state.next_work(company) == work  # on offer until done
+        state.confirm(company, _macs(state, company), 0.0)
 
 
 def _run_hop0(state: RoundState, size: int = 5) -> None:
@@ -90,6 +105,9 @@ def test_uploads_out_of_turn_are_refused() -> None:
         state.check_upload("c0", "c0", 0, 5)  # before everyone enrolled
     for company in ("c1", "c2"):
         state.enroll(company, 5, 0.0)
+    with pytest.raises(ProtocolError, match="needs RELAYING"):
+        state.check_upload("c0", "c0", 0, 5)  # before everyone confirmed its pair keys
+    _confirm_all(state)
     with pytest.raises(ProtocolError, match="c0's to produce"):
         state.check_upload("c1", "c0", 0, 5)  # someone else's own list
     with pytest.raises(ProtocolError, match="c1's to produce"):
@@ -155,6 +173,11 @@ def test_deadlines_name_the_late_party() -> None:
     assert state.overdue(1011.0) == ("b", "did not enrol")
     state.enroll("b", 5, 0.0)
     state.enroll("c", 5, 0.0)
+    state.confirming_since = 1500.0
+    state.confirm("a", _macs(state, "a"), 1501.0)
+    assert state.overdue(1511.0) == ("b", "did not confirm its pair keys")
+    state.confirm("b", _macs(state, "b"), 1502.0)
+    state.confirm("c", _macs(state, "c"), 1503.0)
     state.relaying_since = 2000.0
     for company in ("a", "b"):
         state.record_upload(company, 0, 0.0)
@@ -164,6 +187,24 @@ def test_deadlines_name_the_late_party() -> None:
     state.done_at[("c", 0)] = 2011.0
     assert state.overdue(2014.0) is None
     assert state.overdue(2016.0) == ("b", "did not deliver list of a at hop 1")
+
+
+def test_confirmations_name_every_peer_once_and_reach_their_receiver() -> None:
+    state = _state(3)
+    for company in state.ring.roster:
+        state.enroll(company, 5, 0.0)
+    with pytest.raises(ProtocolError, match="must name every other company"):
+        state.confirm("c0", {"c1": "aa"}, 0.0)
+    with pytest.raises(ProtocolError, match="must name every other company"):
+        state.confirm("c0", {"c0": "aa", "c1": "aa", "c2": "aa"}, 0.0)
+    state.confirm("c0", _macs(state, "c0"), 0.0)
+    state.confirm("c0", _macs(state, "c0"), 0.0)  # the same again: a retry
+    with pytest.raises(ProtocolError, match="other values"):
+        state.confirm("c0", {"c1": "bb", "c2": "bb"}, 0.0)
+    state.confirm("c1", _macs(state, "c1"), 0.0)
+    state.confirm("c2", _macs(state, "c2"), 0.0)
+    assert state.phase == RoundPhase.RELAYING
+    assert state.confirmations_for("c1") == {"c0": _macs(state, "c0")["c1"], "c2": _macs(state, "c2")["c1"]}
 
 
 def test_state_survives_json() -> None:

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import itertools
+import os
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monoculture.core.errors import ProtocolError
 from monoculture.core.psi_crypto import (
+    NONCE_SIZE,
     POINT_SIZE,
     TAG_SIZE,
+    VALUE_SIZE,
     BlindingKey,
+    CompanyTags,
     InvalidPoint,
     TagOpener,
     TagSealer,
@@ -81,46 +86,86 @@ def test_decode_refuses_garbage_and_wrong_sizes() -> None:
         decode_points(encode_points([b"\x02" * 10]))
 
 
-def _pair(round_id: str = "r-1", company: str = "acme") -> tuple[TagSealer, object]:
+def _pair(round_id: str = "r-1", company: str = "acme") -> tuple[TagSealer, CompanyTags]:
     opener = TagOpener()
     sealer = TagSealer(round_id, company, opener.public_key)
     return sealer, opener.opener_for(round_id, company, sealer.public_key)
 
 
+def _values(count: int) -> npt.NDArray[np.uint8]:
+    """`count` masked values as a company seals them: VALUE_SIZE bytes each, uniform (a masked
+    value alone is, core/masks.py)."""
+    return np.frombuffer(os.urandom(count * VALUE_SIZE), dtype=np.uint8).reshape(count, VALUE_SIZE)
+
+
 def test_tags_round_trip_and_are_all_distinct() -> None:
+    """v2: a tag seals a 16-byte masked value, not one bit. Opening gives back every value at its
+    position, whether sealed from bytes or from an (n, 16) array; equal values (here repeated
+    rows and all-zero rows) never give equal tags."""
     sealer, company_tags = _pair()
-    bits = np.array([0, 1, 1, 0, 1, 0, 0, 0], dtype=np.uint8)
-    tags = split_tags(sealer.seal(bits))
-    assert all(len(t) == TAG_SIZE for t in tags)
-    assert len(set(tags)) == len(tags)  # equal bits never give equal tags
-    assert company_tags.open(tags).tolist() == bits.tolist()  # type: ignore[attr-defined]
+    fresh = _values(5)
+    values = np.concatenate([fresh, fresh[[0, 0, 3]], np.zeros((2, VALUE_SIZE), dtype=np.uint8)])
+    assert len({row.tobytes() for row in values}) < len(values)  # some values repeat
+    sealed = sealer.seal(values)
+    assert sealer.seal(values.tobytes()) == sealed  # bytes in, the same tags
+    tags = split_tags(sealed)
+    assert len(tags) == len(values) and all(len(t) == TAG_SIZE for t in tags)
+    assert len(set(tags)) == len(tags)  # equal values never give equal tags
+    opened = company_tags.open(tags)
+    assert opened.dtype == np.uint8 and opened.shape == (len(values), VALUE_SIZE)
+    assert opened.tolist() == values.tolist()
 
 
-def test_a_flipped_tag_byte_is_detected() -> None:
+@pytest.mark.parametrize(
+    "where",
+    [0, NONCE_SIZE, NONCE_SIZE + VALUE_SIZE - 1, TAG_SIZE - 1],
+    ids=["nonce", "value-first", "value-last", "gcm-tag"],
+)
+def test_a_flipped_tag_byte_is_detected(where: int) -> None:
+    """A flipped bit anywhere in a tag (its nonce, its encrypted masked value, its GCM tag) fails
+    opening; the unflipped tag still opens to its value."""
     sealer, company_tags = _pair()
-    tags = split_tags(sealer.seal(np.array([1, 0], dtype=np.uint8)))
+    values = _values(2)
+    tags = split_tags(sealer.seal(values))
+    assert company_tags.open(tags[:1]).tolist() == values[:1].tolist()
     flipped = bytearray(tags[1])
-    flipped[-1] ^= 1
+    flipped[where] ^= 1
     with pytest.raises(ProtocolError, match="authenticate"):
-        company_tags.open([tags[0], bytes(flipped)])  # type: ignore[attr-defined]
+        company_tags.open([tags[0], bytes(flipped)])
 
 
 def test_a_tag_moved_to_another_company_or_round_is_detected() -> None:
+    """The key and AAD name the round and the company: a value sealed for acme in r-1 does not
+    open as globex's or as r-2's (the masked sum would catch it too, but opening already does)."""
     opener = TagOpener()
     sealer = TagSealer("r-1", "acme", opener.public_key)
-    tags = split_tags(sealer.seal(np.array([1], dtype=np.uint8)))
+    values = _values(1)
+    tags = split_tags(sealer.seal(values))
+    assert opener.opener_for("r-1", "acme", sealer.public_key).open(tags).tolist() == values.tolist()
     other_company = opener.opener_for("r-1", "globex", sealer.public_key)
     other_round = opener.opener_for("r-2", "acme", sealer.public_key)
     for wrong in (other_company, other_round):
-        with pytest.raises(ProtocolError):
+        with pytest.raises(ProtocolError, match="authenticate"):
             wrong.open(tags)
 
 
 def test_a_third_party_cannot_open_tags() -> None:
-    sealer, _ = _pair()
+    """Only the coordinator's key opens a tag: another X25519 key, with the right round, company
+    and sealer public key, does not."""
+    sealer, company_tags = _pair()
+    values = _values(1)
+    tags = split_tags(sealer.seal(values))
+    assert company_tags.open(tags).tolist() == values.tolist()
     eavesdropper = TagOpener().opener_for("r-1", "acme", sealer.public_key)
-    with pytest.raises(ProtocolError):
-        eavesdropper.open(split_tags(sealer.seal(np.array([0], dtype=np.uint8))))
+    with pytest.raises(ProtocolError, match="authenticate"):
+        eavesdropper.open(tags)
+
+
+def test_a_value_that_is_not_16_bytes_a_row_is_refused() -> None:
+    """Sealing takes whole VALUE_SIZE-byte values (v1's one-bit input no longer fits)."""
+    sealer, _ = _pair()
+    with pytest.raises(ValueError):
+        sealer.seal(np.array([0, 1, 1, 0], dtype=np.uint8))
 
 
 def test_split_tags_refuses_partial_tags() -> None:

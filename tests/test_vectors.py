@@ -1,5 +1,6 @@
 """Known-answer vectors (tests/vectors/, see PROVENANCE.md there) for the failure tags,
-relay sealing, the wire framing of points, seeded shuffles and the result JSON.
+relay sealing, the wire framing of points, seeded shuffles, the result JSON and the
+masked tags of v2 (core/masks.py).
 
 Each vector is reproduced twice: by the code under test, and by the independent
 implementation in tests/vectors/independent.py (RFC 5869 HKDF over hmac, bare
@@ -10,7 +11,6 @@ and a change to any of these formats fails here even when every round trip still
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -33,14 +34,16 @@ from monoculture.analysis.metrics import result_dict
 from monoculture.analysis.release import ReleasePolicy, release
 from monoculture.analysis.table import PatternTable
 from monoculture.client import company
-from monoculture.core import psi_crypto, relay
+from monoculture.core import masks, psi_crypto, relay
 from monoculture.core.errors import ProtocolError
 from monoculture.core.psi_crypto import (
     TAG_SIZE,
+    VALUE_SIZE,
     TagOpener,
     TagSealer,
     decode_points,
     random_permutation,
+    split_tags,
 )
 from monoculture.core.relay import RelayKeys, RelayPeer, chunk_statement, key_statement
 from monoculture.core.wire import ListAddress, list_chunks
@@ -70,40 +73,20 @@ def same_json(a: Any, b: Any) -> bool:
 # ================================================================== the code under test
 
 
-def check_failure_tags_with_code(data: dict[str, Any]) -> None:
-    for case in data["cases"]:
-        name = case["name"]
-        opener = TagOpener(h(case["coordinator_private_key"]))
-        assert opener.public_key.hex() == case["coordinator_public_key"], name
-        sealer = TagSealer(
-            case["round_id"], case["company"], opener.public_key, h(case["company_private_key"])
-        )
-        assert sealer.public_key.hex() == case["company_public_key"], name
-        bits = np.zeros(case["list_length"], dtype=np.uint8)
-        for tag in case["tags"]:
-            bits[tag["position"]] = tag["bit"]
-        sealed = sealer.seal(bits)
-        assert len(sealed) == case["list_length"] * TAG_SIZE
-        for tag in case["tags"]:
-            at = tag["position"] * TAG_SIZE
-            assert sealed[at : at + TAG_SIZE].hex() == tag["tag"], f"{name}: position {tag['position']}"
-        if "sealed_list" in case:
-            assert sealed.hex() == case["sealed_list"], name
-        tags = opener.opener_for(case["round_id"], case["company"], sealer.public_key)
-        pinned = case["tags"] + case.get("open_only", [])
-        assert tags.open([h(t["tag"]) for t in pinned]).tolist() == [t["bit"] for t in pinned], name
-        for reject in case.get("must_reject", []):
-            with pytest.raises(ProtocolError):
-                tags.open([h(reject["tag"])])
-    for case in data.get("grouped_cases", []):
-        check_grouped_tags_with_code(case)
+def _values(case: dict[str, Any]) -> npt.NDArray[np.uint8]:
+    """The case's whole list of values: the pinned ones where pinned, all-zero elsewhere."""
+    values = np.zeros((case["list_length"], VALUE_SIZE), dtype=np.uint8)
+    for tag in case["tags"]:
+        values[tag["position"]] = np.frombuffer(h(tag["value"]), dtype=np.uint8)
+    return values
 
 
-def check_grouped_tags_with_code(case: dict[str, Any]) -> None:
-    """The groups company's tags: sealed with the round's labels, opened to bits and codes."""
-    name, labels = case["name"], case["group_labels"]
-    assert psi_crypto.group_labels_digest(labels).hex() == case["group_labels_digest"], name
+def _check_tag_case_with_code(case: dict[str, Any], labels: list[str]) -> None:
+    """Seal the case's values with TagSealer (the bytes must be the pinned tags), open the pinned
+    tags with CompanyTags.open (to the pinned values) and refuse every must_reject tag."""
+    name = case["name"]
     opener = TagOpener(h(case["coordinator_private_key"]))
+    assert opener.public_key.hex() == case["coordinator_public_key"], name
     sealer = TagSealer(
         case["round_id"],
         case["company"],
@@ -112,29 +95,44 @@ def check_grouped_tags_with_code(case: dict[str, Any]) -> None:
         group_labels=labels,
     )
     assert sealer.public_key.hex() == case["company_public_key"], name
-    bits = np.zeros(case["list_length"], dtype=np.uint8)
-    codes = np.zeros(case["list_length"], dtype=np.uint8)
-    for tag in case["tags"]:
-        bits[tag["position"]], codes[tag["position"]] = tag["bit"], tag["code"]
-    sealed = sealer.seal(bits, codes)
-    assert len(sealed) == case["list_length"] * TAG_SIZE
+    values = _values(case)
+    sealed = sealer.seal(values)
+    assert len(sealed) == case["list_length"] * TAG_SIZE == case["list_length"] * 44, name
     for tag in case["tags"]:
         at = tag["position"] * TAG_SIZE
         assert sealed[at : at + TAG_SIZE].hex() == tag["tag"], f"{name}: position {tag['position']}"
     if "sealed_list" in case:
         assert sealed.hex() == case["sealed_list"], name
-    grouped = opener.opener_for(case["round_id"], case["company"], sealer.public_key, labels)
-    pinned = [h(t["tag"]) for t in case["tags"]]
-    opened_bits, opened_codes = grouped.open_grouped(pinned)
-    assert opened_bits.tolist() == [t["bit"] for t in case["tags"]], name
-    assert opened_codes.tolist() == [t["code"] for t in case["tags"]], name
-    assert grouped.open(pinned).tolist() == [t["bit"] for t in case["tags"]], name
-    one_bit = opener.opener_for(case["round_id"], case["company"], sealer.public_key)
-    with pytest.raises(ProtocolError):  # a grouped tag never opens as a one-bit tag
-        one_bit.open(pinned[:1])
+        assert sealer.seal(values.tobytes()) == sealed, name  # values as bytes seal the same
+    tags = opener.opener_for(case["round_id"], case["company"], sealer.public_key, labels)
+    assert tags.group_count == len(labels), name
+    pinned = case["tags"] + case.get("open_only", [])
+    opened = tags.open([h(t["tag"]) for t in pinned])
+    assert opened.dtype == np.uint8 and opened.shape == (len(pinned), VALUE_SIZE), name
+    assert [bytes(v).hex() for v in opened] == [t["value"] for t in pinned], name
     for reject in case.get("must_reject", []):
         with pytest.raises(ProtocolError):
-            grouped.open_grouped([h(reject["tag"])])
+            tags.open([h(reject["tag"])])
+
+
+def check_failure_tags_with_code(data: dict[str, Any]) -> None:
+    for case in data["cases"]:
+        _check_tag_case_with_code(case, [])
+    for case in data.get("grouped_cases", []):
+        check_grouped_tags_with_code(case)
+
+
+def check_grouped_tags_with_code(case: dict[str, Any]) -> None:
+    """The groups company's tags: the same format under the AAD naming the round's labels (the
+    group code is in the value); an opener without the labels refuses every one of them."""
+    name, labels = case["name"], case["group_labels"]
+    assert psi_crypto.group_labels_digest(labels).hex() == case["group_labels_digest"], name
+    _check_tag_case_with_code(case, labels)
+    opener = TagOpener(h(case["coordinator_private_key"]))
+    no_groups = opener.opener_for(case["round_id"], case["company"], h(case["company_public_key"]))
+    for tag in case["tags"]:  # a grouped tag never opens as a tag of a company without groups
+        with pytest.raises(ProtocolError):
+            no_groups.open([h(tag["tag"])])
 
 
 def _peer(party: dict[str, str]) -> RelayPeer:
@@ -167,6 +165,12 @@ def check_relay_sealing_with_code(data: dict[str, Any]) -> None:
         assert statement.hex() == case["sender_key_statement"], name
         sealer = sender_keys.sealer(_peer(receiver), round_id, sender["company"], owner, hop)
         opener = receiver_keys.opener(_peer(sender), round_id, receiver["company"], owner, hop)
+        owner_tag_key = (
+            psi_crypto.x25519_key(h(case["owner_tag_private_key"])).public_key().public_bytes_raw()
+        )
+        owner_tags = TagOpener(h(case["coordinator_tag_private_key"])).opener_for(
+            round_id, owner, owner_tag_key
+        )
         for chunk in case["chunks"]:
             where = f"{name}: chunk {chunk['header']['chunk_index']}"
             assert psi_crypto.encode_points([h(p) for p in chunk["points"]]).hex() == chunk["points_field"], (
@@ -179,6 +183,9 @@ def check_relay_sealing_with_code(data: dict[str, Any]) -> None:
             opened = opener.open(pb.ListChunk.FromString(h(chunk["wire_chunk"])))
             assert (opened.points.hex(), opened.tags.hex()) == (chunk["points_field"], chunk["tags"]), where
             assert [p.hex() for p in decode_points(opened.points)] == chunk["points"], where
+            tags = split_tags(opened.tags)  # real failure tags of the owner's list
+            values = owner_tags.open(tags) if tags else np.zeros((0, VALUE_SIZE), dtype=np.uint8)
+            assert [bytes(v).hex() for v in values] == chunk["tag_values"], where
         if _whole_list(case):  # the list as wire.list_chunks cuts it seals to the same chunks
             points = b"".join(h(p) for c in case["chunks"] for p in c["points"])
             tags = b"".join(h(c["tags"]) for c in case["chunks"])
@@ -260,12 +267,87 @@ def check_result_with_code(data: dict[str, Any]) -> None:
     assert not ind.schema_errors(published, load("result-schema.json"))
 
 
+def check_masks_with_code(data: dict[str, Any]) -> None:
+    """Masked tags (v2): transcript, pairwise keys, confirmations, u(x), masks, lanes, values, sums."""
+    for case in data["cases"]:
+        name, round_id, roster = case["name"], case["round_id"], case["roster"]
+        k, group_count = len(roster), case["group_count"]
+        parties = case["parties"]
+        signed = [
+            RelayPeer(p["company"], h(p["relay_public_key"]), h(p["tag_public_key"]), b"", h(p["signature"]))
+            for p in parties
+        ]
+        transcript = masks.transcript_digest(round_id, roster, reversed(signed), h(case["settings"]))
+        assert transcript.hex() == case["transcript_digest"], name
+        private = {p["company"]: h(p["relay_private_key"]) for p in parties}
+        public = {p["company"]: h(p["relay_public_key"]) for p in parties}
+        for party in parties:
+            assert (
+                psi_crypto.x25519_key(private[party["company"]]).public_key().public_bytes_raw()
+                == (public[party["company"]])
+            ), name
+        for pair in case["pairs"]:
+            first, second = pair["first"], pair["second"]
+            where = f"{name}: {first}, {second}"
+            assert masks.mask_key_info(round_id, second, first, roster).hex() == pair["hkdf_info"], where
+            key = masks.pairwise_key(
+                private[first], public[second], transcript, round_id, first, second, roster
+            )
+            assert key.hex() == pair["pair_key"], where
+            assert (
+                masks.pairwise_key(
+                    private[second], public[first], transcript, round_id, second, first, roster
+                )
+                == key
+            ), where
+            to_second = masks.key_confirmation(key, transcript, first, second)
+            to_first = masks.key_confirmation(key, transcript, second, first)
+            assert (to_second.hex(), to_first.hex()) == (
+                pair["confirm_first_to_second"],
+                pair["confirm_second_to_first"],
+            ), where
+            assert masks.confirmation_matches(key, transcript, first, second, to_second), where
+            assert not masks.confirmation_matches(key, transcript, first, second, to_first), where
+        keys = {
+            i: masks.pair_keys(
+                private[c], c, {n: public[n] for n in roster if n != c}, transcript, round_id, roster
+            )
+            for i, c in enumerate(roster)
+        }
+        rows = case["rows"]
+        u = masks.id_digests(row["id"] for row in rows)
+        assert [bytes(x).hex() for x in u] == [row["u"] for row in rows], name
+        groups_at = roster.index(case["groups_from"]) if case["groups_from"] is not None else None
+        codes = [row["group_code"] for row in rows]
+        total = masks.values_from_ints([0] * len(rows))
+        for i in range(k):
+            where = f"{name}: company {roster[i]}"
+            got_masks = masks.masks(i, keys[i], u)
+            assert [f"{m:032x}" for m in masks.values_to_ints(got_masks)] == [r["masks"][i] for r in rows], (
+                where
+            )
+            bits = [row["bits"][i] for row in rows]
+            lanes = masks.lane_values(i, k, bits, codes if i == groups_at else None)
+            assert [f"{x:032x}" for x in masks.values_to_ints(lanes)] == [r["lanes"][i] for r in rows], where
+            blob = masks.masked_values(i, keys[i], u, bits, codes if i == groups_at else None)
+            assert blob.hex() == "".join(r["masked_values"][i] for r in rows), where
+            total = masks.add_values(total, masks.values_from_bytes(blob))
+        assert masks.values_to_bytes(total).hex() == "".join(r["sum"] for r in rows), name
+        patterns, decoded, ok = masks.decode_sums(total, k, group_count)
+        assert ok.all(), name
+        assert patterns.tolist() == [r["pattern"] for r in rows], name
+        assert decoded.tolist() == [r["decoded_code"] for r in rows], name
+        rejects = masks.values_from_bytes(b"".join(h(r["sum"]) for r in case["must_reject"]))
+        assert not masks.decode_sums(rejects, k, group_count)[2].any(), name
+
+
 CODE_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "failure-tags.json": check_failure_tags_with_code,
     "relay-sealing.json": check_relay_sealing_with_code,
     "points-framing.json": check_points_framing_with_code,
     "shuffle.json": check_shuffle_with_code,
     "result-digit.json": check_result_with_code,
+    "masks.json": check_masks_with_code,
 }
 
 
@@ -304,49 +386,50 @@ def test_rfc7748_keys_give_the_rfc_shared_secret() -> None:
     )
 
 
+def _check_tag_case_independently(case: dict[str, Any], aad: bytes) -> bytes:
+    """Keys, the pinned tags (sealed from their values and opened back), refusals; the tag key."""
+    company_key, coordinator_key = h(case["company_private_key"]), h(case["coordinator_private_key"])
+    assert ind.x25519_public(company_key).hex() == case["company_public_key"]
+    assert ind.x25519_public(coordinator_key).hex() == case["coordinator_public_key"]
+    shared = ind.x25519_shared(coordinator_key, h(case["company_public_key"]))
+    assert shared.hex() == case["shared_secret"]
+    round_id, name = case["round_id"], case["company"]
+    assert ind.tag_key_info(round_id, name).hex() == case["hkdf_info"]
+    key = ind.tag_key(shared, round_id, name)
+    assert (key.hex(), aad.hex()) == (case["tag_key"], case["aad"])
+    for tag in case["tags"] + case.get("open_only", []):
+        value = h(tag["value"])
+        assert len(value) == 16
+        assert tag["nonce"] == ind.nonce(tag["position"]).hex() == tag["tag"][:24]
+        assert ind.seal_tag(key, aad, tag["position"], value).hex() == tag["tag"]
+        assert len(h(tag["tag"])) == 44  # nonce, the encrypted 16-byte value, the GCM tag
+        assert ind.open_value(key, aad, h(tag["tag"])) == value
+    if "sealed_list" in case:
+        assert len(case["tags"]) == case["list_length"]
+        assert "".join(t["tag"] for t in case["tags"]) == case["sealed_list"]
+    for reject in case.get("must_reject", []):
+        with pytest.raises(ValueError):  # does not authenticate, or not a 16-byte value
+            ind.open_value(key, aad, h(reject["tag"]))
+    return key
+
+
 def test_independent_implementation_reproduces_the_failure_tags() -> None:
-    for case in load("failure-tags.json")["cases"]:
-        company_key, coordinator_key = h(case["company_private_key"]), h(case["coordinator_private_key"])
-        assert ind.x25519_public(company_key).hex() == case["company_public_key"]
-        assert ind.x25519_public(coordinator_key).hex() == case["coordinator_public_key"]
-        shared = ind.x25519_shared(coordinator_key, h(case["company_public_key"]))
-        assert shared.hex() == case["shared_secret"]
-        round_id, name = case["round_id"], case["company"]
-        assert ind.tag_key_info(round_id, name).hex() == case["hkdf_info"]
-        key, aad = ind.tag_key(shared, round_id, name), ind.tag_aad(round_id, name)
-        assert (key.hex(), aad.hex()) == (case["tag_key"], case["aad"])
-        for tag in case["tags"] + case.get("open_only", []):
-            assert ind.seal_tag(key, aad, tag["position"], bytes((tag["bit"],))).hex() == tag["tag"]
-            assert ind.open_tag(key, aad, h(tag["tag"])) == bytes((tag["bit"],))
-        for tag in case["tags"]:
-            assert tag["nonce"] == ind.nonce(tag["position"]).hex() == tag["tag"][:24]
-        if "sealed_list" in case:
-            assert "".join(t["tag"] for t in case["tags"]) == case["sealed_list"]
-        for reject in case.get("must_reject", []):
-            with contextlib.suppress(InvalidTag):  # refused, or it opens to a byte that is no bit
-                assert ind.open_tag(key, aad, h(reject["tag"])) not in (b"\x00", b"\x01"), reject["why"]
+    data = load("failure-tags.json")
+    values = [h(t["value"]) for case in data["cases"] for t in case["tags"] + case.get("open_only", [])]
+    assert bytes(16) in values and b"\xff" * 16 in values  # the all-zero and all-0xff values
+    for case in data["cases"]:
+        assert "group_labels" not in case
+        _check_tag_case_independently(case, ind.tag_aad(case["round_id"], case["company"]))
 
 
 def test_independent_implementation_reproduces_the_grouped_failure_tags() -> None:
     for case in load("failure-tags.json")["grouped_cases"]:
         labels, round_id, name = case["group_labels"], case["round_id"], case["company"]
         assert ind.group_labels_digest(labels).hex() == case["group_labels_digest"]
-        assert ind.x25519_public(h(case["company_private_key"])).hex() == case["company_public_key"]
-        shared = ind.x25519_shared(h(case["coordinator_private_key"]), h(case["company_public_key"]))
-        assert shared.hex() == case["shared_secret"]
-        key, aad = ind.tag_key(shared, round_id, name), ind.group_tag_aad(round_id, name, labels)
-        assert (key.hex(), aad.hex()) == (case["tag_key"], case["aad"])
+        key = _check_tag_case_independently(case, ind.group_tag_aad(round_id, name, labels))
         for tag in case["tags"]:
-            plaintext = ind.group_tag_plaintext(tag["bit"], tag["code"])
-            assert plaintext.hex() == tag["plaintext"] and tag["code"] < len(labels)
-            assert ind.seal_tag(key, aad, tag["position"], plaintext).hex() == tag["tag"]
-            assert len(h(tag["tag"])) == 29  # as every one-bit tag: the length shows nothing
-            with pytest.raises(InvalidTag):  # not a one-bit tag of this company
+            with pytest.raises(InvalidTag):  # not a tag of a company without groups
                 ind.open_tag(key, ind.tag_aad(round_id, name), h(tag["tag"]))
-        for reject in case.get("must_reject", []):
-            with contextlib.suppress(InvalidTag):  # refused, or it opens to a code beyond the labels
-                opened = ind.open_tag(key, aad, h(reject["tag"]))
-                assert len(opened) != 1 or opened[0] >> 1 >= len(labels), reject["why"]
 
 
 def test_independent_implementation_reproduces_the_relay_sealing() -> None:
@@ -368,6 +451,13 @@ def test_independent_implementation_reproduces_the_relay_sealing() -> None:
         assert ind.relay_key_info(*fields).hex() == case["hkdf_info"]
         key = ind.relay_key(shared, *fields)
         assert key.hex() == case["chunk_key"]
+        owner, coordinator = h(case["owner_tag_private_key"]), h(case["coordinator_tag_private_key"])
+        for party in (sender, receiver):  # the owner's tag key is the one it enrolled with
+            if party["company"] == case["list_owner"]:
+                assert ind.x25519_public(owner).hex() == party["tag_public_key"]
+        owner_shared = ind.x25519_shared(coordinator, ind.x25519_public(owner))
+        tag_key = ind.tag_key(owner_shared, case["round_id"], case["list_owner"])
+        tag_aad = ind.tag_aad(case["round_id"], case["list_owner"])
         for chunk in case["chunks"]:
             header = chunk["header"]
             assert (header["round_id"], header["list_owner"], header["hop"]) == (fields[0], *fields[3:])
@@ -384,6 +474,10 @@ def test_independent_implementation_reproduces_the_relay_sealing() -> None:
             assert wire.hex() == chunk["wire_chunk"]
             statement = ind.chunk_statement(header, sender["company"], receiver["company"], sealed)
             assert statement.hex() == chunk["chunk_statement"]
+            tags = h(chunk["tags"])  # real failure tags of the owner's list, 44 bytes each
+            assert len(tags) == 44 * header["chunk_elements"] == 44 * len(chunk["tag_values"])
+            opened = [ind.open_value(tag_key, tag_aad, tags[i : i + 44]) for i in range(0, len(tags), 44)]
+            assert [v.hex() for v in opened] == chunk["tag_values"]
         for reject in case.get("must_reject", []):
             chunk = case["chunks"][reject["chunk"]]
             header = {**chunk["header"], **reject["header_changes"]}
@@ -431,6 +525,59 @@ def test_independent_ctr_keystream_agrees_with_the_cryptography_package() -> Non
     key = generate.fixed_bytes("ctr cross-check")
     theirs = Cipher(algorithms.AES(key), modes.CTR(bytes(16))).encryptor().update(bytes(136))
     assert ind.aes_ctr_keystream(key, 136) == theirs
+
+
+def test_independent_implementation_reproduces_the_masked_tags() -> None:
+    for case in load("masks.json")["cases"]:
+        name, round_id, roster, parties = case["name"], case["round_id"], case["roster"], case["parties"]
+        k, group_count = len(roster), case["group_count"]
+        transcript = ind.mask_transcript(round_id, roster, parties, h(case["settings"]))
+        assert transcript.hex() == case["transcript_digest"], name
+        for party in parties:
+            assert ind.x25519_public(h(party["relay_private_key"])).hex() == party["relay_public_key"]
+        position = {c: i for i, c in enumerate(roster)}
+        keys: dict[tuple[int, int], bytes] = {}
+        assert len(case["pairs"]) == k * (k - 1) // 2
+        for pair in case["pairs"]:
+            i, j = position[pair["first"]], position[pair["second"]]
+            assert i < j, name  # the earlier in the ring first
+            shared = ind.x25519_shared(h(parties[j]["relay_private_key"]), h(parties[i]["relay_public_key"]))
+            assert shared.hex() == pair["shared_secret"]
+            assert ind.mask_key_info(round_id, roster[i], roster[j]).hex() == pair["hkdf_info"]
+            key = ind.mask_key(shared, transcript, round_id, roster[i], roster[j])
+            assert key.hex() == pair["pair_key"]
+            assert (
+                ind.mask_confirmation(key, transcript, roster[i], roster[j]).hex()
+                == (pair["confirm_first_to_second"])
+            )
+            assert (
+                ind.mask_confirmation(key, transcript, roster[j], roster[i]).hex()
+                == (pair["confirm_second_to_first"])
+            )
+            keys[i, j] = key
+        groups_at = roster.index(case["groups_from"]) if case["groups_from"] is not None else None
+        for row in case["rows"]:
+            assert row["id"].encode().hex() == row["id_utf8"]
+            u = ind.id_digest(row["id"])
+            assert u.hex() == row["u"]
+            row_masks = [
+                ind.mask(i, {j: keys[min(i, j), max(i, j)] for j in range(k) if j != i}, u) for i in range(k)
+            ]
+            assert [f"{m:032x}" for m in row_masks] == row["masks"]
+            assert sum(row_masks) % ind.MOD128 == 0
+            lanes = [
+                ind.lane(i, k, row["bits"][i], row["group_code"] if i == groups_at else None)
+                for i in range(k)
+            ]
+            assert [f"{x:032x}" for x in lanes] == row["lanes"]
+            values = [(x + m) % ind.MOD128 for x, m in zip(lanes, row_masks, strict=True)]
+            assert [f"{v:032x}" for v in values] == row["masked_values"]
+            total = sum(values) % ind.MOD128
+            assert f"{total:032x}" == row["sum"]
+            assert ind.decode_sum(total, k, group_count) == (row["pattern"], row["decoded_code"], True)
+            assert format(row["pattern"], f"0{k}b") == "".join(map(str, row["bits"]))  # company 0 first
+        for reject in case["must_reject"]:
+            assert not ind.decode_sum(int(reject["sum"], 16), k, group_count)[2], reject["why"]
 
 
 def test_independent_implementation_reproduces_the_digit_result() -> None:
@@ -517,11 +664,18 @@ def test_schema_lets_new_top_level_keys_through() -> None:
 
 
 def _relabelled_tag_aad(round_id: str, company_name: str) -> bytes:
-    return f"monoculture/v2 tag|{round_id}|{company_name}".encode()
+    return f"monoculture/v2 failure tag|{round_id}|{company_name}".encode()
 
 
 def _relabelled_group_tag_aad(round_id: str, company_name: str, labels: Any) -> bytes:
-    return f"monoculture/v1 group tag|{round_id}|{company_name}|{','.join(labels)}".encode()
+    return f"monoculture/v2 group tag|{round_id}|{company_name}|{','.join(labels)}".encode()
+
+
+_original_lane_values = masks.lane_values
+
+
+def _reversed_lanes(position: int, k: int, bits: Any, group_codes: Any = None) -> Any:
+    return _original_lane_values(k - 1 - position, k, bits, group_codes)
 
 
 MUTATIONS: dict[str, tuple[Callable[[pytest.MonkeyPatch], None], str]] = {
@@ -534,7 +688,7 @@ MUTATIONS: dict[str, tuple[Callable[[pytest.MonkeyPatch], None], str]] = {
         "failure-tags.json",
     ),
     "failure tag HKDF label": (
-        lambda mp: mp.setattr(psi_crypto, "_TAG_KEY_INFO", b"monoculture/v1 failure-tag key"),
+        lambda mp: mp.setattr(psi_crypto, "_TAG_KEY_INFO", b"monoculture/v2 failure-tag key"),
         "failure-tags.json",
     ),
     "relay chunk key label": (
@@ -552,6 +706,14 @@ MUTATIONS: dict[str, tuple[Callable[[pytest.MonkeyPatch], None], str]] = {
     "shuffle label separator": (
         lambda mp: mp.setattr(company, "shuffle_label", lambda owner, hop: f"{owner}/{hop}".encode()),
         "shuffle.json",
+    ),
+    "mask HKDF label": (
+        lambda mp: mp.setattr(masks, "_MASK_INFO", b"monoculture/v2 masks"),
+        "masks.json",
+    ),
+    "lane order (company 0 in the least significant lane)": (
+        lambda mp: mp.setattr(masks, "lane_values", _reversed_lanes),
+        "masks.json",
     ),
     "pattern bit order": (
         lambda mp: mp.setattr(

@@ -31,3 +31,17 @@ def test_workers_report_invalid_points(pool: BlindingPool) -> None:
         list(pool.reblind(BlindingKey.fresh(), [[b"\x05" * POINT_SIZE]]))
     # and keep working afterwards
     assert len(next(pool.hash_and_blind(BlindingKey.fresh(), [["x"]]))) == POINT_SIZE
+
+
+def test_an_invalid_point_leaves_no_reply_behind(pool: BlindingPool) -> None:
+    """An invalid point in one batch while the other worker holds the next batch's reply: that
+    reply is drained, so the next run's batches get their own replies (before: each later
+    batch got the reply of the batch before it, and rounds miscounted or hung)."""
+    key = BlindingKey.fresh()
+    good = next(iter(INLINE.hash_and_blind(key, [[f"id-{i}" for i in range(40)]])))
+    good_points = [good[i : i + POINT_SIZE] for i in range(0, len(good), POINT_SIZE)]
+    poisoned = [[b"\x05" * POINT_SIZE], good_points, good_points]  # batch 0 fails, 1 is in flight
+    with pytest.raises(InvalidPoint):
+        list(pool.reblind(key, poisoned))
+    batches = [[f"after-{b}-{i}" for i in range(30 + b)] for b in range(5)]
+    assert list(pool.hash_and_blind(key, batches)) == list(INLINE.hash_and_blind(key, batches))

@@ -72,12 +72,13 @@ def judge(
     if not secure:
         return _claim(claimant, blamed, "an --insecure round carries no signatures to check evidence by")
     chunk = evidence.chunk
+    chunk.DiscardUnknownFields()
     misplaced = _misplaced(chunk, claimant, round_id, ring)
     if misplaced:
         return _refuted(claimant, blamed, misplaced)
     sender = peers.get(chunk.sender)
     if sender is None:
-        return _refuted(claimant, blamed, f"{chunk.sender} never enrolled")
+        return _refuted(claimant, blamed, f"{chunk.sender[:64]} never enrolled")
     what = _describe(chunk)
     if blamed != chunk.sender:
         return _refuted(claimant, blamed, f"the evidence is a chunk from {chunk.sender}, not from {blamed}")
@@ -97,6 +98,7 @@ def _against_coordinator(
     if secure and evidence is not None and evidence.HasField("chunk"):
         chunk = evidence.chunk
         sender = peers.get(chunk.sender)
+        chunk.DiscardUnknownFields()
         if sender is not None and ChunkVerifier(sender.certificate_pem, chunk.sender).signed_by_sender(chunk):
             return _refuted(
                 claimant, COORDINATOR, f"{_describe(chunk)} carries {chunk.sender}'s valid signature"
@@ -114,7 +116,7 @@ def _against_coordinator(
 
 
 def _describe(chunk: pb.ListChunk) -> str:
-    return f"chunk {chunk.chunk_index} of the list of {chunk.list_owner} at hop {chunk.hop}"
+    return f"chunk {chunk.chunk_index} of the list of {chunk.list_owner[:64]} at hop {chunk.hop}"
 
 
 def _open_as_receiver(
@@ -135,7 +137,11 @@ def _open_as_receiver(
     except ProtocolError:
         return Verdict(blamed, f"{blamed} signed {what} but sealed it so that it does not open", proven=True)
     try:
-        check_points(chunk_content(opened))
+        points = chunk_content(opened)
+    except ProtocolError as exc:
+        return Verdict(blamed, f"{blamed} signed {what}, which holds malformed points ({exc.message})", True)
+    try:
+        check_points(points)
     except ProtocolError as exc:
         return Verdict(blamed, f"{blamed} signed {what}, which holds invalid points ({exc.message})", True)
     return _refuted(claimant, blamed, f"{what} opens and holds valid points")

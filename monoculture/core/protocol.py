@@ -14,6 +14,9 @@ from enum import StrEnum
 
 from monoculture.core.errors import MalformedRequest, ProtocolError
 
+# The protocol this code speaks (docs/PROTOCOL.md): 2 = masked failure tags. A v1 party sends
+# no version (0) and is refused by name.
+PROTOCOL_VERSION = 2
 MAX_PARTIES = 16
 COMPANY_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
 # A group code travels in the groups company's failure tags as plaintext byte = bit | code << 1
@@ -26,6 +29,7 @@ class RoundPhase(StrEnum):
     """Phases of a round (docs/PROTOCOL.md, "States")."""
 
     OPEN = "OPEN"  # companies check their input and enrol their signed per-round keys
+    CONFIRMING = "CONFIRMING"  # every company checks every peer's keys and confirms its pair keys
     RELAYING = "RELAYING"  # lists travel the ring from hop 0; each hop re-blinds and re-shuffles
     COUNTING = "COUNTING"  # all lists fully blinded; the coordinator matches and counts
     COMPLETE = "COMPLETE"  # the result is published
@@ -36,6 +40,17 @@ TERMINAL_PHASES = frozenset({RoundPhase.COMPLETE, RoundPhase.FAILED})
 
 
 ROUND_ID = re.compile(r"r-[0-9a-f]{16}")
+
+
+def check_protocol_version(version: int, party: str) -> None:
+    """Refuse a party that speaks another protocol version, naming it and both versions."""
+    if version != PROTOCOL_VERSION:
+        spoken = f"v{version}" if version else "v1"
+        raise MalformedRequest(
+            f"{party} speaks protocol {spoken}; this side speaks v{PROTOCOL_VERSION} (masked tags)",
+            where=party,
+            hint="run the same monoculture release on the coordinator and every company",
+        )
 
 
 def check_round_id(round_id: str, sender: str = "") -> str:

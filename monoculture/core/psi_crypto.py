@@ -40,9 +40,10 @@ from monoculture.core.protocol import MAX_GROUP_LABELS
 
 POINT_SIZE = 33  # compressed P-256 point
 NONCE_SIZE = 12
-TAG_SIZE = NONCE_SIZE + 1 + 16  # nonce, one encrypted byte, GCM tag
+VALUE_SIZE = 16  # a masked 128-bit value (core/masks.py), big-endian
+TAG_SIZE = NONCE_SIZE + VALUE_SIZE + 16  # nonce, the encrypted masked value, GCM tag
 PUBLIC_KEY_SIZE = 32
-_TAG_KEY_INFO = b"monoculture/v1 failure tag key"
+_TAG_KEY_INFO = b"monoculture/v2 failure tag key"
 
 
 # A throwaway key to test public keys with: its secret is never used for anything else.
@@ -174,7 +175,7 @@ def _tag_key(shared_secret: bytes, round_id: str, company: str) -> AESGCM:
 
 
 def _tag_aad(round_id: str, company: str) -> bytes:
-    return f"monoculture/v1 tag|{round_id}|{company}".encode()
+    return f"monoculture/v2 tag|{round_id}|{company}".encode()
 
 
 def group_labels_digest(labels: Sequence[str]) -> bytes:
@@ -186,7 +187,7 @@ def group_labels_digest(labels: Sequence[str]) -> bytes:
 def _group_tag_aad(round_id: str, company: str, labels: Sequence[str]) -> bytes:
     """The groups company's tags: another AAD, so a grouped tag never opens as a bit and the
     codes mean the labels the round declared (a tag sealed for other labels fails)."""
-    return f"monoculture/v1 group tag|{round_id}|{company}|{group_labels_digest(labels).hex()}".encode()
+    return f"monoculture/v2 group tag|{round_id}|{company}|{group_labels_digest(labels).hex()}".encode()
 
 
 def _check_label_count(labels: Sequence[str]) -> None:
@@ -222,34 +223,18 @@ class TagSealer:
             _group_tag_aad(round_id, company, group_labels) if group_labels else _tag_aad(round_id, company)
         )
 
-    def seal(self, failure_bits: npt.ArrayLike, group_codes: npt.ArrayLike | None = None) -> bytearray:
-        """One TAG_SIZE tag per bit; the nonce is the element's position in this list.
-
-        The plaintext is the bit, one byte; for the groups company (`group_labels` given)
-        bit | code << 1 with each element's group code (index into the declared labels).
-        """
-        bit_array = np.asarray(failure_bits)
-        if bit_array.size and (bit_array.min() < 0 or bit_array.max() > 1):
-            raise ValueError("failure bits must be 0 or 1")
-        if self.group_labels:
-            if group_codes is None:
-                raise ProtocolError("this company's tags carry group codes, and none were given")
-            codes = np.asarray(group_codes)
-            if codes.shape != bit_array.shape:
-                raise ValueError("one group code per failure bit")
-            if codes.size and (codes.min() < 0 or codes.max() >= len(self.group_labels)):
-                raise ValueError(f"group codes must be 0..{len(self.group_labels) - 1}")
-            plain = (bit_array.astype(np.uint8) | (codes.astype(np.uint8) << 1)).tobytes()
-        elif group_codes is not None:
-            raise ProtocolError("group codes given, but this company's tags carry none in this round")
-        else:
-            plain = bit_array.astype(np.uint8).tobytes()
-        tags = bytearray(len(plain) * TAG_SIZE)  # allocated once
-        for position, bit in enumerate(plain):
+    def seal(self, values: bytes | npt.NDArray[np.uint8]) -> bytearray:
+        """One TAG_SIZE tag per masked value (rows of VALUE_SIZE bytes, core/masks.py); the nonce
+        is the element's position in this list. A value alone is uniform: it opens to nothing
+        without the other companies' values of the same individual."""
+        raw = np.frombuffer(values, dtype=np.uint8) if isinstance(values, bytes) else values
+        rows = np.ascontiguousarray(raw, dtype=np.uint8).reshape(-1, VALUE_SIZE)
+        tags = bytearray(len(rows) * TAG_SIZE)  # allocated once
+        for position, value in enumerate(rows):
             nonce = position.to_bytes(NONCE_SIZE, "big")
             at = position * TAG_SIZE
             tags[at : at + NONCE_SIZE] = nonce
-            tags[at + NONCE_SIZE : at + TAG_SIZE] = self._aead.encrypt(nonce, bytes((bit,)), self._aad)
+            tags[at + NONCE_SIZE : at + TAG_SIZE] = self._aead.encrypt(nonce, value.tobytes(), self._aad)
         return tags
 
 
@@ -277,7 +262,8 @@ class TagOpener:
 
 
 class CompanyTags:
-    """Opens one company's tags; `group_count` > 0 for the groups company's (that many labels)."""
+    """Opens one company's tags to their masked values; `group_count` > 0 for the groups
+    company's (that many labels)."""
 
     def __init__(self, aead: AESGCM, aad: bytes, company: str, group_count: int = 0) -> None:
         self._aead = aead
@@ -285,48 +271,27 @@ class CompanyTags:
         self._company = company
         self.group_count = group_count
 
-    def _plaintexts(self, tags: Sequence[bytes]) -> npt.NDArray[np.uint8]:
-        plain = np.empty(len(tags), dtype=np.uint8)
+    def open(self, tags: Sequence[bytes]) -> npt.NDArray[np.uint8]:
+        """The masked values of the given tags, one VALUE_SIZE row each; a forged or altered tag,
+        or one of another round or company, fails the round. (A tag carries its own nonce, so
+        a tag moved to another position still opens: shuffles move tags by design; the masked
+        sum is what catches a tag moved to another element.)"""
+        values = np.empty((len(tags), VALUE_SIZE), dtype=np.uint8)
         for i, tag in enumerate(tags):
             try:
                 opened = self._aead.decrypt(tag[:NONCE_SIZE], tag[NONCE_SIZE:], self._aad)
             except InvalidTag as exc:
                 raise ProtocolError(
-                    "a failure tag does not authenticate", where=f"list of {self._company}"
+                    f"a failure tag of the list of {self._company} does not authenticate (altered by its "
+                    "owner or a company that relayed it; no one is named)"
                 ) from exc
-            if len(opened) != 1:
+            if len(opened) != VALUE_SIZE:
                 raise ProtocolError(
-                    "a failure tag holds more than one byte", where=f"list of {self._company}"
+                    f"a failure tag of the list of {self._company} holds {len(opened)} bytes, not a "
+                    f"{VALUE_SIZE}-byte masked value (no one is named)"
                 )
-            plain[i] = opened[0]
-        return plain
-
-    def open(self, tags: Sequence[bytes]) -> npt.NDArray[np.uint8]:
-        """Failure bits of the given tags; a forged or altered tag, or one of another round or
-        company, fails the round. (A tag carries its own nonce, so a tag moved to another
-        position still opens: shuffles move tags by design.) The groups company's tags are
-        checked as by `open_grouped`, and only their bits returned."""
-        if self.group_count:
-            return self.open_grouped(tags)[0]
-        bits = self._plaintexts(tags)
-        if bits.size and bits.max() > 1:
-            raise ProtocolError("a failure tag holds no 0/1 bit", where=f"list of {self._company}")
-        return bits
-
-    def open_grouped(self, tags: Sequence[bytes]) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
-        """(failure bits, group codes) of the groups company's tags; a code that is not one of
-        the round's `group_count` declared labels fails the round."""
-        if not self.group_count:
-            raise ProtocolError("this company's tags carry no group codes", where=f"list of {self._company}")
-        plain = self._plaintexts(tags)
-        codes = plain >> 1
-        if codes.size and int(codes.max()) >= self.group_count:
-            raise ProtocolError(
-                f"a failure tag holds group code {int(codes.max())}, but the round declared "
-                f"{self.group_count} labels (codes 0-{self.group_count - 1})",
-                where=f"list of {self._company}",
-            )
-        return (plain & 1).astype(np.uint8), codes.astype(np.uint8)
+            values[i] = np.frombuffer(opened, dtype=np.uint8)
+        return values
 
 
 def split_tags(blob: bytes | bytearray) -> list[bytes]:

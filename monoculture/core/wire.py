@@ -13,8 +13,8 @@ from monoculture.core.psi_crypto import POINT_SIZE, TAG_SIZE, decode_points, enc
 from monoculture.v1 import monoculture_pb2 as pb
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
-# 16,384 elements x (33-byte point + 2 bytes framing + 29-byte tag) is about 1 MiB.
-CHUNK_ELEMENTS = 16384
+# 13,312 elements x (33-byte point + 2 bytes framing + 44-byte tag) is about 1 MiB.
+CHUNK_ELEMENTS = 13312
 MAX_CHUNK_ELEMENTS = (MAX_MESSAGE_BYTES - 4096) // (POINT_SIZE + 2 + TAG_SIZE)
 
 

@@ -18,6 +18,7 @@ from monoculture.analysis.table import PatternTable
 from monoculture.client.company import (
     ListInTransit,
     ListReceiver,
+    Masking,
     OperationCounts,
     blind_own_list,
     outgoing_chunks,
@@ -26,6 +27,7 @@ from monoculture.client.company import (
 from monoculture.coordinator.counting import FinalList, GroupedCounts, count_group_patterns, count_patterns
 from monoculture.coordinator.state import RoundState, new_round_id
 from monoculture.core.dataset import CompanyRecords
+from monoculture.core.masks import pair_keys, transcript_digest
 from monoculture.core.protocol import Ring
 from monoculture.core.psi_crypto import TAG_SIZE, BlindingKey, TagOpener, TagSealer
 from monoculture.core.relay import RelayKeys, RelayPeer
@@ -79,12 +81,17 @@ def _run_round(
         peers[name] = party.relay.signed(state.round_id, name, sealers[name].public_key, b"", None, names)
         company_tags[name] = opener.opener_for(state.round_id, name, sealers[name].public_key, labels)
         state.enroll(name, len(party.records), 0.0)
+    masking = _pair_keys(state.round_id, names, parties, peers)
+    for name in names:  # the confirmations agree by construction here (see _pair_keys)
+        state.confirm(name, {other: "" for other in names if other != name}, 0.0)
     lists: dict[tuple[str, int], list[pb.ListChunk]] = {}
     for hop in range(state.ring.parties):
         for owner in names:
             blinder = parties[state.ring.blinder(owner, hop)]
             if hop == 0:
-                outgoing = blind_own_list(blinder.load, blinder.key, sealers[owner], blinder.counts)
+                outgoing = blind_own_list(
+                    blinder.load, blinder.key, sealers[owner], blinder.counts, masking[owner]
+                )
             else:
                 state.check_download(blinder.name, owner, hop - 1)
                 sender = peers[state.ring.blinder(owner, hop - 1)]
@@ -105,6 +112,20 @@ def _run_round(
     if groups_from:
         return count_group_patterns(names, finals, company_tags, groups_from, group_labels)
     return GroupedCounts(count_patterns(names, finals, company_tags))
+
+
+def _pair_keys(
+    round_id: str, names: tuple[str, ...], parties: dict[str, _Company], peers: dict[str, RelayPeer]
+) -> dict[str, Masking]:
+    """Every company's pairwise mask keys, derived as the daemons derive them (the confirmations
+    they would exchange agree by construction here: one process holds every key)."""
+    transcript = transcript_digest(round_id, names, [peers[name] for name in names])
+    masking = {}
+    for at, name in enumerate(names):
+        others = {other: peers[other].relay_public_key for other in names if other != name}
+        keys = pair_keys(parties[name].relay.private_bytes(), name, others, transcript, round_id, names)
+        masking[name] = Masking(at, len(names), keys)
+    return masking
 
 
 def _send(

@@ -42,24 +42,107 @@ class PollWorkResponse(google.protobuf.message.Message):
     JOIN_ROUND_FIELD_NUMBER: builtins.int
     BLIND_LIST_FIELD_NUMBER: builtins.int
     ROUND_ENDED_FIELD_NUMBER: builtins.int
+    PAIR_KEYS_FIELD_NUMBER: builtins.int
     @property
     def join_round(self) -> global___JoinRound: ...
     @property
     def blind_list(self) -> global___BlindList: ...
     @property
     def round_ended(self) -> global___RoundEnded: ...
+    @property
+    def pair_keys(self) -> global___PairKeys: ...
     def __init__(
         self,
         *,
         join_round: global___JoinRound | None = ...,
         blind_list: global___BlindList | None = ...,
         round_ended: global___RoundEnded | None = ...,
+        pair_keys: global___PairKeys | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["blind_list", b"blind_list", "join_round", b"join_round", "round_ended", b"round_ended", "work", b"work"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["blind_list", b"blind_list", "join_round", b"join_round", "round_ended", b"round_ended", "work", b"work"]) -> None: ...
-    def WhichOneof(self, oneof_group: typing.Literal["work", b"work"]) -> typing.Literal["join_round", "blind_list", "round_ended"] | None: ...
+    def HasField(self, field_name: typing.Literal["blind_list", b"blind_list", "join_round", b"join_round", "pair_keys", b"pair_keys", "round_ended", b"round_ended", "work", b"work"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["blind_list", b"blind_list", "join_round", b"join_round", "pair_keys", b"pair_keys", "round_ended", b"round_ended", "work", b"work"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["work", b"work"]) -> typing.Literal["join_round", "blind_list", "round_ended", "pair_keys"] | None: ...
 
 global___PollWorkResponse = PollWorkResponse
+
+@typing.final
+class PairKeys(google.protobuf.message.Message):
+    """Protocol v2: every company's signed per-round keys, in roster order, once every company
+    has enrolled. Each company checks them (CA, pinned key, roster), derives a pairwise mask
+    key with each peer and confirms it (ConfirmKeys) before any list moves.
+    """
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ROUND_ID_FIELD_NUMBER: builtins.int
+    PEERS_FIELD_NUMBER: builtins.int
+    round_id: builtins.str
+    @property
+    def peers(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___Peer]: ...
+    def __init__(
+        self,
+        *,
+        round_id: builtins.str = ...,
+        peers: collections.abc.Iterable[global___Peer] | None = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["peers", b"peers", "round_id", b"round_id"]) -> None: ...
+
+global___PairKeys = PairKeys
+
+@typing.final
+class KeyConfirmation(google.protobuf.message.Message):
+    """HMAC(s_ij, "monoculture/v2 confirm" | transcript | sender | receiver) for each peer."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    SENDER_FIELD_NUMBER: builtins.int
+    RECEIVER_FIELD_NUMBER: builtins.int
+    MAC_FIELD_NUMBER: builtins.int
+    sender: builtins.str
+    receiver: builtins.str
+    mac: builtins.bytes
+    def __init__(
+        self,
+        *,
+        sender: builtins.str = ...,
+        receiver: builtins.str = ...,
+        mac: builtins.bytes = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["mac", b"mac", "receiver", b"receiver", "sender", b"sender"]) -> None: ...
+
+global___KeyConfirmation = KeyConfirmation
+
+@typing.final
+class KeyConfirmations(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ROUND_ID_FIELD_NUMBER: builtins.int
+    COMPANY_FIELD_NUMBER: builtins.int
+    CONFIRMATIONS_FIELD_NUMBER: builtins.int
+    round_id: builtins.str
+    company: builtins.str
+    @property
+    def confirmations(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___KeyConfirmation]: ...
+    def __init__(
+        self,
+        *,
+        round_id: builtins.str = ...,
+        company: builtins.str = ...,
+        confirmations: collections.abc.Iterable[global___KeyConfirmation] | None = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["company", b"company", "confirmations", b"confirmations", "round_id", b"round_id"]) -> None: ...
+
+global___KeyConfirmations = KeyConfirmations
+
+@typing.final
+class ConfirmKeysResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+
+global___ConfirmKeysResponse = ConfirmKeysResponse
 
 @typing.final
 class JoinRound(google.protobuf.message.Message):
@@ -76,6 +159,7 @@ class JoinRound(google.protobuf.message.Message):
     ROUND_CHARGE_FIELD_NUMBER: builtins.int
     GROUPS_FROM_FIELD_NUMBER: builtins.int
     GROUP_LABELS_FIELD_NUMBER: builtins.int
+    PROTOCOL_VERSION_FIELD_NUMBER: builtins.int
     round_id: builtins.str
     coordinator_public_key: builtins.bytes
     """X25519, fresh per round"""
@@ -86,6 +170,8 @@ class JoinRound(google.protobuf.message.Message):
     order: label i is group code i. Only that company puts codes into its failure tags;
     a label of its data that is not declared makes its daemon withdraw.
     """
+    protocol_version: builtins.int
+    """The protocol the coordinator speaks: 2 (masked tags). 0 = a v1 coordinator."""
     @property
     def roster(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
         """ring order; index = position"""
@@ -120,9 +206,10 @@ class JoinRound(google.protobuf.message.Message):
         round_charge: global___BudgetEntry | None = ...,
         groups_from: builtins.str = ...,
         group_labels: collections.abc.Iterable[builtins.str] | None = ...,
+        protocol_version: builtins.int = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["release_policy", b"release_policy", "roster_budget", b"roster_budget", "round_charge", b"round_charge"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["coordinator_public_key", b"coordinator_public_key", "group_labels", b"group_labels", "groups_from", b"groups_from", "min_list_size", b"min_list_size", "release_policy", b"release_policy", "roster", b"roster", "roster_budget", b"roster_budget", "round_charge", b"round_charge", "round_id", b"round_id"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["coordinator_public_key", b"coordinator_public_key", "group_labels", b"group_labels", "groups_from", b"groups_from", "min_list_size", b"min_list_size", "protocol_version", b"protocol_version", "release_policy", b"release_policy", "roster", b"roster", "roster_budget", b"roster_budget", "round_charge", b"round_charge", "round_id", b"round_id"]) -> None: ...
 
 global___JoinRound = JoinRound
 
@@ -277,6 +364,7 @@ class BlindList(google.protobuf.message.Message):
     HOP_FIELD_NUMBER: builtins.int
     SENDER_FIELD_NUMBER: builtins.int
     RECEIVER_FIELD_NUMBER: builtins.int
+    CONFIRMATIONS_FIELD_NUMBER: builtins.int
     round_id: builtins.str
     list_owner: builtins.str
     hop: builtins.int
@@ -284,6 +372,10 @@ class BlindList(google.protobuf.message.Message):
     def sender(self) -> global___Peer: ...
     @property
     def receiver(self) -> global___Peer: ...
+    @property
+    def confirmations(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___KeyConfirmation]:
+        """Hop 0 (protocol v2): the confirmations every peer posted for this company."""
+
     def __init__(
         self,
         *,
@@ -292,9 +384,10 @@ class BlindList(google.protobuf.message.Message):
         hop: builtins.int = ...,
         sender: global___Peer | None = ...,
         receiver: global___Peer | None = ...,
+        confirmations: collections.abc.Iterable[global___KeyConfirmation] | None = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["receiver", b"receiver", "sender", b"sender"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["hop", b"hop", "list_owner", b"list_owner", "receiver", b"receiver", "round_id", b"round_id", "sender", b"sender"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["confirmations", b"confirmations", "hop", b"hop", "list_owner", b"list_owner", "receiver", b"receiver", "round_id", b"round_id", "sender", b"sender"]) -> None: ...
 
 global___BlindList = BlindList
 
@@ -332,6 +425,7 @@ class EnrollRequest(google.protobuf.message.Message):
     RELAY_PUBLIC_KEY_FIELD_NUMBER: builtins.int
     SIGNATURE_FIELD_NUMBER: builtins.int
     CERTIFICATE_PEM_FIELD_NUMBER: builtins.int
+    PROTOCOL_VERSION_FIELD_NUMBER: builtins.int
     round_id: builtins.str
     company: builtins.str
     tag_public_key: builtins.bytes
@@ -342,6 +436,8 @@ class EnrollRequest(google.protobuf.message.Message):
     signature: builtins.bytes
     """see Peer"""
     certificate_pem: builtins.bytes
+    protocol_version: builtins.int
+    """2; 0 = a v1 daemon"""
     def __init__(
         self,
         *,
@@ -352,8 +448,9 @@ class EnrollRequest(google.protobuf.message.Message):
         relay_public_key: builtins.bytes = ...,
         signature: builtins.bytes = ...,
         certificate_pem: builtins.bytes = ...,
+        protocol_version: builtins.int = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["certificate_pem", b"certificate_pem", "company", b"company", "list_size", b"list_size", "relay_public_key", b"relay_public_key", "round_id", b"round_id", "signature", b"signature", "tag_public_key", b"tag_public_key"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["certificate_pem", b"certificate_pem", "company", b"company", "list_size", b"list_size", "protocol_version", b"protocol_version", "relay_public_key", b"relay_public_key", "round_id", b"round_id", "signature", b"signature", "tag_public_key", b"tag_public_key"]) -> None: ...
 
 global___EnrollRequest = EnrollRequest
 

@@ -62,6 +62,11 @@ class CompanyServiceStub(object):
                 request_serializer=monoculture_dot_v1_dot_monoculture__pb2.WithdrawRequest.SerializeToString,
                 response_deserializer=monoculture_dot_v1_dot_monoculture__pb2.WithdrawResponse.FromString,
                 _registered_method=True)
+        self.ConfirmKeys = channel.unary_unary(
+                '/monoculture.v1.CompanyService/ConfirmKeys',
+                request_serializer=monoculture_dot_v1_dot_monoculture__pb2.KeyConfirmations.SerializeToString,
+                response_deserializer=monoculture_dot_v1_dot_monoculture__pb2.ConfirmKeysResponse.FromString,
+                _registered_method=True)
         self.GetStatus = channel.unary_unary(
                 '/monoculture.v1.CompanyService/GetStatus',
                 request_serializer=monoculture_dot_v1_dot_monoculture__pb2.CompanyStatusRequest.SerializeToString,
@@ -114,6 +119,14 @@ class CompanyServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ConfirmKeys(self, request, context):
+        """Protocol v2: a company's key confirmations, one per peer, posted before hop 0
+        (docs/PROTOCOL.md, "Masked tags").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetStatus(self, request, context):
         """The status of a round this company is on (others look unknown).
         """
@@ -148,6 +161,11 @@ def add_CompanyServiceServicer_to_server(servicer, server):
                     servicer.Withdraw,
                     request_deserializer=monoculture_dot_v1_dot_monoculture__pb2.WithdrawRequest.FromString,
                     response_serializer=monoculture_dot_v1_dot_monoculture__pb2.WithdrawResponse.SerializeToString,
+            ),
+            'ConfirmKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmKeys,
+                    request_deserializer=monoculture_dot_v1_dot_monoculture__pb2.KeyConfirmations.FromString,
+                    response_serializer=monoculture_dot_v1_dot_monoculture__pb2.ConfirmKeysResponse.SerializeToString,
             ),
             'GetStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.GetStatus,
@@ -293,6 +311,33 @@ class CompanyService(object):
             '/monoculture.v1.CompanyService/Withdraw',
             monoculture_dot_v1_dot_monoculture__pb2.WithdrawRequest.SerializeToString,
             monoculture_dot_v1_dot_monoculture__pb2.WithdrawResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/monoculture.v1.CompanyService/ConfirmKeys',
+            monoculture_dot_v1_dot_monoculture__pb2.KeyConfirmations.SerializeToString,
+            monoculture_dot_v1_dot_monoculture__pb2.ConfirmKeysResponse.FromString,
             options,
             channel_credentials,
             insecure,

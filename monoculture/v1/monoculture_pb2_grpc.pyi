@@ -66,6 +66,14 @@ class CompanyServiceStub:
     round fails with this reason, naming the company.
     """
 
+    ConfirmKeys: grpc.UnaryUnaryMultiCallable[
+        monoculture.v1.monoculture_pb2.KeyConfirmations,
+        monoculture.v1.monoculture_pb2.ConfirmKeysResponse,
+    ]
+    """Protocol v2: a company's key confirmations, one per peer, posted before hop 0
+    (docs/PROTOCOL.md, "Masked tags").
+    """
+
     GetStatus: grpc.UnaryUnaryMultiCallable[
         monoculture.v1.monoculture_pb2.CompanyStatusRequest,
         monoculture.v1.monoculture_pb2.RoundStatus,
@@ -113,6 +121,14 @@ class CompanyServiceAsyncStub:
     ]
     """A company that cannot take part (bad input, local error) says so; the
     round fails with this reason, naming the company.
+    """
+
+    ConfirmKeys: grpc.aio.UnaryUnaryMultiCallable[
+        monoculture.v1.monoculture_pb2.KeyConfirmations,
+        monoculture.v1.monoculture_pb2.ConfirmKeysResponse,
+    ]
+    """Protocol v2: a company's key confirmations, one per peer, posted before hop 0
+    (docs/PROTOCOL.md, "Masked tags").
     """
 
     GetStatus: grpc.aio.UnaryUnaryMultiCallable[
@@ -172,6 +188,16 @@ class CompanyServiceServicer(metaclass=abc.ABCMeta):
     ) -> typing.Union[monoculture.v1.monoculture_pb2.WithdrawResponse, collections.abc.Awaitable[monoculture.v1.monoculture_pb2.WithdrawResponse]]:
         """A company that cannot take part (bad input, local error) says so; the
         round fails with this reason, naming the company.
+        """
+
+    @abc.abstractmethod
+    def ConfirmKeys(
+        self,
+        request: monoculture.v1.monoculture_pb2.KeyConfirmations,
+        context: _ServicerContext,
+    ) -> typing.Union[monoculture.v1.monoculture_pb2.ConfirmKeysResponse, collections.abc.Awaitable[monoculture.v1.monoculture_pb2.ConfirmKeysResponse]]:
+        """Protocol v2: a company's key confirmations, one per peer, posted before hop 0
+        (docs/PROTOCOL.md, "Masked tags").
         """
 
     @abc.abstractmethod

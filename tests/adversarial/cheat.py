@@ -10,9 +10,11 @@ from collections.abc import Iterator
 import grpc
 
 from monoculture.core.identity import read_certified_key
+from monoculture.core.masks import key_confirmation, pair_keys, transcript_digest
+from monoculture.core.protocol import PROTOCOL_VERSION
 from monoculture.core.psi_crypto import POINT_SIZE, TAG_SIZE, TagSealer, encode_points
 from monoculture.core.relay import ChunkSigner, RelayKeys, RelayPeer
-from monoculture.core.wire import sealed_size
+from monoculture.core.wire import ListAddress, list_chunks, sealed_size
 from monoculture.transport import TlsFiles
 from monoculture.v1 import monoculture_pb2 as pb
 from monoculture.v1 import monoculture_pb2_grpc as pb_grpc
@@ -29,6 +31,7 @@ class Cheat:
         self.stub = pb_grpc.CompanyServiceStub(self.channel)
         self.signer = ChunkSigner(self.material.private_key_pem)
         self.relay = RelayKeys()
+        self.roster: tuple[str, ...] = ()
 
     def close(self) -> None:
         self.channel.close()
@@ -49,11 +52,36 @@ class Cheat:
             join.round_id, self.name, tags.public_key, self.material.certificate_pem,
             self.material.private_key_pem, tuple(join.roster),
         )  # fmt: skip
+        self.roster = tuple(join.roster)
         return pb.EnrollRequest(
             round_id=join.round_id, company=self.name, tag_public_key=tags.public_key, list_size=list_size,
             relay_public_key=peer.relay_public_key, signature=peer.signature,
-            certificate_pem=peer.certificate_pem,
+            certificate_pem=peer.certificate_pem, protocol_version=PROTOCOL_VERSION,
         )  # fmt: skip
+
+    def confirmations(self, work: pb.PairKeys) -> pb.KeyConfirmations:
+        """Honest key confirmations for every peer (a cheat that wants its round to go on)."""
+        peers = [RelayPeer.from_message(peer) for peer in work.peers]
+        transcript = transcript_digest(work.round_id, self.roster, peers)
+        others = {p.company: p.relay_public_key for p in peers if p.company != self.name}
+        keys = pair_keys(
+            self.relay.private_bytes(), self.name, others, transcript, work.round_id, self.roster
+        )
+        return pb.KeyConfirmations(
+            round_id=work.round_id, company=self.name,
+            confirmations=[
+                pb.KeyConfirmation(
+                    sender=self.name, receiver=self.roster[at],
+                    mac=key_confirmation(key, transcript, self.name, self.roster[at]),
+                )
+                for at, key in sorted(keys.items())
+            ],
+        )  # fmt: skip
+
+    def join(self, round_id: str, list_size: int) -> None:
+        """Enrol validly and confirm the pair keys: the round goes on to RELAYING with the cheat."""
+        self.stub.Enroll(self.enrollment(self.next_work("join_round", round_id).join_round, list_size))
+        self.stub.ConfirmKeys(self.confirmations(self.next_work("pair_keys", round_id).pair_keys))
 
     def garbage_upload(self, work: pb.BlindList, list_size: int) -> Iterator[pb.ListChunk]:
         """Random bytes of exactly the right size as a sealed chunk, signed by the cheat: what
@@ -75,6 +103,17 @@ class Cheat:
         receiver = RelayPeer.from_message(work.receiver)
         sealer = self.relay.sealer(receiver, work.round_id, self.name, work.list_owner, work.hop)
         yield self.signer.sign(sealer.seal(chunk))
+
+    def sealed_chunks(self, work: pb.BlindList, points: list[bytes], per_chunk: int) -> list[pb.ListChunk]:
+        """`points` in chunks of `per_chunk`, each sealed to the receiver and signed: valid."""
+        address = ListAddress(work.round_id, work.list_owner, work.hop)
+        tags = b"\x00" * TAG_SIZE * len(points)
+        receiver = RelayPeer.from_message(work.receiver)
+        sealer = self.relay.sealer(receiver, work.round_id, self.name, work.list_owner, work.hop)
+        return [
+            self.signer.sign(sealer.seal(chunk))
+            for chunk in list_chunks(address, self.name, b"".join(points), tags, per_chunk)
+        ]
 
 
 def valid_points(count: int) -> list[bytes]:

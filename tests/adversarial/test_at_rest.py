@@ -99,6 +99,7 @@ def store(db: Path) -> Iterator[RoundStore]:
 
 def _finish(store: RoundStore, state: RoundState, how: str) -> None:
     if how == "complete":
+        state.advance(RoundPhase.CONFIRMING)
         state.advance(RoundPhase.RELAYING)
         state.advance(RoundPhase.COUNTING)
         state.advance(RoundPhase.COMPLETE)

@@ -24,6 +24,7 @@ from pathlib import Path
 import grpc
 import pytest
 from conftest import example, stored_chunks
+from vectors.independent import varint
 
 from monoculture.auditor import AuditorClient
 from monoculture.core.dataset import InputSpec
@@ -198,7 +199,7 @@ def test_garbage_sealed_by_a_sender_is_blamed_on_it_with_evidence(world: dict) -
     and blamed the coordinator."""
     mallory = Cheat(world["address"], "mallory", world["keys"]["mallory"])
     round_id = world["auditor"].open_round(["mallory", "bank-a"]).round_id
-    mallory.stub.Enroll(mallory.enrollment(mallory.next_work("join_round", round_id).join_round, 20))
+    mallory.join(round_id, 20)
     work = mallory.next_work("blind_list", round_id).blind_list
     assert (work.list_owner, work.hop, work.receiver.company) == ("mallory", 0, "bank-a")
     mallory.stub.UploadList(mallory.garbage_upload(work, 20))  # signed, the right size: accepted
@@ -227,7 +228,7 @@ def test_blame_without_evidence_is_a_claim_and_forged_evidence_is_refuted(world:
     )
 
     round_id = auditor.open_round(["bank-a", "mallory"]).round_id
-    mallory.stub.Enroll(mallory.enrollment(mallory.next_work("join_round", round_id).join_round, 20))
+    mallory.join(round_id, 20)
     work = mallory.next_work("blind_list", round_id).blind_list
     forged = next(mallory.garbage_upload(work, 20))  # mallory's own chunk, dressed as bank-a's
     forged.sender, forged.receiver, forged.list_owner = "bank-a", "mallory", "bank-a"
@@ -250,7 +251,7 @@ def test_chunks_past_the_count_or_with_oversized_seals_are_refused_and_nothing_i
     mallory = Cheat(world["address"], "mallory", world["keys"]["mallory"])
     auditor = world["auditor"]
     round_id = auditor.open_round(["mallory", "bank-a"], deadline_seconds=30).round_id
-    mallory.stub.Enroll(mallory.enrollment(mallory.next_work("join_round", round_id).join_round, 20))
+    mallory.join(round_id, 20)
     work = mallory.next_work("blind_list", round_id).blind_list
     good = next(mallory.sealed_upload(work, valid_points(20)))
 
@@ -275,5 +276,57 @@ def test_chunks_past_the_count_or_with_oversized_seals_are_refused_and_nothing_i
     assert [c.chunk_index for c in kept] == [0] and len(kept[0].sealed) == sealed_size(20)
     assert auditor.status(round_id).phase == "RELAYING"  # refused uploads changed nothing
     mallory.stub.Withdraw(pb.WithdrawRequest(round_id=round_id, company="mallory", reason="test over"))
+    mallory.close()
+    honest_alive(world)
+
+
+def _with_unknown_field(chunk: pb.ListChunk, size: int) -> pb.ListChunk:
+    """The chunk with `size` bytes in field 99, which the protocol does not define (tag 99,
+    wire type 2: varint key 0x9a 0x06, then the length)."""
+    extra = b"\x9a\x06" + varint(size) + bytes(size)
+    out = pb.ListChunk()
+    out.MergeFromString(chunk.SerializeToString() + extra)
+    return out
+
+
+def test_fields_the_protocol_does_not_define_are_not_stored(world: dict) -> None:
+    """Before: the coordinator stored a chunk as sent, unknown fields and all (outside the
+    signature and every size check): 66 MB for a list of 20."""
+    mallory = Cheat(world["address"], "mallory", world["keys"]["mallory"])
+    round_id = world["auditor"].open_round(["mallory", "bank-a"], deadline_seconds=30).round_id
+    mallory.join(round_id, 20)
+    work = mallory.next_work("blind_list", round_id).blind_list
+    padded = _with_unknown_field(next(mallory.sealed_upload(work, valid_points(20))), 3_000_000)
+    assert padded.ByteSize() > 3_000_000
+    mallory.stub.UploadList(iter([padded]))
+    kept = chunks_from(world, round_id, "mallory")
+    assert len(kept) == 1 and kept[0].ByteSize() < 5_000  # the chunk as the protocol defines it
+    mallory.stub.Withdraw(pb.WithdrawRequest(round_id=round_id, company="mallory", reason="test over"))
+    mallory.close()
+    honest_alive(world)
+
+
+def test_chunks_sent_after_the_round_ended_are_not_kept(world: dict) -> None:
+    """Before: the round's phase was checked at the first chunk of a stream only, so chunks
+    sent after a withdrawal stayed in the database for good."""
+    mallory = Cheat(world["address"], "mallory", world["keys"]["mallory"])
+    round_id = world["auditor"].open_round(["mallory", "bank-a"], deadline_seconds=30).round_id
+    mallory.join(round_id, 20)
+    work = mallory.next_work("blind_list", round_id).blind_list
+    first, later = mallory.sealed_chunks(work, valid_points(20), 10)  # a valid list in two chunks
+
+    def stream() -> Iterator[pb.ListChunk]:
+        yield first
+        time.sleep(1.0)  # let the coordinator store chunk 0
+        mallory.stub.Withdraw(pb.WithdrawRequest(round_id=round_id, company="mallory", reason="bye"))
+        yield later
+
+    with pytest.raises(grpc.RpcError):
+        mallory.stub.UploadList(stream())
+    assert world["auditor"].status(round_id).phase == "FAILED"
+    database = world["folder"] / "coordinator-state" / "coordinator.sqlite"
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
+        rows = db.execute("SELECT COUNT(*) FROM chunks WHERE round_id = ?", (round_id,)).fetchone()[0]
+    assert rows == 0
     mallory.close()
     honest_alive(world)

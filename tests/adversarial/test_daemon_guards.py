@@ -102,7 +102,7 @@ def test_an_input_changed_between_join_and_a_restart_refuses_the_resume(harness:
     """Before: the restarted daemon sealed the new file's bits under the round's tag key and
     the same AES-GCM nonces (one per hop-0 position): nonce reuse."""
     round_id = harness.open_round()
-    harness.step_all()
+    harness.start_relaying()
     data = harness.configs["beta"].data.path
     data.write_text(data.read_text().replace("person-12,1", "person-12,0"), encoding="utf-8")
     harness.restart_company("beta")
@@ -141,3 +141,15 @@ def _peer(name: str, keys: RelayKeys):
     from monoculture.core.relay import RelayPeer
 
     return RelayPeer(name, keys.public_key, keys.public_key, b"", b"")
+
+
+def test_a_v1_coordinator_is_refused_by_name_before_anything_is_sent(harness: Harness) -> None:
+    """A JoinRound without a protocol version is a v1 coordinator's: the v2 daemon withdraws,
+    saying which versions speak, before it reads its data or sends a key."""
+    round_id = harness.open_round()
+    before = list(harness.network.calls)
+    harness.daemons["alpha"]._join(pb.JoinRound(round_id=round_id, roster=["alpha", "beta", "gamma"]))
+    assert harness.network.calls[len(before) :] == ["Withdraw"]  # no Enroll
+    status = harness.status(round_id)
+    assert status.phase == RoundPhase.FAILED and status.failed_party == "alpha"
+    assert "the coordinator speaks protocol v1; this side speaks v2" in status.failure_reason

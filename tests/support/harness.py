@@ -132,6 +132,12 @@ class _Stub:
         response: pb.WithdrawResponse = self._servicer("Withdraw").Withdraw(request, _Context())
         return response
 
+    def ConfirmKeys(
+        self, request: pb.KeyConfirmations, timeout: float | None = None
+    ) -> pb.ConfirmKeysResponse:
+        response: pb.ConfirmKeysResponse = self._servicer("ConfirmKeys").ConfirmKeys(request, _Context())
+        return response
+
     def UploadList(self, chunks: Iterator[pb.ListChunk], timeout: float | None = None) -> pb.UploadReceipt:
         servicer = self._servicer("UploadList")
         network = self._harness.network
@@ -304,6 +310,12 @@ class Harness:
     def step(self, name: str) -> bool:
         """Company `name` asks for work once and does it."""
         return self.daemons[name].step()
+
+    def start_relaying(self) -> None:
+        """Two sweeps: every company joins (enrols), then confirms its pair keys; a round with
+        every company well is then RELAYING."""
+        self.step_all()
+        self.step_all()
 
     def step_all(self) -> None:
         for name in list(self.daemons):

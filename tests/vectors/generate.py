@@ -2,6 +2,7 @@
 
     .venv/bin/python tests/vectors/generate.py          # rewrite the JSON files
     .venv/bin/python tests/vectors/generate.py --check  # exit 1 if a file differs
+    .venv/bin/python tests/vectors/generate.py masks.json  # only the files named
 
 Every output comes from independent.py (RFC 5869 HKDF over hmac, AES-GCM / AES-ECB /
 X25519 / P-256 from `cryptography`, protobuf encoded by hand, exact rationals); nothing
@@ -14,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +61,23 @@ def provenance(pins: str) -> dict[str, str]:
     }
 
 
-# ------------------------------------------------------------------ failure tags
+# ------------------------------------------------------------------ failure tags (v2)
+
+ZERO_VALUE = bytes(16)
+ONES_VALUE = b"\xff" * 16
+
+
+def tag_value(label: str) -> bytes:
+    """A fixed 16-byte masked value (uniform-looking, as a real one is): the first 16 bytes of
+    fixed_bytes('tag value|<label>')."""
+    return fixed_bytes(f"tag value|{label}")[:16]
+
+
+def _tag_entry(key: bytes, aad: bytes, position: int, value: bytes) -> dict[str, Any]:
+    assert len(value) == ind.TAG_VALUE_SIZE
+    tag = ind.seal_tag(key, aad, position, value)
+    assert len(tag) == ind.TAG_SIZE and ind.open_value(key, aad, tag) == value
+    return {"position": position, "value": value.hex(), "nonce": ind.nonce(position).hex(), "tag": tag.hex()}
 
 
 def _tag_case(
@@ -68,29 +86,29 @@ def _tag_case(
     company: str,
     company_key: bytes,
     coordinator_key: bytes,
-    bits: dict[int, int],
+    values: dict[int, bytes],
     list_length: int,
-    open_only: dict[int, int] | None = None,
+    open_only: dict[int, bytes] | None = None,
+    group_labels: list[str] | None = None,
 ) -> dict[str, Any]:
+    """values: position -> the 16-byte value sealed there (every other position of the list holds
+    the all-zero value); group_labels: the groups company's case (its AAD names them)."""
     company_public = ind.x25519_public(company_key)
     coordinator_public = ind.x25519_public(coordinator_key)
     shared = ind.x25519_shared(company_key, coordinator_public)
     assert shared == ind.x25519_shared(coordinator_key, company_public)
     key = ind.tag_key(shared, round_id, company)
-    aad = ind.tag_aad(round_id, company)
-    tags = [
-        {
-            "position": p,
-            "bit": b,
-            "nonce": ind.nonce(p).hex(),
-            "tag": ind.seal_tag(key, aad, p, bytes((b,))).hex(),
-        }
-        for p, b in sorted(bits.items())
-    ]
-    case: dict[str, Any] = {
-        "name": name,
-        "round_id": round_id,
-        "company": company,
+    aad = (
+        ind.tag_aad(round_id, company)
+        if group_labels is None
+        else ind.group_tag_aad(round_id, company, group_labels)
+    )
+    tags = [_tag_entry(key, aad, p, v) for p, v in sorted(values.items())]
+    case: dict[str, Any] = {"name": name, "round_id": round_id, "company": company}
+    if group_labels is not None:
+        case["group_labels"] = group_labels
+        case["group_labels_digest"] = ind.group_labels_digest(group_labels).hex()
+    case |= {
         "company_private_key": company_key.hex(),
         "company_public_key": company_public.hex(),
         "coordinator_private_key": coordinator_key.hex(),
@@ -102,152 +120,132 @@ def _tag_case(
         "list_length": list_length,
         "tags": tags,
     }
-    if list_length == len(bits):
+    if list_length == len(values):
         case["sealed_list"] = "".join(t["tag"] for t in tags)
     if open_only:
-        case["open_only"] = [
-            {"position": p, "bit": b, "tag": ind.seal_tag(key, aad, p, bytes((b,))).hex()}
-            for p, b in sorted(open_only.items())
-        ]
+        case["open_only"] = [_tag_entry(key, aad, p, v) for p, v in sorted(open_only.items())]
     return case
 
 
-def _group_tag_case(
-    name: str,
-    round_id: str,
-    company: str,
-    company_key: bytes,
-    coordinator_key: bytes,
-    labels: list[str],
-    elements: dict[int, tuple[int, int]],
-    list_length: int,
-) -> dict[str, Any]:
-    """The groups company's tags: elements are position -> (bit, group code)."""
-    company_public = ind.x25519_public(company_key)
-    coordinator_public = ind.x25519_public(coordinator_key)
-    shared = ind.x25519_shared(company_key, coordinator_public)
-    key = ind.tag_key(shared, round_id, company)
-    aad = ind.group_tag_aad(round_id, company, labels)
-    tags = []
-    for p, (b, code) in sorted(elements.items()):
-        plaintext = ind.group_tag_plaintext(b, code)
-        tag = ind.seal_tag(key, aad, p, plaintext)
-        tags.append({"position": p, "bit": b, "code": code, "plaintext": plaintext.hex(), "tag": tag.hex()})
-    case: dict[str, Any] = {
-        "name": name,
-        "round_id": round_id,
-        "company": company,
-        "group_labels": labels,
-        "group_labels_digest": ind.group_labels_digest(labels).hex(),
-        "company_private_key": company_key.hex(),
-        "company_public_key": company_public.hex(),
-        "coordinator_private_key": coordinator_key.hex(),
-        "coordinator_public_key": coordinator_public.hex(),
-        "shared_secret": shared.hex(),
-        "tag_key": key.hex(),
-        "aad": aad.hex(),
-        "list_length": list_length,
-        "tags": tags,
-    }
-    if list_length == len(elements):
-        case["sealed_list"] = "".join(t["tag"] for t in tags)
-    return case
+def _v1_tag(shared: bytes, round_id: str, company: str, position: int, bit: int) -> bytes:
+    """A tag of protocol v1 (one bit byte, 'monoculture/v1' HKDF info and AAD): what a v2
+    coordinator must refuse. Written out here; nothing else in the vectors is v1's tag format."""
+    key = ind.hkdf_sha256(shared, f"monoculture/v1 failure tag key|{round_id}|{company}".encode())
+    return ind.seal_tag(key, f"monoculture/v1 tag|{round_id}|{company}".encode(), position, bytes((bit,)))
 
 
 def grouped_failure_tags() -> list[dict[str, Any]]:
     speakers = ["jackson", "nicolas", "theo", "yweweler"]
-    pairs = [(1, 3), (0, 0), (1, 1), (0, 2), (1, 0), (0, 3), (1, 2), (0, 1)]
-    speakers_case = _group_tag_case(
-        "google defines 4 groups (the digit speakers): every code with both bits at positions 0-7 "
+    speakers_values = [ZERO_VALUE, ONES_VALUE, *(tag_value(f"google grouped|{p}") for p in range(2, 8))]
+    speakers_case = _tag_case(
+        "google defines 4 groups (the digit speakers): positions 0-7, all-zero and all-0xff values first "
         "(RFC 7748 keys: company = Alice, coordinator = Bob)",
-        ROUND, "google", RFC7748_ALICE, RFC7748_BOB, speakers, dict(enumerate(pairs)), 8,
+        ROUND, "google", RFC7748_ALICE, RFC7748_BOB, dict(enumerate(speakers_values)), 8,
+        group_labels=speakers,
     )  # fmt: skip
     most = [f"g{i:03d}" for i in range(127)]
-    most_case = _group_tag_case(
-        "127 labels, the most a round declares: codes 126 and 0 with both bits, list of 4",
-        ROUND, "ibm", fixed_bytes("tag key|ibm"), fixed_bytes("coordinator tag key"), most,
-        {0: (1, 126), 1: (0, 126), 2: (1, 0), 3: (0, 1)}, 4,
+    most_case = _tag_case(
+        "127 labels, the most a round declares: a list of 4",
+        ROUND, "ibm", fixed_bytes("tag key|ibm"), fixed_bytes("coordinator tag key"),
+        {p: tag_value(f"ibm grouped|{p}") for p in range(4)}, 4, group_labels=most,
     )  # fmt: skip
     wide = ["Île-de-France", "東京", "a b", "x" * 64]
-    wide_case = _group_tag_case(
+    wide_case = _tag_case(
         "labels in UTF-8 beyond ASCII, with an inner space, and of 64 characters (the longest allowed); "
         "longest company name, long round id",
-        LONG_ROUND, LONG_NAME, fixed_bytes(f"tag key|{LONG_NAME}"), fixed_bytes("coordinator tag key"), wide,
-        {0: (0, 1), 1: (1, 3)}, 2,
+        LONG_ROUND, LONG_NAME, fixed_bytes(f"tag key|{LONG_NAME}"), fixed_bytes("coordinator tag key"),
+        {0: tag_value(f"{LONG_NAME} grouped|0"), 1: ONES_VALUE}, 2, group_labels=wide,
     )  # fmt: skip
     key = bytes.fromhex(speakers_case["tag_key"])
     aad = bytes.fromhex(speakers_case["aad"])
     reordered = ind.group_tag_aad(ROUND, "google", list(reversed(speakers)))
+    fewer = ind.group_tag_aad(ROUND, "google", speakers[:3])
+    value = tag_value("google grouped|2")
     speakers_case["must_reject"] = [
         {
-            "why": "authenticates but holds code 4: only 4 labels (codes 0-3) are declared",
-            "tag": ind.seal_tag(key, aad, 8, ind.group_tag_plaintext(1, 4)).hex(),
-        },
-        {
             "why": "sealed for the same labels in another order (another labels digest)",
-            "tag": ind.seal_tag(key, reordered, 0, ind.group_tag_plaintext(1, 3)).hex(),
+            "tag": ind.seal_tag(key, reordered, 2, value).hex(),
         },
         {
-            "why": "a one-bit tag of the same round and company (the AAD of a company without groups)",
-            "tag": ind.seal_tag(key, ind.tag_aad(ROUND, "google"), 0, b"\x01").hex(),
+            "why": "sealed for the first 3 of the 4 labels (another labels digest)",
+            "tag": ind.seal_tag(key, fewer, 2, value).hex(),
         },
         {
-            "why": "holds two bytes",
-            "tag": ind.seal_tag(key, aad, 9, b"\x01\x00").hex(),
+            "why": "sealed under the AAD of a company without groups (same round, company and key)",
+            "tag": ind.seal_tag(key, ind.tag_aad(ROUND, "google"), 2, value).hex(),
         },
+        {"why": "authenticates but holds 17 bytes", "tag": ind.seal_tag(key, aad, 8, value + b"\x00").hex()},
+        {"why": "authenticates but holds 15 bytes", "tag": ind.seal_tag(key, aad, 8, value[:15]).hex()},
     ]
     return [speakers_case, most_case, wide_case]
 
 
 def failure_tags() -> dict[str, Any]:
+    short_values = [
+        ZERO_VALUE,
+        ONES_VALUE,
+        (1).to_bytes(16, "big"),  # the value 1: its only set bit in the last byte
+        (2**127).to_bytes(16, "big"),  # the value 2^127: its only set bit in the first byte
+        *(tag_value(f"google|{p}") for p in range(4, 8)),
+    ]
     short = _tag_case(
-        "eight bits at positions 0-7 (RFC 7748 keys: company = Alice, coordinator = Bob)",
-        ROUND, "google", RFC7748_ALICE, RFC7748_BOB,
-        dict(enumerate([0, 1, 1, 0, 1, 0, 0, 1])), 8,
+        "eight values at positions 0-7: all-zero, all-0xff, 1, 2^127, then four fixed values "
+        "(RFC 7748 keys: company = Alice, coordinator = Bob)",
+        ROUND, "google", RFC7748_ALICE, RFC7748_BOB, dict(enumerate(short_values)), 8,
     )  # fmt: skip
     long_names = _tag_case(
         "longest company name, long round id",
         LONG_ROUND, LONG_NAME, fixed_bytes(f"tag key|{LONG_NAME}"), fixed_bytes("coordinator tag key"),
-        {0: 1, 1: 0}, 2,
+        {0: tag_value(f"{LONG_NAME}|0"), 1: ONES_VALUE}, 2,
     )  # fmt: skip
     positions = _tag_case(
-        "a list of 1000 (bits 0 except where pinned): positions 0, 255, 256, 999; "
+        "a list of 1000 (the all-zero value except where pinned): positions 0, 255 (all-zero), 256, 999; "
         "open_only: positions beyond any list sealed here, 2^32 and 2^96 - 1",
         ROUND, "ibm", fixed_bytes("tag key|ibm"), fixed_bytes("coordinator tag key"),
-        {0: 1, 255: 0, 256: 1, 999: 1}, 1000, open_only={2**32: 1, 2**96 - 1: 0},
+        {0: tag_value("ibm|0"), 255: ZERO_VALUE, 256: tag_value("ibm|256"), 999: ONES_VALUE}, 1000,
+        open_only={2**32: tag_value("ibm|2^32"), 2**96 - 1: ONES_VALUE},
     )  # fmt: skip
     key = bytes.fromhex(short["tag_key"])
     aad = bytes.fromhex(short["aad"])
-    other_round_key = ind.tag_key(bytes.fromhex(short["shared_secret"]), "r-fedcba9876543210", "google")
-    moved = bytearray(ind.seal_tag(key, aad, 3, b"\x00"))
+    shared = bytes.fromhex(short["shared_secret"])
+    other_round_key = ind.tag_key(shared, "r-fedcba9876543210", "google")
+    value = short_values[3]
+    moved = bytearray(ind.seal_tag(key, aad, 3, value))
     moved[11] ^= 0x01  # the nonce now says position 2
-    rejects = [
+    short["must_reject"] = [
+        {"why": "authenticates but holds 15 bytes", "tag": ind.seal_tag(key, aad, 8, value[:15]).hex()},
+        {"why": "authenticates but holds 17 bytes", "tag": ind.seal_tag(key, aad, 8, value + b"\x00").hex()},
         {
-            "why": "authenticates but holds the byte 0x02, not a bit",
-            "tag": ind.seal_tag(key, aad, 8, b"\x02").hex(),
+            "why": "authenticates but holds one byte (a v1 bit byte under the v2 key and AAD)",
+            "tag": ind.seal_tag(key, aad, 8, b"\x01").hex(),
         },
         {"why": "nonce changed after sealing (position 3 relabelled 2)", "tag": moved.hex()},
         {
             "why": "sealed for another round (r-fedcba9876543210)",
             "tag": ind.seal_tag(
-                other_round_key, ind.tag_aad("r-fedcba9876543210", "google"), 0, b"\x01"
+                other_round_key, ind.tag_aad("r-fedcba9876543210", "google"), 0, short_values[0]
             ).hex(),
         },
         {"why": "sealed for another company (ibm's tag key and AAD)", "tag": positions["tags"][0]["tag"]},
+        {
+            "why": "a v1 tag of the same round and company (one bit byte, v1 HKDF info and AAD)",
+            "tag": _v1_tag(shared, ROUND, "google", 0, 1).hex(),
+        },
     ]
-    short["must_reject"] = rejects
     pins = provenance(
-        "failure tags: key = HKDF-SHA256(X25519(company, coordinator), salt none, "
-        "info 'monoculture/v1 failure tag key|<round>|<company>'), "
-        "AAD 'monoculture/v1 tag|<round>|<company>', "
-        "nonce = position as 12 bytes big-endian, tag = nonce || AES-256-GCM(bit byte) = 29 bytes"
+        "failure tags (protocol v2): key = HKDF-SHA256(X25519(company, coordinator), salt none, "
+        "info 'monoculture/v2 failure tag key|<round>|<company>'), "
+        "AAD 'monoculture/v2 tag|<round>|<company>', "
+        "nonce = position as 12 bytes big-endian, "
+        "tag = nonce || AES-256-GCM(16-byte masked value) = 12 + 16 + 16 = 44 bytes; "
+        "a sealed list is its tags concatenated; an opened value of any other length than 16 is refused"
     )
     pins["grouped_pins"] = (
-        "grouped_cases: the tags of the company a round takes its groups from: the same key and nonce; "
-        "AAD 'monoculture/v1 group tag|<round>|<company>|' + hex SHA-256 of the declared labels in "
-        "order, each UTF-8 behind its 4-byte big-endian length; plaintext one byte = bit | code << 1 "
-        "(code = index of the label, 0-126); 29 bytes, as every other tag. Every other company's tags, "
-        "and every tag of a round without groups, are the 'cases' format"
+        "grouped_cases: the tags of the company a round takes its groups from: the same key, nonce, "
+        "value size and 44 bytes as every other tag; only the AAD differs: "
+        "'monoculture/v2 group tag|<round>|<company>|' + hex SHA-256 of the declared labels in order, "
+        "each UTF-8 behind its 4-byte big-endian length. The group code is a lane of the masked value "
+        "(masks.json), not part of the tag format"
     )
     return {
         "provenance": pins,
@@ -284,10 +282,10 @@ def _relay_case(
         bytes.fromhex(sender["relay_private_key"]), bytes.fromhex(receiver["relay_public_key"])
     )
     key = ind.relay_key(shared, round_id, sender["company"], receiver["company"], owner, hop)
-    # The tags are real failure tags of the owner's list (sealed to the coordinator's fixed key).
-    owner_shared = ind.x25519_shared(
-        fixed_bytes(f"tag key|{owner}"), ind.x25519_public(fixed_bytes("coordinator tag key"))
-    )
+    # The tags are real (v2) failure tags of the owner's list, sealed to the coordinator's fixed key;
+    # the element with point s * G sits at position s and holds tag_value('relay|<owner>|<s>').
+    owner_tag_key, coordinator_tag_key = fixed_bytes(f"tag key|{owner}"), fixed_bytes("coordinator tag key")
+    owner_shared = ind.x25519_shared(owner_tag_key, ind.x25519_public(coordinator_tag_key))
     tag_key, tag_aad = ind.tag_key(owner_shared, round_id, owner), ind.tag_aad(round_id, owner)
     out = []
     for index, count, size, scalars in chunks:
@@ -296,7 +294,8 @@ def _relay_case(
             "chunk_count": count, "list_size": size, "chunk_elements": len(scalars),
         }  # fmt: skip
         points = [point(s) for s in scalars]
-        tags = b"".join(ind.seal_tag(tag_key, tag_aad, s, bytes((s % 2,))) for s in scalars)
+        values = [tag_value(f"relay|{owner}|{s}") for s in scalars]
+        tags = b"".join(ind.seal_tag(tag_key, tag_aad, s, v) for s, v in zip(scalars, values, strict=True))
         points_field = ind.psi_request(points)
         body = ind.list_chunk_body(points_field, tags)
         aad = ind.chunk_aad(header, sender["company"], receiver["company"])
@@ -306,6 +305,7 @@ def _relay_case(
                 "header": header,
                 "points": [p.hex() for p in points],
                 "tags": tags.hex(),
+                "tag_values": [v.hex() for v in values],
                 "points_field": points_field.hex(),
                 "body": body.hex(),
                 "aad": aad.hex(),
@@ -335,6 +335,8 @@ def _relay_case(
         "shared_secret": shared.hex(),
         "hkdf_info": ind.relay_key_info(round_id, sender["company"], receiver["company"], owner, hop).hex(),
         "chunk_key": key.hex(),
+        "owner_tag_private_key": owner_tag_key.hex(),
+        "coordinator_tag_private_key": coordinator_tag_key.hex(),
         "chunks": out,
     }
 
@@ -389,7 +391,10 @@ def relay_sealing() -> dict[str, Any]:
             "info 'monoculture/v1 relay chunk key' + 4-byte-length-prefixed round, sender, receiver, "
             "owner, hop); "
             "AAD 'monoculture/v1 relay chunk' + length-prefixed header fields; nonce = chunk index, 12 bytes "
-            "big-endian; sealed = AES-256-GCM(ListChunkBody{points, tags}); the sealed ListChunk on the wire"
+            "big-endian; sealed = AES-256-GCM(ListChunkBody{points, tags}); the sealed ListChunk on the "
+            "wire. The tags are real v2 failure tags of the owner's list (44 bytes each, see "
+            "failure-tags.json): the owner's and the coordinator's tag keys are given, and tag_values are "
+            "the values they open to"
         ),
         "cases": cases,
     }
@@ -474,6 +479,216 @@ def shuffle() -> dict[str, Any]:
     }
 
 
+# ------------------------------------------------------------------ masked tags (v2)
+
+
+def _mask_party(name: str, relay_key: bytes) -> dict[str, str]:
+    """A company's signed per-round keys. The signature is 70 fixed bytes (the length of a DER
+    ECDSA P-256 signature): the transcript hashes the bytes as relayed; checking them is
+    core/relay.py's business, not this vector's."""
+    signature = (fixed_bytes(f"signature|{name}") + fixed_bytes(f"signature 2|{name}") + bytes(6))[:70]
+    return {
+        "company": name,
+        "relay_private_key": relay_key.hex(),
+        "relay_public_key": ind.x25519_public(relay_key).hex(),
+        "tag_public_key": ind.x25519_public(fixed_bytes(f"tag key|{name}")).hex(),
+        "signature": signature.hex(),
+    }
+
+
+def _mask_keys(
+    round_id: str, roster: list[str], parties: list[dict[str, str]], transcript: bytes
+) -> dict[tuple[int, int], bytes]:
+    keys = {}
+    for i, j in combinations(range(len(roster)), 2):
+        shared = ind.x25519_shared(
+            bytes.fromhex(parties[i]["relay_private_key"]), bytes.fromhex(parties[j]["relay_public_key"])
+        )
+        keys[i, j] = ind.mask_key(shared, transcript, round_id, roster[i], roster[j])
+    return keys
+
+
+def _masks_case(
+    name: str,
+    round_id: str,
+    parties: list[dict[str, str]],
+    rows: list[tuple[str, list[int], int | None]],
+    groups_from: int | None = None,
+    group_labels: list[str] | None = None,
+) -> dict[str, Any]:
+    """rows: (id, the k failure bits, group code or None). Every id is in every list."""
+    roster = [p["company"] for p in parties]
+    k = len(roster)
+    labels = group_labels or []
+    settings = b""
+    if groups_from is not None:  # opaque to the masks: here the groups company and its labels digest
+        settings = ind.length_prefixed(roster[groups_from]) + ind.group_labels_digest(labels)
+    transcript = ind.mask_transcript(round_id, roster, parties, settings)
+    keys = _mask_keys(round_id, roster, parties, transcript)
+    pairs = []
+    for (i, j), key in keys.items():
+        shared = ind.x25519_shared(
+            bytes.fromhex(parties[i]["relay_private_key"]), bytes.fromhex(parties[j]["relay_public_key"])
+        )
+        assert shared == ind.x25519_shared(
+            bytes.fromhex(parties[j]["relay_private_key"]), bytes.fromhex(parties[i]["relay_public_key"])
+        )
+        pairs.append(
+            {
+                "first": roster[i],
+                "second": roster[j],
+                "shared_secret": shared.hex(),
+                "hkdf_info": ind.mask_key_info(round_id, roster[i], roster[j]).hex(),
+                "pair_key": key.hex(),
+                "confirm_first_to_second": ind.mask_confirmation(key, transcript, roster[i], roster[j]).hex(),
+                "confirm_second_to_first": ind.mask_confirmation(key, transcript, roster[j], roster[i]).hex(),
+            }
+        )
+
+    def own_keys(i: int) -> dict[int, bytes]:
+        return {j: keys[min(i, j), max(i, j)] for j in range(k) if j != i}
+
+    out_rows, values = [], []
+    for record_id, bits, code in rows:
+        u = ind.id_digest(record_id)
+        row_masks = [ind.mask(i, own_keys(i), u) for i in range(k)]
+        assert sum(row_masks) % ind.MOD128 == 0
+        lanes = [ind.lane(i, k, bits[i], code if i == groups_from else None) for i in range(k)]
+        masked = [(lane + m) % ind.MOD128 for lane, m in zip(lanes, row_masks, strict=True)]
+        total = sum(masked) % ind.MOD128
+        pattern, decoded_code, ok = ind.decode_sum(total, k, len(labels))
+        assert ok and decoded_code == (code or 0) and pattern == int("".join(map(str, bits)), 2)
+        values.append(masked)
+        out_rows.append(
+            {
+                "id": record_id,
+                "id_utf8": record_id.encode().hex(),
+                "u": u.hex(),
+                "bits": bits,
+                "group_code": code,
+                "masks": [f"{m:032x}" for m in row_masks],
+                "lanes": [f"{x:032x}" for x in lanes],
+                "masked_values": [f"{v:032x}" for v in masked],
+                "sum": f"{total:032x}",
+                "pattern": pattern,
+                "decoded_code": decoded_code,
+            }
+        )
+    # Sums the coordinator must refuse, each made from the values above.
+    other_round = "r-fedcba9876543210"
+    other_transcript = ind.mask_transcript(other_round, roster, parties, settings)
+    other_keys = _mask_keys(other_round, roster, parties, other_transcript)
+    first_id, first_bits, first_code = rows[0]
+    replayed = (
+        ind.lane(1, k, first_bits[1], first_code if groups_from == 1 else None)
+        + ind.mask(
+            1, {j: other_keys[min(1, j), max(1, j)] for j in range(k) if j != 1}, ind.id_digest(first_id)
+        )
+    ) % ind.MOD128
+    shifted_lane = next(j for j in range(k) if rows[0][1][j] == 1 and j != 0)  # company 0 shifts j's lane
+
+    def with_value(row: int, company: int, value: int) -> int:
+        return (sum(values[row]) - values[row][company] + value) % ind.MOD128
+
+    rejects = [
+        (
+            "swap: company 1's values of rows 0 and 1 exchanged (the sum of row 0)",
+            with_value(0, 1, values[1][1]),
+        ),
+        (
+            "move: company 0's value of row 0 in company 2's list, in place of company 2's",
+            with_value(0, 2, values[0][0]),
+        ),
+        (f"replay: company 1's value of row 0 from round {other_round}", with_value(0, 1, replayed)),
+        (
+            f"lane shift: company 0 adds 4^(k-1-{shifted_lane}) to its value "
+            f"(company {shifted_lane}'s bit being 1, the lane overflows)",
+            with_value(0, 0, values[0][0] + 4 ** (k - 1 - shifted_lane)),
+        ),
+        ("a value missing: the sum of k - 1 values of row 0", with_value(0, k - 1, 0)),
+    ]
+    if groups_from is not None:
+        rejects.append(
+            (
+                f"group code shifted to {len(labels)} (one past the last label) by company 0",
+                with_value(0, 0, values[0][0] + (len(labels) - (first_code or 0)) * 4**k),
+            )
+        )
+    for why, total in rejects:
+        assert not ind.decode_sum(total, k, len(labels))[2], why
+    return {
+        "name": name,
+        "round_id": round_id,
+        "roster": roster,
+        "parties": parties,
+        "groups_from": None if groups_from is None else roster[groups_from],
+        "group_count": len(labels),
+        "settings": settings.hex(),
+        "transcript_digest": transcript.hex(),
+        "pairs": pairs,
+        "rows": out_rows,
+        "must_reject": [{"why": why, "sum": f"{total:032x}"} for why, total in rejects],
+    }
+
+
+RING16 = [LONG_NAME, *(f"company-{i:02d}" for i in range(14)), "z" * 64]
+
+
+def masks() -> dict[str, Any]:
+    ring3 = [
+        _mask_party("google", RFC7748_ALICE),
+        _mask_party("microsoft", RFC7748_BOB),
+        _mask_party("ibm", fixed_bytes("relay key|ibm")),
+    ]
+    ids = [
+        "DIGIT_0_jackson_0.wav",
+        "Île-de-France 東京 😀",  # 2-, 3- and 4-byte UTF-8
+        "0",  # one character: the shortest id a company file allows (empty ids are refused)
+        "a b",  # an inner space (ids are stripped at the ends only)
+        "x" * 1024,  # the longest id allowed by default (max_id_length)
+        "WAIMAI_10.txt",
+        "ffff",
+        "DIGIT_9_yweweler_49.wav",
+    ]
+    patterns = [[int(c) for c in format(p, "03b")] for p in (5, 0, 7, 1, 2, 3, 4, 6)]  # row 0: 101
+    no_groups = _masks_case(
+        "k = 3, no groups: all 8 patterns (RFC 7748 keys: google = Alice, microsoft = Bob)",
+        ROUND, ring3, [(x, bits, None) for x, bits in zip(ids, patterns, strict=True)],
+    )  # fmt: skip
+    speakers = ["jackson", "nicolas", "theo", "yweweler"]
+    grouped = _masks_case(
+        "k = 3, groups from microsoft (4 labels, the digit speakers): codes 0-3",
+        ROUND, ring3,
+        [("DIGIT_0_jackson_0.wav", [1, 1, 0], 0), ("DIGIT_3_nicolas_7.wav", [0, 1, 1], 1),
+         ("DIGIT_5_theo_12.wav", [1, 0, 0], 2), ("DIGIT_9_yweweler_49.wav", [1, 1, 1], 3)],
+        groups_from=1, group_labels=speakers,
+    )  # fmt: skip
+    ring16 = [_mask_party(name, fixed_bytes(f"relay key|{name}")) for name in RING16]
+    wide = _masks_case(
+        "k = 16, groups from company-06 (127 labels, the most a round declares): codes 126 and 0; "
+        "longest names, long round id",
+        LONG_ROUND, ring16,
+        [("Île-de-France 東京 😀", [1, 0] * 8, 126), ("0", [0] * 16, 0), ("x" * 1024, [1] * 16, 126),
+         ("DIGIT_0_jackson_0.wav", [0, 1, 1, 0] * 4, 5)],
+        groups_from=7, group_labels=[f"g{i:03d}" for i in range(127)],
+    )  # fmt: skip
+    return {
+        "provenance": provenance(
+            "masked tags (v2): transcript = SHA-256('monoculture/v2 transcript' + 4-byte-length-prefixed "
+            "round, k (decimal), roster in ring order, then per company in roster order name, relay public "
+            "key, tag public key, signature, then settings); s_ij = HKDF-SHA256(X25519(relay keys of i, j), "
+            "salt = transcript, info 'monoculture/v2 mask' + length-prefixed round, the two names in ring "
+            "order), 32 bytes; confirmation = HMAC-SHA256(s_ij, 'monoculture/v2 confirm' + length-prefixed "
+            "transcript, sender, receiver); u(x) = SHA-256(8-byte big-endian byte length || UTF-8 id)[:16]; "
+            "m_i = sum over j != i of sgn(j - i) * AES-256-ECB_{s_ij}(u) read big-endian, mod 2^128; "
+            "lane_i = b_i * 4^(k-1-i) (+ code * 4^k for the groups company); value = lane + mask mod 2^128, "
+            "16 bytes big-endian (hex, 32 digits); sum of the k values decodes when every 2-bit lane is 0 "
+            "or 1 and sum >> 2k < max(group_count, 1); pattern bit k-1-i = company i's lane"
+        ),
+        "cases": [no_groups, grouped, wide],
+    }
+
+
 # ------------------------------------------------------------------ result JSON
 
 
@@ -511,6 +726,7 @@ BUILDERS = {
     "points-framing.json": points_framing,
     "shuffle.json": shuffle,
     "result-digit.json": result_digit,
+    "masks.json": masks,
 }
 
 
@@ -520,8 +736,14 @@ def render(data: dict[str, Any]) -> str:
 
 def main(argv: list[str]) -> int:
     check = "--check" in argv
+    names = [a for a in argv if not a.startswith("--")] or list(BUILDERS)
+    unknown = sorted(set(names) - set(BUILDERS))
+    if unknown:
+        print(f"no such vector file: {', '.join(unknown)} (known: {', '.join(BUILDERS)})", file=sys.stderr)
+        return 2
     stale = []
-    for name, build in BUILDERS.items():
+    for name in names:
+        build = BUILDERS[name]
         text = render(build())
         path = HERE / name
         if check:

@@ -1,4 +1,4 @@
-"""A second implementation of monoculture's v1 byte formats, for the known-answer vectors.
+"""A second implementation of monoculture's byte formats, for the known-answer vectors.
 
 Written from the format descriptions (docs/PROTOCOL.md, README "Result JSON", the
 .proto file), not from monoculture's code, and importing nothing from monoculture:
@@ -9,6 +9,11 @@ Written from the format descriptions (docs/PROTOCOL.md, README "Result JSON", th
 - protobuf messages are encoded by hand (tag, varint, length-delimited fields);
 - the result figures are exact rationals (`fractions.Fraction`);
 - the JSON-schema check is a small validator for the subset the schema uses.
+
+- the failure tags are protocol v2's: each seals one 16-byte masked value under
+  'monoculture/v2' labels (the relays, points framing and shuffles are still v1's);
+- the masked tags of v2 (transcript, pairwise mask keys, confirmations, u(x), masks,
+  lanes, sums) use Python's big integers for the arithmetic mod 2^128.
 
 Only X25519, AES-256-GCM and the AES block cipher come from `cryptography`.
 """
@@ -23,6 +28,7 @@ from fractions import Fraction
 from itertools import combinations
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -148,28 +154,51 @@ def list_chunk(header: dict[str, Any], sender: str, receiver: str, sealed: bytes
     )
 
 
-# ------------------------------------------------------------------ failure tags
+# ------------------------------------------------------------------ failure tags (v2)
+#
+# A tag seals one masked value (16 bytes, the 128-bit value big-endian; see the masked
+# tags below): nonce (the position, 12 bytes big-endian) || AES-256-GCM ciphertext (16
+# bytes) || GCM tag (16 bytes) = 44 bytes. Which value it is does not matter to the tag:
+# the failure bit, and for the groups company the group code, are lanes of the value.
+
+TAG_VALUE_SIZE = 16
+TAG_SIZE = 12 + TAG_VALUE_SIZE + 16
 
 
 def tag_key_info(round_id: str, company: str) -> bytes:
-    return f"monoculture/v1 failure tag key|{round_id}|{company}".encode()
+    return f"monoculture/v2 failure tag key|{round_id}|{company}".encode()
 
 
 def tag_aad(round_id: str, company: str) -> bytes:
-    return f"monoculture/v1 tag|{round_id}|{company}".encode()
+    """Every company's tags but the groups company's (and every tag of a round without groups)."""
+    return f"monoculture/v2 tag|{round_id}|{company}".encode()
 
 
 def tag_key(shared_secret: bytes, round_id: str, company: str) -> bytes:
+    """HKDF-SHA256(X25519(company, coordinator), salt none, the info above), 32 bytes."""
     return hkdf_sha256(shared_secret, tag_key_info(round_id, company))
 
 
 def seal_tag(key: bytes, aad: bytes, position: int, plaintext: bytes) -> bytes:
-    """nonce || AES-256-GCM(nonce, plaintext, aad): 12 + 1 + 16 = 29 bytes for one bit."""
+    """nonce || AES-256-GCM(nonce, plaintext, aad): 12 + 16 + 16 = 44 bytes for a masked value.
+    Any plaintext length seals (the vectors make wrong-length tags with it)."""
     return nonce(position) + AESGCM(key).encrypt(nonce(position), plaintext, aad)
 
 
 def open_tag(key: bytes, aad: bytes, tag: bytes) -> bytes:
+    """The plaintext (InvalidTag if it does not authenticate); its length is the caller's check."""
     return AESGCM(key).decrypt(tag[:12], tag[12:], aad)
+
+
+def open_value(key: bytes, aad: bytes, tag: bytes) -> bytes:
+    """The masked value of a tag: ValueError unless it authenticates and holds exactly 16 bytes."""
+    try:
+        value = open_tag(key, aad, tag)
+    except InvalidTag as exc:
+        raise ValueError("the tag does not authenticate") from exc
+    if len(value) != TAG_VALUE_SIZE:
+        raise ValueError(f"the tag holds {len(value)} bytes, not {TAG_VALUE_SIZE}")
+    return value
 
 
 def group_labels_digest(labels: list[str]) -> bytes:
@@ -178,13 +207,9 @@ def group_labels_digest(labels: list[str]) -> bytes:
 
 
 def group_tag_aad(round_id: str, company: str, labels: list[str]) -> bytes:
-    """The groups company's tags: 'monoculture/v1 group tag|<round>|<company>|<labels digest, hex>'."""
-    return f"monoculture/v1 group tag|{round_id}|{company}|{group_labels_digest(labels).hex()}".encode()
-
-
-def group_tag_plaintext(bit: int, code: int) -> bytes:
-    """One byte: the failure bit in bit 0, the group code (the label's index) above it."""
-    return bytes((bit | code << 1,))
+    """The groups company's tags: 'monoculture/v2 group tag|<round>|<company>|<labels digest, hex>'.
+    The group code itself is in the value (lane_values below), not in the tag's format."""
+    return f"monoculture/v2 group tag|{round_id}|{company}|{group_labels_digest(labels).hex()}".encode()
 
 
 # ------------------------------------------------------------------ relays
@@ -253,6 +278,91 @@ def permutation(seed: bytes, label: bytes, size: int) -> list[int]:
     """Indices ordered by their sort key (ties by index: a stable sort)."""
     keys = shuffle_sort_keys(seed, label, size)
     return sorted(range(size), key=lambda i: (keys[i], i))
+
+
+# ------------------------------------------------------------------ masked tags (v2)
+#
+# Written from the design (../shared/notes/output-only.md, "Masked tags") with Python's
+# big integers for the 128-bit arithmetic; only X25519 and the AES block cipher (one ECB
+# block per id) come from `cryptography`, HKDF and HMAC from the functions above / `hmac`.
+
+MOD128 = 2**128
+
+
+def mask_transcript(
+    round_id: str, roster: list[str], parties: list[dict[str, str]], settings: bytes = b""
+) -> bytes:
+    """SHA-256('monoculture/v2 transcript' + length-prefixed round, k (decimal), the roster in
+    ring order, then per company in roster order its name, relay public key, tag public key
+    and signature, then the settings)."""
+    by_name = {p["company"]: p for p in parties}
+    fields: list[str | bytes] = [round_id, str(len(roster)), *roster]
+    for name in roster:
+        p = by_name[name]
+        fields += [
+            name,
+            bytes.fromhex(p["relay_public_key"]),
+            bytes.fromhex(p["tag_public_key"]),
+            bytes.fromhex(p["signature"]),
+        ]
+    fields.append(settings)
+    return hashlib.sha256(
+        b"monoculture/v2 transcript" + b"".join(length_prefixed(f) for f in fields)
+    ).digest()
+
+
+def mask_key_info(round_id: str, first: str, second: str) -> bytes:
+    """'monoculture/v2 mask' + length-prefixed round and the two names, the earlier in the ring first."""
+    return (
+        b"monoculture/v2 mask" + length_prefixed(round_id) + length_prefixed(first) + length_prefixed(second)
+    )
+
+
+def mask_key(shared_secret: bytes, transcript: bytes, round_id: str, first: str, second: str) -> bytes:
+    """s_ij: HKDF-SHA256 with the transcript digest as salt."""
+    return hkdf_sha256(shared_secret, mask_key_info(round_id, first, second), salt=transcript)
+
+
+def mask_confirmation(key: bytes, transcript: bytes, sender: str, receiver: str) -> bytes:
+    message = (
+        b"monoculture/v2 confirm"
+        + length_prefixed(transcript)
+        + length_prefixed(sender)
+        + length_prefixed(receiver)
+    )
+    return hmac.new(key, message, hashlib.sha256).digest()
+
+
+def id_digest(record_id: str) -> bytes:
+    """u(x): the first 16 bytes of SHA-256(8-byte big-endian byte length || UTF-8 id)."""
+    raw = record_id.encode("utf-8")
+    return hashlib.sha256(len(raw).to_bytes(8, "big") + raw).digest()[:16]
+
+
+def mask_prf(key: bytes, u: bytes) -> int:
+    """AES-256 of the one block u under the pairwise key, read as a big-endian integer."""
+    ecb = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+    return int.from_bytes(ecb.update(u) + ecb.finalize(), "big")
+
+
+def mask(position: int, keys: dict[int, bytes], u: bytes) -> int:
+    """m_i = sum over j != i of sgn(j - i) * PRF_{s_ij}(u) mod 2^128."""
+    return sum(mask_prf(key, u) * (1 if j > position else -1) for j, key in keys.items()) % MOD128
+
+
+def lane(position: int, k: int, bit: int, code: int | None = None) -> int:
+    """b * 4^(k-1-i), plus code * 4^k for the company the round takes its groups from."""
+    return bit * 4 ** (k - 1 - position) + (0 if code is None else code * 4**k)
+
+
+def decode_sum(total: int, k: int, group_count: int) -> tuple[int, int, bool]:
+    """(pattern, code, ok): ok iff every 2-bit lane is 0 or 1 and total // 4^k < max(G, 1);
+    pattern bit k-1-i is company i's lane (company 0 the most significant)."""
+    lanes = [(total >> (2 * (k - 1 - i))) & 3 for i in range(k)]
+    code = total >> (2 * k)
+    ok = all(x in (0, 1) for x in lanes) and code < max(group_count, 1)
+    pattern = sum(x << (k - 1 - i) for i, x in enumerate(lanes))
+    return (pattern, code, True) if ok else (-1, -1, False)
 
 
 # ------------------------------------------------------------------ result figures

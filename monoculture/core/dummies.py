@@ -1,0 +1,431 @@
+"""DP dummies: noisy Venn-region counts for the coordinator (the pure core; issue 12).
+
+Pure: no I/O, no network. The protocol (who draws which seed, sealing it to a region's
+members, adding the dummy ids, charging the ledger) is the caller's; this module says how
+many dummies every region gets and draws them.
+
+**What is protected.** The coordinator sees, for every region R of the k-set Venn diagram
+(the ids in exactly the lists of R), a count. With dummies it sees o_R = n_R + d_R, where
+every member of R adds the same d_R dummy ids (so they match each other and land in R),
+and company j adds d_{j} ids of its own to its list alone (the singleton region {j}, which
+hides its list size). The full intersection gets no dummy: it is the output and stays
+exact (the release policy's own noise, if any, protects it).
+
+**Accounting.** Neighbours: one person added to or removed from one list j. That person
+moves from region R (the other lists holding them; possibly none) to R + {j}: two cells
+change by 1 (one when R is empty). Each cell gets independent noise that is
+(eps_c, delta_c)-DP for a count of sensitivity 1, so by basic composition a change costs
+at most (2 eps_c, 2 delta_c) = (eps, delta) with eps_c = eps / 2, delta_c = delta / 2.
+List sizes and every other figure the coordinator derives from the o_R are
+post-processing.
+
+**Noise of one cell** (`offset`, `noise_pmf`): d = mu + Z, Z ~ discrete Laplace with
+P(Z = z) proportional to t^|z|, t = exp(-eps_c), conditioned on |Z| <= mu, so
+0 <= d <= 2 mu (never negative: a count of dummy ids) and E[d] = mu (o_R - mu is
+unbiased). For counts c and c + 1 the outputs c + d and c + 1 + d have pmfs whose ratio is
+t^(|o-c-mu| - |o-c-1-mu|), within e^(±eps_c), wherever both are positive; only o = c
+(impossible from c + 1) and o = c + 2 mu + 1 (impossible from c) are unbounded, each of
+probability t^mu / C with C = sum_{|z| <= mu} t^|z| = (1 + t - 2 t^(mu+1)) / (1 - t).
+The hockey-stick divergence at eps_c is therefore exactly t^mu / C, and the mechanism is
+(eps_c, delta_c)-DP iff
+
+    t^mu (1 - t) / (1 + t - 2 t^(mu+1)) <= delta_c.
+
+mu is the smallest integer meeting it (the left side falls with mu). At eps = 1,
+delta = 1e-6: eps_c = 1/2, delta_c = 5e-7 gives mu = 27 (mu = 26 gives 5.5e-7); where a
+change touches one cell (eps_c = 1, delta_c = 1e-6), mu = 14 (13 gives 1.04e-6).
+
+**Sampler** (`region_noise`, `singleton_noise`): exact, integer-only (Canonne, Kamath,
+Steinke 2020, Algorithms 1 and 2: Bernoulli(exp(-gamma)) from Bernoulli(rational) draws,
+then a geometric, then the discrete Laplace), eps_c a Fraction, rejection while |Z| > mu.
+Its random bits are an AES-256-CTR keystream (zero IV) under the key
+HKDF-SHA256(ikm = seed, salt = none, info = "monoculture/v2 dummies" | round | region),
+each field length-prefixed (`noise_key`). The key is unique to (seed, round, region), so
+every member of R computes the same d_R, a retry of the same round reproduces it, and a
+different seed, round or region gives an independent draw. No floating point decides
+anything in sampling. Its running time depends on the value drawn (it is not
+constant-time), which is visible only to the company that runs it.
+
+**Padding budget** (`DummyPlan.padding_for`): every region is padded while a company's
+expected dummies, (2^(k-1) - 1) mu, stay within 10% of its list. Beyond that only the
+singletons and the regions of two companies are padded (k mu expected per company), and
+every region of three or more companies stays exact to the coordinator (`exact_regions`).
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import itertools
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal, localcontext
+from fractions import Fraction
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+INFO_LABEL = b"monoculture/v2 dummies"
+SEED_SIZE = 32  # bytes of a fresh seed (`new_seed`); at least MIN_SEED_SIZE are accepted
+MIN_SEED_SIZE = 16
+PADDING_SHARE = Fraction(1, 10)  # the largest expected padding, as a share of a list, for every region
+CELLS_PER_CHANGE = 2  # cells one person's change to one list moves (R and R + {j})
+_PRECISION = 60  # decimal digits of the pmf and the offset's condition
+
+
+# ------------------------------------------------------------------ accounting
+
+
+def _exact(value: Fraction | int | float | str) -> Fraction:
+    """An epsilon or delta as an exact fraction: a float is taken at its exact binary value."""
+    if isinstance(value, bool):
+        raise TypeError("a privacy parameter is a number, not a bool")
+    return Fraction(value)
+
+
+def _base(eps_c: Fraction) -> Decimal:
+    """t = exp(-eps_c) to _PRECISION digits (callers set the context)."""
+    return (-(Decimal(eps_c.numerator) / Decimal(eps_c.denominator))).exp()
+
+
+def truncation_delta(eps_c: Fraction | int, mu: int) -> Decimal:
+    """The exact delta at eps_c of one cell's noise with offset mu: t^mu (1 - t) / (1 + t - 2 t^(mu+1)).
+
+    It is the probability of the one output that the neighbouring count cannot produce
+    (o = c from count c), and the hockey-stick divergence at eps_c (see the module's text).
+    """
+    eps = _positive(eps_c)
+    if mu < 0:
+        raise ValueError(f"the offset mu must be non-negative, not {mu}")
+    with localcontext() as context:
+        context.prec = _PRECISION
+        t = _base(eps)
+        return t**mu * (1 - t) / (1 + t - 2 * t ** (mu + 1))
+
+
+def offset(eps_c: Fraction | int, delta_c: Fraction | int) -> int:
+    """The smallest mu with which d = mu + Z, |Z| <= mu, is (eps_c, delta_c)-DP for a count.
+
+    `truncation_delta` falls as mu grows; a binary search finds where it first reaches delta_c.
+    """
+    delta = Fraction(delta_c)
+    if not 0 < delta < 1:
+        raise ValueError(f"delta_c must be in (0, 1): truncated noise always needs some delta, got {delta}")
+    with localcontext() as context:
+        context.prec = _PRECISION
+        bound = Decimal(delta.numerator) / Decimal(delta.denominator)
+
+    def meets(mu: int) -> bool:
+        return truncation_delta(eps_c, mu) <= bound
+
+    low, high = -1, 1  # meets(low) is false by convention, meets(high) is searched for
+    while not meets(high):
+        low, high = high, high * 2
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if meets(middle) else (middle, high)
+    return high
+
+
+def noise_pmf(eps_c: Fraction | int, mu: int) -> dict[int, Decimal]:
+    """P(d = v) for v = 0 .. 2 mu: the exact distribution the sampler draws (60 digits)."""
+    eps = _positive(eps_c)
+    with localcontext() as context:
+        context.prec = _PRECISION
+        t = _base(eps)
+        weights = {v: t ** abs(v - mu) for v in range(2 * mu + 1)}
+        total = sum(weights.values(), Decimal(0))
+        return {v: w / total for v, w in weights.items()}
+
+
+class Padding(enum.Enum):
+    """Which regions get dummies in a round."""
+
+    ALL = "all"  # every region but the full intersection
+    PAIRS = "singletons and pairs"  # singletons and regions of two companies only
+
+
+@dataclass(frozen=True)
+class DummyPlan:
+    """The dummies of one round: its (epsilon, delta) for the Venn counts, and k companies.
+
+    `cells_per_change` is 2 for the counts the coordinator sees (a person moves between
+    R and R + {j}); 1 gives the figure for a count where a change touches one cell.
+    """
+
+    epsilon: Fraction
+    delta: Fraction
+    k: int
+    cells_per_change: int = CELLS_PER_CHANGE
+
+    @classmethod
+    def for_round(
+        cls,
+        epsilon: Fraction | int | float | str,
+        delta: Fraction | int | float | str,
+        k: int,
+        *,
+        cells_per_change: int = CELLS_PER_CHANGE,
+    ) -> DummyPlan:
+        """The plan for a round; a float epsilon or delta is taken at its exact binary value."""
+        plan = cls(_exact(epsilon), _exact(delta), k, cells_per_change)
+        if plan.epsilon <= 0 or not 0 < plan.delta < 1:
+            raise ValueError(f"need epsilon > 0 and 0 < delta < 1, got {plan.epsilon}, {plan.delta}")
+        if k < 2:
+            raise ValueError(f"a round has at least 2 companies, not {k}")
+        if cells_per_change < 1:
+            raise ValueError("cells_per_change must be at least 1")
+        return plan
+
+    @property
+    def eps_c(self) -> Fraction:
+        """Epsilon of each cell's noise: epsilon / cells_per_change."""
+        return self.epsilon / self.cells_per_change
+
+    @property
+    def delta_c(self) -> Fraction:
+        """Delta of each cell's noise: delta / cells_per_change."""
+        return self.delta / self.cells_per_change
+
+    @functools.cached_property
+    def mu(self) -> int:
+        """The offset: every cell gets mu + Z dummies, |Z| <= mu (`offset`)."""
+        return offset(self.eps_c, self.delta_c)
+
+    @property
+    def regions(self) -> int:
+        """Regions padded over the round when every region is: 2^k - 2 (all but the full intersection)."""
+        return (1 << self.k) - 2
+
+    def regions_per_company(self, padding: Padding = Padding.ALL) -> int:
+        """Regions one company adds dummies to, its singleton included:
+        2^(k-1) - 1 with every region padded (the 2^(k-1) - 2 shared ones, the full
+        intersection excluded, and {j}); k with singletons and pairs ({j} and k - 1 pairs)."""
+        return (1 << (self.k - 1)) - 1 if padding is Padding.ALL else self.k
+
+    def expected_dummies_per_company(self, padding: Padding = Padding.ALL) -> int:
+        """E[dummies one company adds] = mu per region (E[d] = mu)."""
+        return self.regions_per_company(padding) * self.mu
+
+    def max_dummies_per_company(self, padding: Padding = Padding.ALL) -> int:
+        """The most dummies one company can add: 2 mu per region."""
+        return 2 * self.expected_dummies_per_company(padding)
+
+    def extra_multiplications_per_company(self, padding: Padding = Padding.ALL) -> int:
+        """Expected extra EC multiplications per company: every company blinds every list,
+        so k times the expected dummies of one company."""
+        return self.k * self.expected_dummies_per_company(padding)
+
+    def padding_for(self, list_size: int) -> Padding:
+        """The 10% rule for one list: ALL while (2^(k-1) - 1) mu <= 10% of `list_size`, else PAIRS.
+
+        The decision is visible to the coordinator, so `list_size` must be a figure it may
+        know: a public bound, or the list's noisy size n_j + d_j (post-processing of the
+        singleton's noise). Never pass an exact list size: a threshold on it is not DP.
+        """
+        if list_size < 0:
+            raise ValueError(f"a list size is non-negative, not {list_size}")
+        fits = self.expected_dummies_per_company(Padding.ALL) <= PADDING_SHARE * list_size
+        return Padding.ALL if fits else Padding.PAIRS
+
+    def round_padding(self, list_sizes: Iterable[int]) -> Padding:
+        """One level for the whole round (a region's members must agree on whether to pad it):
+        ALL only if it fits every list (`padding_for`), else PAIRS."""
+        levels = [self.padding_for(size) for size in list_sizes]
+        return Padding.ALL if all(level is Padding.ALL for level in levels) else Padding.PAIRS
+
+
+# --------------------------------------------------------------------- regions
+
+
+def _roster(companies: Sequence[str]) -> tuple[str, ...]:
+    roster = tuple(companies)
+    if len(roster) < 2 or len(set(roster)) != len(roster) or not all(roster):
+        raise ValueError(f"a roster is at least 2 distinct, non-empty company names, not {roster!r}")
+    return roster
+
+
+def _all_regions(roster: tuple[str, ...]) -> list[tuple[str, ...]]:
+    return [r for size in range(1, len(roster) + 1) for r in itertools.combinations(roster, size)]
+
+
+def padded_regions(companies: Sequence[str], padding: Padding) -> list[tuple[str, ...]]:
+    """Every region that gets dummies, in roster order (singletons first, then by size).
+
+    ALL: every region but the full intersection (2^k - 2). PAIRS: the k singletons and the
+    k (k - 1) / 2 regions of two companies.
+    """
+    roster = _roster(companies)
+    largest = len(roster) - 1 if padding is Padding.ALL else 2
+    return [r for r in _all_regions(roster) if len(r) <= largest]
+
+
+def exact_regions(companies: Sequence[str], padding: Padding) -> list[tuple[str, ...]]:
+    """Every region whose count the coordinator sees exactly.
+
+    Always the full intersection (the output). With PAIRS also every region of 3 to k - 1
+    companies: a person added to list j who is already in two or more other lists then moves
+    between two regions at least one of which is exact, and that change is not protected by
+    the dummies; a person in at most one other list moves between padded cells (protected).
+    """
+    padded = set(padded_regions(companies, padding))
+    return [r for r in _all_regions(_roster(companies)) if r not in padded]
+
+
+def company_regions(company: str, companies: Sequence[str], padding: Padding) -> list[tuple[str, ...]]:
+    """The padded regions `company` adds dummies to: its singleton and the shared regions holding it."""
+    if company not in companies:
+        raise ValueError(f"{company!r} is not in the roster {tuple(companies)!r}")
+    return [r for r in padded_regions(companies, padding) if company in r]
+
+
+# --------------------------------------------------------------------- sampler
+
+
+def new_seed() -> bytes:
+    """A fresh seed from `secrets`: for a company's singleton, or drawn by a region's lowest
+    member for the region. The caller stores it sealed and reuses it on retries."""
+    return secrets.token_bytes(SEED_SIZE)
+
+
+def _field(data: bytes) -> bytes:
+    return len(data).to_bytes(4, "big") + data
+
+
+def noise_info(round_id: str, region: Iterable[str]) -> bytes:
+    """HKDF's info: label | round | region, the region's names sorted (a set, however listed),
+    every field 4-byte big-endian length-prefixed and the names preceded by their number."""
+    names = sorted(region)
+    if not round_id:
+        raise ValueError("the round id is empty")
+    if not names or len(set(names)) != len(names) or not all(names):
+        raise ValueError(f"a region is distinct, non-empty company names, not {names!r}")
+    encoded = [_field(name.encode("utf-8")) for name in names]
+    return (
+        _field(INFO_LABEL)
+        + _field(round_id.encode("utf-8"))
+        + len(names).to_bytes(4, "big")
+        + b"".join(encoded)
+    )
+
+
+def noise_key(seed: bytes, round_id: str, region: Iterable[str]) -> bytes:
+    """The AES-256 key of one draw: HKDF-SHA256(ikm = seed, no salt, info = `noise_info`)."""
+    if len(seed) < MIN_SEED_SIZE:
+        raise ValueError(f"a seed has at least {MIN_SEED_SIZE} bytes, not {len(seed)}")
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=noise_info(round_id, region))
+    return hkdf.derive(seed)
+
+
+class RandomBits:
+    """Bits of the AES-256-CTR keystream under `key` (IV zero: each key is used once),
+    read most significant bit first."""
+
+    _CHUNK = 64  # bytes encrypted at a time
+
+    def __init__(self, key: bytes) -> None:
+        self._stream = Cipher(algorithms.AES(key), modes.CTR(bytes(16))).encryptor()
+        self._pool = 0
+        self._available = 0
+
+    def take(self, count: int) -> int:
+        """The next `count` bits as an integer in [0, 2^count)."""
+        while self._available < count:
+            chunk = self._stream.update(bytes(self._CHUNK))
+            self._pool = (self._pool << (8 * self._CHUNK)) | int.from_bytes(chunk, "big")
+            self._available += 8 * self._CHUNK
+        self._available -= count
+        value = self._pool >> self._available
+        self._pool &= (1 << self._available) - 1
+        return value
+
+    def uniform(self, n: int) -> int:
+        """Uniform on {0, ..., n - 1}, by rejection (exact)."""
+        if n < 1:
+            raise ValueError(f"uniform needs n >= 1, not {n}")
+        width = (n - 1).bit_length()
+        while True:
+            value = self.take(width)
+            if value < n:
+                return value
+
+    def bernoulli(self, p: Fraction) -> bool:
+        """True with probability p (a fraction in [0, 1]), exactly."""
+        return self.uniform(p.denominator) < p.numerator
+
+    def bernoulli_exp(self, gamma: Fraction) -> bool:
+        """True with probability exp(-gamma), gamma >= 0 (CKS 2020, Algorithm 1)."""
+        if gamma < 0:
+            raise ValueError("gamma must be non-negative")
+        if gamma <= 1:
+            k = 1
+            while self.bernoulli(gamma / k):
+                k += 1
+            return k % 2 == 1
+        whole = gamma.numerator // gamma.denominator
+        for _ in range(whole):
+            if not self.bernoulli_exp(Fraction(1)):
+                return False
+        return self.bernoulli_exp(gamma - whole)
+
+    def discrete_laplace(self, eps: Fraction) -> int:
+        """Z with P(Z = z) proportional to exp(-eps |z|) (CKS 2020, Algorithm 2, scale t/s = 1/eps)."""
+        s, t = eps.numerator, eps.denominator
+        while True:
+            u = self.uniform(t)
+            if not self.bernoulli_exp(Fraction(u, t)):
+                continue
+            v = 0
+            while self.bernoulli_exp(Fraction(1)):
+                v += 1
+            y = (u + t * v) // s  # u + t v is geometric: P(x) proportional to exp(-x / t)
+            negative = self.bernoulli(Fraction(1, 2))
+            if negative and y == 0:
+                continue
+            return -y if negative else y
+
+    def truncated_noise(self, eps: Fraction, mu: int) -> int:
+        """mu + Z, Z discrete Laplace(exp(-eps)) conditioned on |Z| <= mu (rejection)."""
+        while True:
+            z = self.discrete_laplace(eps)
+            if abs(z) <= mu:
+                return mu + z
+
+
+def _positive(eps_c: Fraction | int) -> Fraction:
+    if isinstance(eps_c, bool) or not isinstance(eps_c, Fraction | int):
+        raise TypeError(f"eps_c is a Fraction (or int), never a float: got {type(eps_c).__name__}")
+    eps = Fraction(eps_c)
+    if eps <= 0:
+        raise ValueError(f"eps_c must be positive, not {eps}")
+    return eps
+
+
+def _draw(seed: bytes, round_id: str, region: Sequence[str], eps_c: Fraction | int, mu: int) -> int:
+    eps = _positive(eps_c)
+    if isinstance(mu, bool) or not isinstance(mu, int) or mu < 0:
+        raise ValueError(f"mu is a non-negative integer, not {mu!r}")
+    return RandomBits(noise_key(seed, round_id, region)).truncated_noise(eps, mu)
+
+
+def region_noise(
+    seed_R: bytes, round_id: str, region: tuple[str, ...], eps_c: Fraction | int, mu: int
+) -> int:
+    """d_R in [0, 2 mu]: the dummies every member of region R (two or more companies) adds.
+
+    Deterministic in (seed_R, round_id, the set of names in `region`, eps_c, mu): every
+    member computes the same value, and a retry of the round reproduces it.
+    """
+    if len(region) < 2:
+        raise ValueError(f"a shared region has two or more companies, not {region!r}; see singleton_noise")
+    return _draw(seed_R, round_id, region, eps_c, mu)
+
+
+def singleton_noise(seed: bytes, round_id: str, company: str, eps_c: Fraction | int, mu: int) -> int:
+    """d_{j} in [0, 2 mu]: the dummies company j adds to its own list alone (hides its size).
+
+    `seed` is the company's own (`new_seed`), stored sealed and reused when it retries.
+    """
+    return _draw(seed, round_id, (company,), eps_c, mu)
