@@ -11,6 +11,7 @@ authentication or holds an invalid point makes it withdraw, naming the hop.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -133,6 +134,7 @@ class CompanyRound:
         *,
         roster: tuple[str, ...],
         digest: str = "",
+        settings: bytes = b"",
     ) -> CompanyRound:
         """`group_labels`: the round's, when it takes its groups from this company; `roster`:
         the ring as JoinRound gave it (signed into the enrolment); `digest`: the input's."""
@@ -141,7 +143,7 @@ class CompanyRound:
         relay_key = RelayKeys().private_bytes()
         secrets = RoundSecrets(
             round_id, blinding_key, tag_key, relay_key, os.urandom(32), coordinator_public_key, group_labels,
-            input_digest=digest, roster=roster,
+            input_digest=digest, roster=roster, settings=settings,
         )  # fmt: skip
         return cls.from_secrets(secrets, company)
 
@@ -184,6 +186,17 @@ class GrpcLink:
 
     def close(self) -> None:
         self._channel.close()
+
+
+def round_settings(join: pb.JoinRound) -> bytes:
+    """What every company must have been told alike, bound into the pair keys' transcript: the
+    round as JoinRound announced it (release policy, its charge, groups, the coordinator's tag
+    key, the protocol version), less the roster ledger, which moves as other rounds settle. A
+    coordinator that told two companies different things fails their key confirmations."""
+    announced = pb.JoinRound()
+    announced.CopyFrom(join)
+    announced.ClearField("roster_budget")
+    return hashlib.sha256(announced.SerializeToString(deterministic=True)).digest()
 
 
 def _retryable(error: Exception) -> bool:
@@ -334,7 +347,7 @@ class CompanyDaemon:
         if company_round is None:
             company_round = CompanyRound.fresh(
                 round_id, self.company, join.coordinator_public_key, labels, roster=tuple(join.roster),
-                digest=input_digest(self.config.data.path),
+                digest=input_digest(self.config.data.path), settings=round_settings(join),
             )  # fmt: skip
             # Sealed to disk before the keys are used: a restarted daemon can finish the round.
             self._secrets.save(company_round.secrets)
@@ -533,13 +546,25 @@ class CompanyDaemon:
         try:
             peers = self._checked_peers(company_round, work)
         except MonocultureError as exc:
-            self._withdraw(work.round_id, f"the peers' keys are refused: {exc.message}", exc.where)
+            # The coordinator checked every key when it was enrolled: a key that does not hold here
+            # was changed on its way, so the claim is against the coordinator.
+            self._withdraw(work.round_id, f"the peers' keys are refused: {exc.message}", COORDINATOR)
             return
         secrets_ = company_round.secrets
-        transcript = transcript_digest(work.round_id, secrets_.roster, peers)
-        others = {peer.company: peer.relay_public_key for peer in peers if peer.company != self.company}
+        transcript = transcript_digest(work.round_id, secrets_.roster, peers, secrets_.settings)
+        if secrets_.transcript and secrets_.transcript != transcript:
+            # Pair keys are derived once: others would re-mask the same list under the same tag
+            # nonces (AES-GCM nonce reuse) if hop 0 were done again.
+            self._withdraw(
+                work.round_id, "the coordinator showed the peers' keys a second time, and differently",
+                COORDINATOR,
+            )  # fmt: skip
+            return
+        # Pair keys come from the tag key pairs (signed, pinned, never disclosed), not from the relay
+        # keys, which a company discloses as blame evidence.
+        others = {peer.company: peer.tag_public_key for peer in peers if peer.company != self.company}
         pair_keys = derive_pair_keys(
-            company_round.relay.private_bytes(),
+            company_round.tags.private_key,
             self.company,
             others,
             transcript,

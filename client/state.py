@@ -47,6 +47,9 @@ class RoundSecrets:
     # every signed key) and the pairwise mask key with each peer, by the peer's ring position.
     transcript: bytes = b""
     pair_keys: tuple[tuple[int, bytes], ...] = ()
+    # SHA-256 of the round as JoinRound announced it (client.daemon.round_settings), bound into
+    # the transcript.
+    settings: bytes = b""
 
     def to_json(self) -> bytes:
         fields = asdict(self)
@@ -77,10 +80,11 @@ class RoundSecrets:
         roster = tuple(str(name) for name in raw.get("roster", ()))
         relayed = tuple((str(owner), str(seen)) for owner, seen in raw.get("relayed", {}).items())
         transcript = bytes.fromhex(raw.get("transcript", ""))
+        settings = bytes.fromhex(raw.get("settings", ""))
         pairs = tuple((int(at), bytes.fromhex(key)) for at, key in raw.get("pair_keys", {}).items())
         return cls(
             raw["round_id"], blinding, tag, relay, seed, coordinator, labels, digest, roster, relayed,
-            transcript, pairs,
+            transcript, pairs, settings,
         )  # fmt: skip
 
 

@@ -146,6 +146,14 @@ class RoundBook:
                 )
             self._rounds[stored.state.round_id] = record
             if stored.state.phase not in TERMINAL_PHASES:
+                if stored.state.protocol_version != PROTOCOL_VERSION:
+                    reason = (
+                        f"opened under protocol v{stored.state.protocol_version}; this coordinator speaks "
+                        f"v{PROTOCOL_VERSION}: open the round again"
+                    )
+                    with self._changed:
+                        self._fail(record, reason, COORDINATOR)
+                    continue
                 log.info("round %s resumed in %s", stored.state.round_id, stored.state.phase)
                 self._store.audit(stored.state.round_id, COORDINATOR, "resumed", stored.state.phase)
         for round_id, record in self._rounds.items():

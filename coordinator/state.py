@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from monoculture.core.errors import ProtocolError
-from monoculture.core.protocol import TERMINAL_PHASES, Ring, RoundPhase
+from monoculture.core.protocol import PROTOCOL_VERSION, TERMINAL_PHASES, Ring, RoundPhase
 
 TRANSITIONS: dict[RoundPhase, frozenset[RoundPhase]] = {
     RoundPhase.OPEN: frozenset({RoundPhase.CONFIRMING, RoundPhase.FAILED}),
@@ -67,6 +67,8 @@ class RoundState:
     # none) and the labels declared at open, in code order. Checked by `check_groups`.
     groups_from: str = ""
     group_labels: tuple[str, ...] = ()
+    # The protocol the round was opened under (a round stored before versions were kept: 1).
+    protocol_version: int = PROTOCOL_VERSION
 
     # ------------------------------------------------------------ persistence
 
@@ -81,6 +83,7 @@ class RoundState:
             "confirmations": self.confirmations,
             "failure_reason": self.failure_reason, "failed_party": self.failed_party,
             "groups_from": self.groups_from, "group_labels": list(self.group_labels),
+            "protocol_version": self.protocol_version,
         })  # fmt: skip
 
     @classmethod
@@ -95,6 +98,7 @@ class RoundState:
             confirming_since=data.get("confirming_since", 0.0), confirmations=data.get("confirmations", {}),
             failure_reason=data["failure_reason"], failed_party=data["failed_party"],
             groups_from=data.get("groups_from", ""), group_labels=tuple(data.get("group_labels", ())),
+            protocol_version=data.get("protocol_version", 1),
         )  # fmt: skip
 
     def group_labels_of(self, company: str) -> tuple[str, ...]:

@@ -10,6 +10,7 @@ same with real processes and sockets.
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections import Counter
 from pathlib import Path
@@ -504,3 +505,19 @@ def test_a_release_that_breaks_fails_the_round_naming_the_coordinator(harness: H
     status = harness.status(round_id)
     assert status.failed_party == "coordinator" and "could not release the result" in status.failure_reason
     assert "brentq" not in status.failure_reason  # internals stay in the coordinator's log
+
+
+def test_a_round_stored_under_protocol_v1_fails_on_resume(harness: Harness) -> None:
+    """A coordinator upgraded to v2 with a v1 round in flight (its state has no protocol version)
+    ends that round with a reason, rather than counting 29-byte tags as 44-byte ones."""
+    round_id = harness.open_round()
+    harness.start_relaying()
+    db = harness.store._db
+    (state,) = db.execute("SELECT state FROM rounds WHERE round_id = ?", (round_id,)).fetchone()
+    stored = json.loads(state)
+    del stored["protocol_version"]
+    db.execute("UPDATE rounds SET state = ? WHERE round_id = ?", (json.dumps(stored), round_id))
+    harness.restart_coordinator()
+    status = harness.status(round_id)
+    assert status.phase == RoundPhase.FAILED and status.failed_party == "coordinator"
+    assert "opened under protocol v1; this coordinator speaks v2" in status.failure_reason

@@ -18,7 +18,9 @@ hash-to-curve, and s_ij the pairwise key of companies i and j:
                        info = "monoculture/v2 mask" | round | the two names in ring order)
 
 (`|` is concatenation of fields, each behind its 4-byte big-endian length; e_i are the
-per-round relay keys each company signs.) The masks of one id sum to 0 mod 2^128 over the k
+per-round X25519 tag key pairs each company signs, which it never discloses; the relay keys
+are not used, since a receiver discloses its relay key as blame evidence, core/blame.py.)
+The masks of one id sum to 0 mod 2^128 over the k
 companies, so the coordinator that adds the k values of a token held by every company gets
 the lanes: 2 bits per company, company 0 the most significant, and the group code above
 them. `decode_sums` accepts a sum only if every lane is 0 or 1, the group code is below the
@@ -168,7 +170,7 @@ def pairwise_key(
     roster: Sequence[str],
 ) -> bytes:
     """s_ij = HKDF-SHA256(X25519(e_i, e_j), salt = transcript, info = mask_key_info), 32 bytes:
-    the same for i and j (own_private_key is the caller's raw relay private key, name_i its
+    the same for i and j (own_private_key is the caller's raw tag private key, name_i its
     name). ProtocolError naming name_j if the peer key is not a usable X25519 public key
     (wrong length, or of low order: the exchange gives the all-zero secret)."""
     if len(transcript) != TRANSCRIPT_SIZE:
@@ -179,7 +181,7 @@ def pairwise_key(
         shared = own.exchange(X25519PublicKey.from_public_bytes(peer_public_key))
     except ValueError:
         raise ProtocolError(
-            f"the relay public key of {name_j} is not a usable X25519 key (wrong length or low order)",
+            f"the tag public key of {name_j} is not a usable X25519 key (wrong length or low order)",
             where=name_j,
         ) from None
     return HKDF(algorithm=hashes.SHA256(), length=KEY_SIZE, salt=transcript, info=info).derive(shared)
@@ -194,7 +196,7 @@ def pair_keys(
     roster: Sequence[str],
 ) -> dict[int, bytes]:
     """`pairwise_key` with every peer, by the peer's ring position: what `masks` takes.
-    `peer_public_keys` maps every other roster name to its (checked, signed) relay key."""
+    `peer_public_keys` maps every other roster name to its (checked, signed) tag public key."""
     _check_roster(roster)
     if set(peer_public_keys) != set(roster) - {own_name} or own_name not in roster:
         raise ValueError(f"need the relay keys of every company of {list(roster)} but {own_name!r}")

@@ -81,7 +81,7 @@ def _run_round(
         peers[name] = party.relay.signed(state.round_id, name, sealers[name].public_key, b"", None, names)
         company_tags[name] = opener.opener_for(state.round_id, name, sealers[name].public_key, labels)
         state.enroll(name, len(party.records), 0.0)
-    masking = _pair_keys(state.round_id, names, parties, peers)
+    masking = _pair_keys(state.round_id, names, {n: sealers[n].private_key for n in names}, peers)
     for name in names:  # the confirmations agree by construction here (see _pair_keys)
         state.confirm(name, {other: "" for other in names if other != name}, 0.0)
     lists: dict[tuple[str, int], list[pb.ListChunk]] = {}
@@ -115,15 +115,15 @@ def _run_round(
 
 
 def _pair_keys(
-    round_id: str, names: tuple[str, ...], parties: dict[str, _Company], peers: dict[str, RelayPeer]
+    round_id: str, names: tuple[str, ...], tag_keys: dict[str, bytes], peers: dict[str, RelayPeer]
 ) -> dict[str, Masking]:
     """Every company's pairwise mask keys, derived as the daemons derive them (the confirmations
     they would exchange agree by construction here: one process holds every key)."""
     transcript = transcript_digest(round_id, names, [peers[name] for name in names])
     masking = {}
     for at, name in enumerate(names):
-        others = {other: peers[other].relay_public_key for other in names if other != name}
-        keys = pair_keys(parties[name].relay.private_bytes(), name, others, transcript, round_id, names)
+        others = {other: peers[other].tag_public_key for other in names if other != name}
+        keys = pair_keys(tag_keys[name], name, others, transcript, round_id, names)
         masking[name] = Masking(at, len(names), keys)
     return masking
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import grpc
 
+from monoculture.client.daemon import round_settings
 from monoculture.core.identity import read_certified_key
 from monoculture.core.masks import key_confirmation, pair_keys, transcript_digest
 from monoculture.core.protocol import PROTOCOL_VERSION
@@ -32,6 +33,8 @@ class Cheat:
         self.signer = ChunkSigner(self.material.private_key_pem)
         self.relay = RelayKeys()
         self.roster: tuple[str, ...] = ()
+        self.tag_private_key = b""
+        self.settings = b""
 
     def close(self) -> None:
         self.channel.close()
@@ -48,6 +51,8 @@ class Cheat:
     def enrollment(self, join: pb.JoinRound, list_size: int) -> pb.EnrollRequest:
         """A valid, signed enrolment (tests alter it)."""
         tags = TagSealer(join.round_id, self.name, join.coordinator_public_key)
+        self.tag_private_key = tags.private_key
+        self.settings = round_settings(join)
         peer = self.relay.signed(
             join.round_id, self.name, tags.public_key, self.material.certificate_pem,
             self.material.private_key_pem, tuple(join.roster),
@@ -62,11 +67,9 @@ class Cheat:
     def confirmations(self, work: pb.PairKeys) -> pb.KeyConfirmations:
         """Honest key confirmations for every peer (a cheat that wants its round to go on)."""
         peers = [RelayPeer.from_message(peer) for peer in work.peers]
-        transcript = transcript_digest(work.round_id, self.roster, peers)
-        others = {p.company: p.relay_public_key for p in peers if p.company != self.name}
-        keys = pair_keys(
-            self.relay.private_bytes(), self.name, others, transcript, work.round_id, self.roster
-        )
+        transcript = transcript_digest(work.round_id, self.roster, peers, self.settings)
+        others = {p.company: p.tag_public_key for p in peers if p.company != self.name}
+        keys = pair_keys(self.tag_private_key, self.name, others, transcript, work.round_id, self.roster)
         return pb.KeyConfirmations(
             round_id=work.round_id, company=self.name,
             confirmations=[

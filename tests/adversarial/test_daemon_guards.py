@@ -9,13 +9,16 @@ Each test fails on the code before issue 11 (noted in its docstring) and passes 
 from __future__ import annotations
 
 import tracemalloc
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from support.harness import Harness
 
 from monoculture.client.company import ListInTransit, ListReceiver
+from monoculture.client.daemon import round_settings
 from monoculture.core.blame import RelayFault
+from monoculture.core.masks import pair_keys as derive_pair_keys
 from monoculture.core.protocol import RoundPhase
 from monoculture.core.relay import RelayKeys
 from monoculture.core.wire import ListAddress, sealed_size
@@ -153,3 +156,71 @@ def test_a_v1_coordinator_is_refused_by_name_before_anything_is_sent(harness: Ha
     status = harness.status(round_id)
     assert status.phase == RoundPhase.FAILED and status.failed_party == "alpha"
     assert "the coordinator speaks protocol v1; this side speaks v2" in status.failure_reason
+
+
+def _pair_keys_work(harness: Harness, round_id: str) -> pb.PairKeys:
+    """The PairKeys an honest coordinator hands out for this round (every enrolled key, in order)."""
+    record = harness.book._rounds[round_id]
+    peers = [record.peers[name].to_message() for name in record.state.ring.roster]
+    return pb.PairKeys(round_id=round_id, peers=peers)
+
+
+def test_pair_keys_do_not_come_from_the_relay_key_a_blame_discloses(harness: Harness) -> None:
+    """A receiver discloses its relay private key as blame evidence; the pair keys come from the
+    tag keys, so the coordinator holding that evidence cannot unmask the receiver's values."""
+    round_id = harness.open_round()
+    harness.start_relaying()
+    beta = harness.daemons["beta"]._round(round_id)
+    assert beta is not None
+    secrets_ = beta.secrets
+    peers = _pair_keys_work(harness, round_id).peers
+    relay_keys = {p.company: p.relay_public_key for p in peers if p.company != "beta"}
+    from_relay = derive_pair_keys(
+        secrets_.relay_private_key, "beta", relay_keys, secrets_.transcript, round_id, secrets_.roster
+    )
+    assert set(from_relay.values()).isdisjoint(dict(secrets_.pair_keys).values())
+
+
+def test_pair_keys_shown_again_differently_are_refused(harness: Harness) -> None:
+    """Pair keys are derived once: a second PairKeys giving another transcript would re-mask
+    hop 0 under the same tag nonces (AES-GCM nonce reuse); the daemon withdraws instead."""
+    round_id = harness.open_round()
+    harness.start_relaying()
+    daemon = harness.daemons["alpha"]
+    company_round = daemon._round(round_id)
+    assert company_round is not None
+    company_round.secrets = replace(company_round.secrets, transcript=bytes(32))  # another transcript
+    daemon._confirm(_pair_keys_work(harness, round_id))
+    status = harness.status(round_id)
+    assert status.phase == RoundPhase.FAILED and status.failed_party == "coordinator"
+    assert "showed the peers' keys a second time, and differently" in status.failure_reason
+
+
+def test_a_peer_key_altered_on_its_way_is_put_on_the_coordinator(harness: Harness) -> None:
+    """The coordinator checked every key at enrolment: one that does not hold when it is shown
+    for the pair keys was changed by the coordinator, not by the peer it names."""
+    round_id = harness.open_round()
+    harness.step_all()  # enrolled; CONFIRMING
+    work = _pair_keys_work(harness, round_id)
+    work.peers[2].tag_public_key = bytes(32)  # gamma's tag key, low order
+    harness.daemons["alpha"]._confirm(work)
+    status = harness.status(round_id)
+    assert status.phase == RoundPhase.FAILED and status.failed_party == "coordinator"
+    assert "alpha withdrew: the peers' keys are refused" in status.failure_reason
+
+
+def test_what_the_coordinator_announced_is_bound_into_the_transcript() -> None:
+    """Two companies told different groups (or policies) derive different transcripts, so their
+    key confirmations fail before any list moves."""
+    base = pb.JoinRound(round_id="r-0123456789abcdef", roster=["a", "b"], protocol_version=2)
+    grouped = pb.JoinRound()
+    grouped.CopyFrom(base)
+    grouped.groups_from, grouped.group_labels[:] = "a", ["north", "south"]
+    cheaper = pb.JoinRound()
+    cheaper.CopyFrom(base)
+    cheaper.release_policy.dp_epsilon = 0.5
+    ledger_moved = pb.JoinRound()
+    ledger_moved.CopyFrom(base)
+    ledger_moved.roster_budget.spent_epsilon = 3.0  # the ledger moves between joins: not bound
+    digests = {round_settings(j) for j in (base, grouped, cheaper)}
+    assert len(digests) == 3 and round_settings(ledger_moved) == round_settings(base)
