@@ -57,6 +57,9 @@ def format_summary(result: dict[str, Any]) -> str:
         lines.append(f"homogenization H: {result.get('homogenization_note', 'undefined')}")
     else:
         ci_text = _interval(result.get("homogenization_ci95"))
+        upper = result.get("homogenization_upper95")
+        if not ci_text and upper is not None:  # small counts: a one-sided bound stands in
+            ci_text = f"one-sided 95% upper bound {upper:.4g}; "
         lines.append(f"homogenization H = {h:.4f} ({ci_text}{_p_value(result.get('homogenization_test'))})")
     if result.get("inference_note"):
         lines.append(f"note: {result['inference_note']}")

@@ -375,3 +375,13 @@ def test_the_one_sided_bound_is_withheld_when_groups_withhold_overall_cells() ->
     result = with_groups(released, overall, groups, policy)
     assert result["suppressed_cells"]  # a group's small cells withhold the overall ones
     assert result["homogenization_upper95"] is None
+
+
+def test_the_summary_prints_the_one_sided_bound_where_no_interval_is_published() -> None:
+    from monoculture.report import format_summary
+
+    table = PatternTable(("a", "b", "c"), (150, 20, 20, 2, 20, 2, 2, 0))  # about 1 all-fail expected
+    released = release(table, ReleasePolicy(min_shared_individuals=1, min_cell_count=0))
+    assert released["homogenization_ci95"] is None and released["homogenization_upper95"] is not None
+    summary = format_summary(released)
+    assert f"one-sided 95% upper bound {released['homogenization_upper95']:.4g}" in summary
