@@ -12,7 +12,9 @@ created 0600 and never written through a symbolic link.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -115,10 +117,23 @@ class SecretStore:
         tmp.replace(path)  # a rename replaces a link at `path`, never follows it
 
     def load(self, round_id: str) -> RoundSecrets | None:
+        """The round's sealed state, or None if there is none; read without following a link."""
         path = self._path(round_id)
-        if not path.exists():
+        try:
+            descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
             return None
-        return RoundSecrets.from_json(self._sealer.open(path.read_bytes(), self._context(round_id)))
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise ConfigError(
+                    "is a symbolic link; round state is never read through one",
+                    where=str(path),
+                    hint="remove the link (and find out who made it)",
+                ) from None
+            raise ConfigError(f"cannot be read ({exc.strerror})", where=str(path)) from None
+        with os.fdopen(descriptor, "rb") as handle:
+            sealed = handle.read()
+        return RoundSecrets.from_json(self._sealer.open(sealed, self._context(round_id)))
 
     def delete(self, round_id: str) -> None:
         self._path(round_id).unlink(missing_ok=True)

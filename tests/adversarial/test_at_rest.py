@@ -338,3 +338,15 @@ def test_input_digest_names_a_file_it_cannot_read(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="folder") as error:
         input_digest(tmp_path)
     assert error.value.where == str(tmp_path)
+
+
+def test_round_state_is_never_read_through_a_link(tmp_path: Path) -> None:
+    from monoculture.client.state import SecretStore
+
+    store = SecretStore(tmp_path / "state", "alpha")
+    elsewhere = tmp_path / "planted"
+    elsewhere.write_bytes(b"x")
+    (tmp_path / "state" / "round-r-0123456789abcdef.sealed").symlink_to(elsewhere)
+    with pytest.raises(ConfigError, match="symbolic link"):
+        store.load("r-0123456789abcdef")
+    assert store.load("r-00000000000000ff") is None  # none at all: nothing to resume
