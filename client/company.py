@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from monoculture.core.blame import COORDINATOR, RelayFault
-from monoculture.core.dataset import CompanyRecords, GroupLabelError
+from monoculture.core.dataset import CompanyRecords, GroupLabelError, IdColumn
 from monoculture.core.errors import ProtocolError
 from monoculture.core.masks import id_digests, masked_values
 from monoculture.core.psi_crypto import (
@@ -154,6 +154,7 @@ def blind_own_list(
     seed: bytes | None = None,
     owner: str = "",
     blinder: Blinder = INLINE,
+    dummy_ids: Sequence[str] = (),
 ) -> ListInTransit:
     """Hop 0: the company's own list as shuffled blinded points and sealed tags.
 
@@ -175,8 +176,18 @@ def blind_own_list(
                 reason="the round takes its groups from this company, but its records hold none",
             )
         codes = records.groups.round_codes(sealer.group_labels)
+    failed, ids = records.failed, records.ids
+    if dummy_ids:  # DP dummies: shuffled in like records, failure bit 0, group code 0
+        ids = IdColumn.from_strings([*ids, *dummy_ids])
+        failed = np.concatenate([failed, np.zeros(len(dummy_ids), dtype=failed.dtype)])
+        codes = (
+            np.concatenate([codes, np.zeros(len(dummy_ids), dtype=codes.dtype)])
+            if codes is not None
+            else None
+        )
+        size = len(ids)
     order = random_permutation(size, seed, shuffle_label(owner, 0))
-    failed, ids = records.failed[order], records.ids
+    failed = failed[order]
     codes = codes[order] if codes is not None else None
     del records
     digests = [id_digests(ids.take(order[s : s + BLIND_BATCH].tolist())) for s in range(0, size, BLIND_BATCH)]

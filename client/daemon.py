@@ -45,6 +45,7 @@ from monoculture.client.state import RoundSecrets, SecretStore
 from monoculture.client.workers import BlindingPool
 from monoculture.core.blame import COORDINATOR, RelayFault
 from monoculture.core.dataset import CompanyRecords, GroupLabelError, InputSpec, input_digest, load_records
+from monoculture.core.dummies import DummyPlan, company_dummies, new_seed
 from monoculture.core.errors import ConfigError, InputError, MonocultureError, ProtocolError
 from monoculture.core.masks import confirmation_matches, key_confirmation, transcript_digest
 from monoculture.core.masks import pair_keys as derive_pair_keys
@@ -103,6 +104,31 @@ class CompanyRound:
     @property
     def ring(self) -> Ring:
         return Ring(self.secrets.roster)
+
+    @property
+    def has_dummies(self) -> bool:
+        return self.secrets.dummy_epsilon > 0
+
+    def dummy_ids(self, company: str) -> list[str]:
+        """The dummy ids this company adds to its list (none without dummies): the same on every
+        call and after a restart (sealed seed, sealed pair keys)."""
+        if not self.has_dummies:
+            return []
+        plan = DummyPlan.for_round(
+            self.secrets.dummy_epsilon, self.secrets.dummy_delta, len(self.secrets.roster)
+        )
+        return company_dummies(
+            company,
+            self.secrets.roster,
+            self.round_id,
+            plan,
+            self.secrets.dummy_seed,
+            dict(self.secrets.pair_keys),
+        )
+
+    def padded_size(self, company: str) -> int:
+        """The list size announced at confirmation: records and dummies (0 without dummies)."""
+        return self.secrets.list_size + len(self.dummy_ids(company)) if self.has_dummies else 0
 
     def masking(self, company: str) -> Masking:
         """This company's place and pair keys, for its masked failure values."""
@@ -349,6 +375,11 @@ class CompanyDaemon:
                 round_id, self.company, join.coordinator_public_key, labels, roster=tuple(join.roster),
                 digest=input_digest(self.config.data.path), settings=round_settings(join),
             )  # fmt: skip
+            if join.HasField("dummies") and join.dummies.epsilon > 0:
+                company_round.secrets = replace(
+                    company_round.secrets, dummy_epsilon=join.dummies.epsilon, dummy_delta=join.dummies.delta,
+                    dummy_seed=new_seed(), list_size=len(records),
+                )  # fmt: skip
             # Sealed to disk before the keys are used: a restarted daemon can finish the round.
             self._secrets.save(company_round.secrets)
             self._rounds[round_id] = company_round
@@ -364,13 +395,17 @@ class CompanyDaemon:
             round_id=round_id,
             company=self.company,
             tag_public_key=company_round.tags.public_key,
-            list_size=len(records),
+            # With dummies the size comes, padded, with the key confirmations.
+            list_size=0 if company_round.has_dummies else len(records),
             relay_public_key=signed.relay_public_key,
             signature=signed.signature,
             certificate_pem=signed.certificate_pem,
             protocol_version=PROTOCOL_VERSION,
         )
-        # Charged before enrolling (a round this company is in may release), once per round.
+        # Charged before enrolling (a round this company is in may release), once per round; the
+        # dummies' epsilon too (the sizes the coordinator sees are another release about its people).
+        secrets_ = company_round.secrets
+        cost = RoundCost(cost.epsilon + secrets_.dummy_epsilon, cost.delta + secrets_.dummy_delta)
         self._ledger.charge(roster_key(join.roster), round_id, cost, self._clock.time())
         self._retrying("enrol", lambda: self._stub.Enroll(request))
 
@@ -583,8 +618,9 @@ class CompanyDaemon:
             for at, key in sorted(pair_keys.items())
         ]  # fmt: skip
         request = pb.KeyConfirmations(
-            round_id=work.round_id, company=self.company, confirmations=confirmations
-        )
+            round_id=work.round_id, company=self.company, confirmations=confirmations,
+            list_size=company_round.padded_size(self.company),
+        )  # fmt: skip
         self._retrying("key confirmation", lambda: self._stub.ConfirmKeys(request))
         log.info(
             "%s: round %s: confirmed pair keys with %d peers", self.company, work.round_id, len(pair_keys)
@@ -720,6 +756,7 @@ class CompanyDaemon:
             outgoing = blind_own_list(
                 lambda: company_round.take_records(data), key, company_round.tags, counts,
                 company_round.masking(self.company), progress, seed, self.company, self._blinder,
+                dummy_ids=company_round.dummy_ids(self.company),
             )  # fmt: skip
         else:
             label = shuffle_label(work.list_owner, work.hop)

@@ -52,18 +52,27 @@ class RoundSecrets:
     # SHA-256 of the round as JoinRound announced it (client.daemon.round_settings), bound into
     # the transcript.
     settings: bytes = b""
+    # DP dummies (docs/PROTOCOL.md, "DP dummies"): the round's (epsilon, delta) (0: none), this
+    # company's own seed for its singleton's noise (reused on every retry of the round), and its
+    # exact record count (the padded size is announced at confirmation).
+    dummy_epsilon: float = 0.0
+    dummy_delta: float = 0.0
+    dummy_seed: bytes = b""
+    list_size: int = 0
 
     def to_json(self) -> bytes:
         fields = asdict(self)
         labels = fields.pop("group_labels")
         roster, relayed = fields.pop("roster"), fields.pop("relayed")
         pair_keys = fields.pop("pair_keys")
+        numbers = {key: fields.pop(key) for key in ("dummy_epsilon", "dummy_delta", "list_size")}
         out: dict[str, object] = {k: v if isinstance(v, str) else v.hex() for k, v in fields.items()}
         if labels:
             out["group_labels"] = list(labels)
         out["roster"] = list(roster)
         out["relayed"] = {owner: digest for owner, digest in relayed}
         out["pair_keys"] = {str(position): key.hex() for position, key in pair_keys}
+        out.update(numbers)
         return json.dumps(out).encode()
 
     @classmethod
@@ -83,10 +92,12 @@ class RoundSecrets:
         relayed = tuple((str(owner), str(seen)) for owner, seen in raw.get("relayed", {}).items())
         transcript = bytes.fromhex(raw.get("transcript", ""))
         settings = bytes.fromhex(raw.get("settings", ""))
+        dummy_seed = bytes.fromhex(raw.get("dummy_seed", ""))
         pairs = tuple((int(at), bytes.fromhex(key)) for at, key in raw.get("pair_keys", {}).items())
         return cls(
             raw["round_id"], blinding, tag, relay, seed, coordinator, labels, digest, roster, relayed,
-            transcript, pairs, settings,
+            transcript, pairs, settings, float(raw.get("dummy_epsilon", 0.0)),
+            float(raw.get("dummy_delta", 0.0)), dummy_seed, int(raw.get("list_size", 0)),
         )  # fmt: skip
 
 

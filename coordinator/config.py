@@ -181,6 +181,16 @@ class ReleaseSection:
             "Rounds without noise cost nothing here (they promise nothing). `monoculture round budget`."
         },
     )
+    dummy_epsilon: float = field(
+        default=0.0,
+        metadata={
+            "doc": "DP dummies on what the coordinator itself sees: every list's size and every overlap\n"
+            "of two companies get dummy ids (epsilon for one person's change, two cells at epsilon/2\n"
+            "each; 0 = none). Regions of three or more companies (not the output) stay exact.\n"
+            'docs/PROTOCOL.md, "DP dummies".'
+        },
+    )
+    dummy_delta: float = field(default=1e-6, metadata={"doc": "The dummies' delta."})
 
     def policy(self) -> ReleasePolicy:
         """The ReleasePolicy these keys describe."""
@@ -194,9 +204,13 @@ class ReleaseSection:
 
     @classmethod
     def of(
-        cls, policy: ReleasePolicy, max_epsilon_per_roster: float = DEFAULT_MAX_EPSILON_PER_ROSTER
+        cls,
+        policy: ReleasePolicy,
+        max_epsilon_per_roster: float = DEFAULT_MAX_EPSILON_PER_ROSTER,
+        dummy_epsilon: float = 0.0,
+        dummy_delta: float = 1e-6,
     ) -> ReleaseSection:
-        """The keys that describe `policy` and the roster cap."""
+        """The keys that describe `policy`, the roster cap and the dummies."""
         return cls(
             policy.min_shared_individuals,
             policy.min_cell_count,
@@ -204,12 +218,16 @@ class ReleaseSection:
             policy.epsilon,
             policy.delta,
             max_epsilon_per_roster,
+            dummy_epsilon,
+            dummy_delta,
         )
 
     def check(self) -> None:
-        """The policy's own check, and a cap that leaves room for one round."""
+        """The policy's own check, a cap that leaves room for one round, and sane dummies."""
         policy = self.policy()
         policy.check()
+        if not (0 <= self.dummy_epsilon < math.inf and 0 < self.dummy_delta < 1):
+            raise ConfigError("need 0 <= dummy_epsilon < inf (0 = no dummies) and 0 < dummy_delta < 1")
         cap = self.max_epsilon_per_roster
         if math.isnan(cap) or cap <= 0:
             raise ConfigError(
@@ -243,6 +261,8 @@ class CoordinatorConfig:
     limits: Limits = field(default_factory=Limits)
     release: ReleasePolicy = field(default_factory=ReleasePolicy)
     max_epsilon_per_roster: float = ReleaseSection.max_epsilon_per_roster  # [release]; inf = no cap
+    dummy_epsilon: float = ReleaseSection.dummy_epsilon  # [release]; 0 = no dummies
+    dummy_delta: float = ReleaseSection.dummy_delta
 
 
 def _tls(path: Path, section: TlsSection, insecure: bool) -> TlsFiles | None:
@@ -276,6 +296,8 @@ def load_coordinator_config(path: Path, *, insecure: bool = False) -> Coordinato
         limits=read_section(path, document, "limits", Limits),
         release=release.policy(),
         max_epsilon_per_roster=release.max_epsilon_per_roster,
+        dummy_epsilon=release.dummy_epsilon,
+        dummy_delta=release.dummy_delta,
     )
 
 
@@ -297,5 +319,7 @@ def coordinator_sections(config: CoordinatorConfig) -> dict[str, object]:
         ),
         "tls": _tls_section(config.tls),
         "limits": config.limits,
-        "release": ReleaseSection.of(config.release, config.max_epsilon_per_roster),
+        "release": ReleaseSection.of(
+            config.release, config.max_epsilon_per_roster, config.dummy_epsilon, config.dummy_delta
+        ),
     }

@@ -118,6 +118,7 @@ class RoundBook:
         clock: Clock = SYSTEM_CLOCK,
         in_background: Callable[[Callable[[], None]], None] | None = None,
         max_epsilon_per_roster: float = DEFAULT_MAX_EPSILON_PER_ROSTER,
+        dummies: tuple[float, float] = (0.0, 1e-6),
     ) -> None:
         """`clock` gives every time the rounds record (deadlines); `in_background` runs the
         counting of rounds resumed in COUNTING (default: a daemon thread each);
@@ -130,6 +131,7 @@ class RoundBook:
         self._limits = limits or Limits()
         self._release = release_policy or ReleasePolicy()
         self._max_epsilon_per_roster = max_epsilon_per_roster
+        self._dummies = dummies  # [release] dummy_epsilon (0: none), dummy_delta
         self._ca_pem = ca_pem  # None with --insecure: relay keys are then not checked
         self._recorder = recorder
         self._resume()
@@ -178,6 +180,7 @@ class RoundBook:
             new_round_id(), ring, min_list_size=max(self._limits.min_list_size, min_list_size),
             deadline_seconds=deadline_seconds or self._limits.deadline_seconds, opened_at=self._clock.time(),
             groups_from=groups_from, group_labels=tuple(group_labels),
+            dummy_epsilon=self._dummies[0], dummy_delta=self._dummies[1] if self._dummies[0] else 0.0,
         )  # fmt: skip
         with self._changed:
             in_flight = sum(r.state.phase not in TERMINAL_PHASES for r in self._rounds.values())
@@ -315,6 +318,11 @@ class RoundBook:
                     groups_from=state.groups_from,
                     group_labels=list(state.group_labels),
                     protocol_version=PROTOCOL_VERSION,
+                    dummies=(
+                        pb.DummyPolicy(epsilon=state.dummy_epsilon, delta=state.dummy_delta)
+                        if state.sizes_at_confirm
+                        else None
+                    ),
                 )
             )
         if work.confirm:
@@ -354,8 +362,9 @@ class RoundBook:
         with self._changed:
             record = self._record(request.round_id, company)
             if (
-                record.peers.get(company) == peer
-                and record.state.list_sizes.get(company) == request.list_size
+                company in record.state.enrolled
+                and record.peers.get(company) == peer
+                and record.state.list_sizes.get(company, 0) == request.list_size
             ):
                 return  # the same enrolment again (a retry after a lost reply)
             self._check_enrolment(record, company, peer, request.list_size)
@@ -391,7 +400,22 @@ class RoundBook:
             macs[confirmation.receiver] = confirmation.mac.hex()
         with self._changed:
             record = self._record(request.round_id, company)
-            record.state.confirm(company, macs, self._clock.time())
+            if request.list_size > self._limits.max_list_size:
+                limit = self._limits.max_list_size
+                error = LimitExceeded(
+                    f"list of {request.list_size} records is above the limit of {limit}", where=company
+                )
+                self._refused(record, company, "key confirmation", error)
+                raise error
+            try:
+                record.state.confirm(company, macs, self._clock.time(), request.list_size)
+            except ProtocolError as exc:
+                if (
+                    record.state.phase == RoundPhase.CONFIRMING
+                    and "below this round's minimum" in exc.message
+                ):
+                    self._fail(record, f"confirmation of {company} refused: {exc.message}", company)
+                raise
             self._store.save_state(record.state)
             self._store.audit(request.round_id, company, "confirmed pair keys", f"{len(macs)} peers")
             self._changed.notify_all()

@@ -151,6 +151,7 @@ def start_server(
         limits=config.limits,
         release_policy=config.release,
         max_epsilon_per_roster=config.max_epsilon_per_roster,
+        dummies=(config.dummy_epsilon, config.dummy_delta),
         ca_pem=config.tls.ca_pem() if config.tls else None,
         recorder=recorder,
     )

@@ -26,6 +26,11 @@ TRANSITIONS: dict[RoundPhase, frozenset[RoundPhase]] = {
 }
 
 
+class ListTooSmall(ProtocolError):
+    """A list below the round's minimum size (a probe-attack guard): the round fails naming
+    the company, at enrolment or, with dummies, at its key confirmation."""
+
+
 def new_round_id() -> str:
     return "r-" + secrets.token_hex(8)
 
@@ -53,6 +58,7 @@ class RoundState:
     opened_at: float = 0.0  # when the auditor opened it (the coordinator's clock)
     phase: RoundPhase = RoundPhase.OPEN
     list_sizes: dict[str, int] = field(default_factory=dict)
+    enrolled: set[str] = field(default_factory=set)  # keys in (with dummies, sizes come at confirm)
     joined: set[str] = field(default_factory=set)  # JoinRound sent at least once
     done: set[tuple[str, int]] = field(default_factory=set)  # (owner, hop) uploaded
     done_at: dict[tuple[str, int], float] = field(default_factory=dict)
@@ -69,6 +75,10 @@ class RoundState:
     group_labels: tuple[str, ...] = ()
     # The protocol the round was opened under (a round stored before versions were kept: 1).
     protocol_version: int = PROTOCOL_VERSION
+    # DP dummies on the sizes the coordinator sees (epsilon 0: none); with them, a company's list
+    # size arrives with its key confirmations, padded.
+    dummy_epsilon: float = 0.0
+    dummy_delta: float = 0.0
 
     # ------------------------------------------------------------ persistence
 
@@ -83,7 +93,8 @@ class RoundState:
             "confirmations": self.confirmations,
             "failure_reason": self.failure_reason, "failed_party": self.failed_party,
             "groups_from": self.groups_from, "group_labels": list(self.group_labels),
-            "protocol_version": self.protocol_version,
+            "protocol_version": self.protocol_version, "enrolled": sorted(self.enrolled),
+            "dummy_epsilon": self.dummy_epsilon, "dummy_delta": self.dummy_delta,
         })  # fmt: skip
 
     @classmethod
@@ -99,6 +110,8 @@ class RoundState:
             failure_reason=data["failure_reason"], failed_party=data["failed_party"],
             groups_from=data.get("groups_from", ""), group_labels=tuple(data.get("group_labels", ())),
             protocol_version=data.get("protocol_version", 1),
+            enrolled=set(data.get("enrolled", data["list_sizes"])),
+            dummy_epsilon=data.get("dummy_epsilon", 0.0), dummy_delta=data.get("dummy_delta", 0.0),
         )  # fmt: skip
 
     def group_labels_of(self, company: str) -> tuple[str, ...]:
@@ -122,26 +135,50 @@ class RoundState:
     def hops_total(self) -> int:
         return self.ring.parties * self.ring.parties
 
+    @property
+    def sizes_at_confirm(self) -> bool:
+        """With dummies, list sizes come padded with the key confirmations, not at enrolment."""
+        return self.dummy_epsilon > 0
+
     def enroll(self, company: str, list_size: int, now: float) -> None:
         self.ring.position(company)
         self._require_phase(RoundPhase.OPEN, company)
-        if company in self.list_sizes:
+        if company in self.enrolled:
             raise ProtocolError("already enrolled in this round", where=company)
-        if list_size < self.min_list_size:
-            raise ProtocolError(
-                f"list of {list_size} records is below this round's minimum of {self.min_list_size}",
-                where=company,
-            )
-        self.list_sizes[company] = list_size
-        if len(self.list_sizes) == self.ring.parties:
+        if self.sizes_at_confirm:
+            if list_size:
+                raise ProtocolError(
+                    "this round has dummies: a list size comes, padded, with the key confirmations",
+                    where=company,
+                )
+        else:
+            self._check_size(company, list_size)
+            self.list_sizes[company] = list_size
+        self.enrolled.add(company)
+        if len(self.enrolled) == self.ring.parties:
             self.advance(RoundPhase.CONFIRMING)
             self.confirming_since = now
 
-    def confirm(self, company: str, macs: dict[str, str], now: float) -> None:
+    def _check_size(self, company: str, list_size: int) -> None:
+        if list_size < self.min_list_size:
+            raise ListTooSmall(
+                f"list of {list_size} records is below this round's minimum of {self.min_list_size}",
+                where=company,
+            )
+
+    def confirm(self, company: str, macs: dict[str, str], now: float, list_size: int = 0) -> None:
         """Record `company`'s key confirmations (receiver -> MAC hex), one for every other
-        company; once every company has confirmed, relaying starts."""
+        company, and with dummies its padded list size; once every company has confirmed,
+        relaying starts."""
         self.ring.position(company)
         self._require_phase(RoundPhase.CONFIRMING, company)
+        if self.sizes_at_confirm:
+            if company not in self.confirmations:
+                self._check_size(company, list_size)
+            elif self.list_sizes.get(company) != list_size:
+                raise ProtocolError("already confirmed its keys, with another list size", where=company)
+        elif list_size:
+            raise ProtocolError("this round has no dummies: the list size came at enrolment", where=company)
         others = {name for name in self.ring.roster if name != company}
         if set(macs) != others:
             raise ProtocolError(
@@ -153,6 +190,8 @@ class RoundState:
                 return  # the same confirmations again (a retry)
             raise ProtocolError("already confirmed its keys, with other values", where=company)
         self.confirmations[company] = dict(macs)
+        if self.sizes_at_confirm:
+            self.list_sizes[company] = list_size
         if len(self.confirmations) == self.ring.parties:
             self.advance(RoundPhase.RELAYING)
             self.relaying_since = now
@@ -207,7 +246,7 @@ class RoundState:
         between tasks, so asking again while one is open means it lost it
         (a restart) and should do it again.
         """
-        if self.phase == RoundPhase.OPEN and company not in self.list_sizes:
+        if self.phase == RoundPhase.OPEN and company not in self.enrolled:
             self.ring.position(company)
             self.joined.add(company)
             return Work(self.round_id, company, 0, join=True)
@@ -229,7 +268,7 @@ class RoundState:
         """(party, what it failed to do) for the first step past its deadline, else None."""
         if self.phase == RoundPhase.OPEN:
             for company in self.ring.roster:
-                if company not in self.list_sizes and now - self.opened_at > self.deadline_seconds:
+                if company not in self.enrolled and now - self.opened_at > self.deadline_seconds:
                     return company, "did not enrol"
         if self.phase == RoundPhase.CONFIRMING:
             for company in self.ring.roster:

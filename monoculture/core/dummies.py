@@ -58,7 +58,7 @@ import enum
 import functools
 import itertools
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
 from fractions import Fraction
@@ -429,3 +429,59 @@ def singleton_noise(seed: bytes, round_id: str, company: str, eps_c: Fraction | 
     `seed` is the company's own (`new_seed`), stored sealed and reused when it retries.
     """
     return _draw(seed, round_id, (company,), eps_c, mu)
+
+
+# --------------------------------------------------------------------- a company's dummies
+
+_PAIR_SEED_LABEL = b"monoculture/v2 dummy pair seed"
+_IDS_LABEL = b"monoculture/v2 dummy ids"
+DUMMY_ID_PREFIX = "~dummy~"  # no input id starts so in practice; ids are 128 random bits besides
+
+
+def pair_seed(pair_key: bytes, round_id: str, region: tuple[str, ...]) -> bytes:
+    """seed_R of a region of two companies, from their pair key s_ij (core/masks.py): both
+    derive it, the coordinator, which lacks s_ij, cannot."""
+    info = _PAIR_SEED_LABEL + noise_info(round_id, region)
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=SEED_SIZE, salt=None, info=info)
+    return hkdf.derive(pair_key)
+
+
+def dummy_ids(seed: bytes, round_id: str, region: tuple[str, ...], count: int) -> list[str]:
+    """`count` dummy ids for a region: 128-bit values of an AES-CTR stream under a key from the
+    region's seed, so every member of the region adds the same ids and their blinded tokens meet
+    in those lists alone."""
+    if len(seed) < MIN_SEED_SIZE:
+        raise ValueError(f"a seed has at least {MIN_SEED_SIZE} bytes, not {len(seed)}")
+    key = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=_IDS_LABEL + noise_info(round_id, region)
+    )
+    stream = Cipher(algorithms.AES(key.derive(seed)), modes.CTR(bytes(16))).encryptor()
+    raw = stream.update(bytes(16 * count))
+    return [DUMMY_ID_PREFIX + raw[16 * i : 16 * (i + 1)].hex() for i in range(count)]
+
+
+def company_dummies(
+    company: str,
+    roster: Sequence[str],
+    round_id: str,
+    plan: DummyPlan,
+    own_seed: bytes,
+    pair_keys: Mapping[int, bytes],
+) -> list[str]:
+    """Every dummy id `company` adds to its list, at the singletons-and-pairs level: its own
+    region's d_j (from its own sealed seed) and, with each peer j, the pair region's d_R ids
+    (from a seed derived from their pair key). The same inputs give the same ids (retries);
+    no dummy is in every list (at k = 2 the pair is the full intersection and gets none)."""
+    names = _roster(roster)
+    ids = dummy_ids(
+        own_seed, round_id, (company,), singleton_noise(own_seed, round_id, company, plan.eps_c, plan.mu)
+    )
+    if len(names) == 2:
+        return ids
+    for position, peer in enumerate(names):
+        if peer == company:
+            continue
+        region = tuple(sorted((company, peer), key=names.index))
+        seed = pair_seed(pair_keys[position], round_id, region)
+        ids += dummy_ids(seed, round_id, region, region_noise(seed, round_id, region, plan.eps_c, plan.mu))
+    return ids

@@ -119,8 +119,11 @@ class KeyConfirmations(google.protobuf.message.Message):
     ROUND_ID_FIELD_NUMBER: builtins.int
     COMPANY_FIELD_NUMBER: builtins.int
     CONFIRMATIONS_FIELD_NUMBER: builtins.int
+    LIST_SIZE_FIELD_NUMBER: builtins.int
     round_id: builtins.str
     company: builtins.str
+    list_size: builtins.int
+    """with dummies: the padded list size (else 0)"""
     @property
     def confirmations(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___KeyConfirmation]: ...
     def __init__(
@@ -129,8 +132,9 @@ class KeyConfirmations(google.protobuf.message.Message):
         round_id: builtins.str = ...,
         company: builtins.str = ...,
         confirmations: collections.abc.Iterable[global___KeyConfirmation] | None = ...,
+        list_size: builtins.int = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["company", b"company", "confirmations", b"confirmations", "round_id", b"round_id"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["company", b"company", "confirmations", b"confirmations", "list_size", b"list_size", "round_id", b"round_id"]) -> None: ...
 
 global___KeyConfirmations = KeyConfirmations
 
@@ -160,6 +164,7 @@ class JoinRound(google.protobuf.message.Message):
     GROUPS_FROM_FIELD_NUMBER: builtins.int
     GROUP_LABELS_FIELD_NUMBER: builtins.int
     PROTOCOL_VERSION_FIELD_NUMBER: builtins.int
+    DUMMIES_FIELD_NUMBER: builtins.int
     round_id: builtins.str
     coordinator_public_key: builtins.bytes
     """X25519, fresh per round"""
@@ -194,6 +199,13 @@ class JoinRound(google.protobuf.message.Message):
 
     @property
     def group_labels(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]: ...
+    @property
+    def dummies(self) -> global___DummyPolicy:
+        """DP dummies on the list and overlap sizes the coordinator sees (epsilon 0 = none). With
+        dummies a company enrols without a list size and declares its padded size when it
+        confirms its pair keys (the pair regions' dummies need them).
+        """
+
     def __init__(
         self,
         *,
@@ -207,11 +219,30 @@ class JoinRound(google.protobuf.message.Message):
         groups_from: builtins.str = ...,
         group_labels: collections.abc.Iterable[builtins.str] | None = ...,
         protocol_version: builtins.int = ...,
+        dummies: global___DummyPolicy | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["release_policy", b"release_policy", "roster_budget", b"roster_budget", "round_charge", b"round_charge"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["coordinator_public_key", b"coordinator_public_key", "group_labels", b"group_labels", "groups_from", b"groups_from", "min_list_size", b"min_list_size", "protocol_version", b"protocol_version", "release_policy", b"release_policy", "roster", b"roster", "roster_budget", b"roster_budget", "round_charge", b"round_charge", "round_id", b"round_id"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["dummies", b"dummies", "release_policy", b"release_policy", "roster_budget", b"roster_budget", "round_charge", b"round_charge"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["coordinator_public_key", b"coordinator_public_key", "dummies", b"dummies", "group_labels", b"group_labels", "groups_from", b"groups_from", "min_list_size", b"min_list_size", "protocol_version", b"protocol_version", "release_policy", b"release_policy", "roster", b"roster", "roster_budget", b"roster_budget", "round_charge", b"round_charge", "round_id", b"round_id"]) -> None: ...
 
 global___JoinRound = JoinRound
+
+@typing.final
+class DummyPolicy(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    EPSILON_FIELD_NUMBER: builtins.int
+    DELTA_FIELD_NUMBER: builtins.int
+    epsilon: builtins.float
+    delta: builtins.float
+    def __init__(
+        self,
+        *,
+        epsilon: builtins.float = ...,
+        delta: builtins.float = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["delta", b"delta", "epsilon", b"epsilon"]) -> None: ...
+
+global___DummyPolicy = DummyPolicy
 
 @typing.final
 class ReleasePolicy(google.protobuf.message.Message):

@@ -186,6 +186,7 @@ class Harness:
         floors: dict[str, ReleaseFloor] | None = None,
         max_epsilon_per_roster: float = DEFAULT_MAX_EPSILON_PER_ROSTER,
         group_labels: dict[str, dict[str, str]] | None = None,
+        dummies: tuple[float, float] = (0.0, 1e-6),
     ) -> None:
         """`floors`: a company's [release_floor] (default: accepts anything);
         `max_epsilon_per_roster`: the coordinator's [release] cap;
@@ -198,6 +199,7 @@ class Harness:
         self._limits = limits or Limits()
         self._release = release_policy or ReleasePolicy()
         self._max_epsilon_per_roster = max_epsilon_per_roster
+        self._dummies = dummies  # the coordinator's [release] dummy_epsilon, dummy_delta
         self.configs = {
             name: self._client_config(
                 name, rows, retry_seconds, chunk_elements, (group_labels or {}).get(name)
@@ -241,6 +243,7 @@ class Harness:
         self.book = RoundBook(
             self.store, limits=self._limits, release_policy=self._release, clock=self.clock,
             in_background=lambda work: work(), max_epsilon_per_roster=self._max_epsilon_per_roster,
+            dummies=self._dummies,
         )  # fmt: skip
         auth = Authenticator(secure=False)
         self.company_servicer = CompanyServicer(self.book, auth)
