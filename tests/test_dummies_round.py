@@ -11,13 +11,11 @@ from pathlib import Path
 
 import pytest
 from conftest import assert_same_integers
-from support.harness import Harness
+from support.harness import Harness, keep_final_lists
 
 from monoculture.analysis.budget import roster_key
 from monoculture.analysis.metrics import result_dict
 from monoculture.analysis.table import plaintext_table
-from monoculture.coordinator.counting import FinalList
-from monoculture.coordinator.rounds import RoundBook
 from monoculture.core.dummies import DummyPlan
 from monoculture.core.protocol import RoundPhase
 from monoculture.core.psi_crypto import POINT_SIZE
@@ -32,14 +30,7 @@ PLAN = DummyPlan.for_round(1.0, 1e-6, 3)  # mu = 27: each padded region gets 0..
 
 @pytest.fixture
 def finished(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    finals: dict[str, FinalList] = {}
-    original = RoundBook._final_list
-
-    def keep(self: RoundBook, round_id: str, owner: str, hop: int) -> FinalList:
-        finals[owner] = original(self, round_id, owner, hop)
-        return finals[owner]
-
-    monkeypatch.setattr(RoundBook, "_final_list", keep)
+    finals = keep_final_lists(monkeypatch)
     harness = Harness(tmp_path, POPULATION, dummies=(1.0, 1e-6))
     round_id = harness.open_round()
     assert harness.run(round_id) == RoundPhase.COMPLETE

@@ -15,12 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support.harness import Harness
+from support.harness import Harness, keep_final_lists
 
 from monoculture.client import company as company_steps
 from monoculture.client.company import shuffle_label
-from monoculture.coordinator.counting import FinalList
-from monoculture.coordinator.rounds import RoundBook
 from monoculture.core.dataset import load_records
 from monoculture.core.masks import add_values, decode_sums, values_from_bytes
 from monoculture.core.protocol import RoundPhase
@@ -60,14 +58,7 @@ def test_a_relaying_company_that_swaps_failure_tags_fails_the_round(tmp_path: Pa
 @pytest.fixture
 def captured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A complete round, with the final lists as the coordinator received them."""
-    finals: dict[str, FinalList] = {}
-    original = RoundBook._final_list
-
-    def keep(self: RoundBook, round_id: str, owner: str, hop: int) -> FinalList:
-        finals[owner] = original(self, round_id, owner, hop)
-        return finals[owner]
-
-    monkeypatch.setattr(RoundBook, "_final_list", keep)
+    finals = keep_final_lists(monkeypatch)
     harness = Harness(tmp_path, POPULATION)
     round_id = harness.open_round()
     harness.step_all()  # joined: alpha's round secrets exist (alpha's own, it shares them below)

@@ -33,6 +33,7 @@ from monoculture.analysis.release import ReleasePolicy
 from monoculture.client.config import ClientConfig
 from monoculture.client.daemon import CompanyDaemon
 from monoculture.coordinator.config import DEFAULT_MAX_EPSILON_PER_ROSTER, Limits
+from monoculture.coordinator.counting import FinalList
 from monoculture.coordinator.rounds import RoundBook
 from monoculture.coordinator.service import AuditorServicer, Authenticator, CompanyServicer
 from monoculture.coordinator.store import RoundStore
@@ -343,3 +344,17 @@ class Harness:
         for daemon in self.daemons.values():
             daemon.close()
         self.store.close()
+
+
+def keep_final_lists(monkeypatch: Any) -> dict[str, FinalList]:
+    """Test aid: the final lists as the coordinator receives them, by owner, filled in as the
+    coordinator counts (what it could look at besides the result)."""
+    finals: dict[str, FinalList] = {}
+    original = RoundBook._final_list
+
+    def keep(self: RoundBook, round_id: str, owner: str, hop: int) -> FinalList:
+        finals[owner] = original(self, round_id, owner, hop)
+        return finals[owner]
+
+    monkeypatch.setattr(RoundBook, "_final_list", keep)
+    return finals
