@@ -108,3 +108,31 @@ def test_the_dummies_are_charged_to_each_companys_ledger(finished) -> None:
     for name in POPULATION:
         ledger = harness.daemons[name]._ledger.ledger(roster)
         assert ledger.spent == pytest.approx(1.0) and ledger.spent_delta == pytest.approx(1e-6)
+
+
+@pytest.mark.e2e
+def test_simulate_with_dummies_on_real_data_is_exact(tmp_path: Path) -> None:
+    """`monoculture simulate --dummy-epsilon 1`: real processes over mTLS on the digit results;
+    the result equals the plaintext one, and the list sizes the coordinator saw are padded."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import example
+
+    from monoculture.core.dataset import InputSpec, load_records
+
+    names = ("google", "microsoft", "ibm")
+    args = [f"--company={n}={example('digit', n)}" for n in names]
+    done = subprocess.run(
+        [sys.executable, "-m", "monoculture", "simulate", *args, "--dummy-epsilon", "1",
+         "--out", str(tmp_path / "result.json"), "--workdir", str(tmp_path / "work")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "result.json").read_text())
+    outcomes = [load_records(InputSpec(example("digit", n))).as_mapping() for n in names]
+    assert_same_integers(result, result_dict(plaintext_table(list(names), outcomes)))
+    padded = result["list_sizes"]
+    assert all(padded[n] >= len(o) for n, o in zip(names, outcomes, strict=True))
+    assert sum(padded.values()) > sum(len(o) for o in outcomes)

@@ -55,6 +55,10 @@ def add_parser(commands: Commands) -> None:
     sim.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the round")
     add_insecure(sim)
     add_release_options(sim)
+    sim.add_argument(
+        "--dummy-epsilon", type=float, default=0.0,
+        help="DP dummies on the sizes the coordinator sees (list sizes, two-company overlaps); 0 = none",
+    )  # fmt: skip
     add_group_options(
         sim,
         labels_help="the group labels the round declares, in order "
@@ -71,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
     if synthetic == bool(args.company):
         raise ConfigError("give either --company NAME=PATH (two or more) or --parties K --individuals N")
     policy = release_policy(args)
+    if not 0 <= args.dummy_epsilon < float("inf"):
+        raise ConfigError(f"--dummy-epsilon must be 0 (no dummies) or more, got {args.dummy_epsilon:g}")
     groups_from = ""
     labels: tuple[str, ...] = ()
     if synthetic and (args.groups_from or args.group_column):
@@ -99,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
         run = run_round(
             companies, workdir, timeout=args.timeout, on_status=_print_progress(), release=policy,
             insecure=args.insecure, groups_from=groups_from, group_labels=labels,
+            dummy_epsilon=args.dummy_epsilon,
         )  # fmt: skip
     print(format_summary(run.result))
     if truth is not None and not run.result.get("suppressed"):

@@ -105,6 +105,7 @@ def start_coordinator(
     listen: str = "127.0.0.1:0",
     started: list[subprocess.Popen[bytes]] | None = None,
     max_epsilon_per_roster: float | None = None,
+    dummy_epsilon: float = 0.0,
 ) -> str:
     """Start `monoculture coordinator serve` on port 0; returns its address.
 
@@ -128,6 +129,7 @@ def start_coordinator(
             if max_epsilon_per_roster is None
             else max_epsilon_per_roster
         ),
+        dummy_epsilon=dummy_epsilon,
     )
     config = workdir / "coordinator.toml"
     config.write_text(render_toml(coordinator_sections(settings), comments=False), encoding="utf-8")
@@ -219,6 +221,7 @@ def run_round(
     insecure: bool = False,
     groups_from: str = "",
     group_labels: Sequence[str] = (),
+    dummy_epsilon: float = 0.0,
 ) -> SimulationRun:
     """Run one round with real processes; raises RoundFailed naming the party at fault.
 
@@ -246,6 +249,7 @@ def run_round(
             release=release,
             started=coordinator,
             max_epsilon_per_roster=max(DEFAULT_MAX_EPSILON_PER_ROSTER, cost.epsilon),
+            dummy_epsilon=dummy_epsilon,
         )
         clients = [
             start_company(c, address, workdir, stack, tls=tls(Role.COMPANY, c.name)) for c in companies
