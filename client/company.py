@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from monoculture.core.blame import COORDINATOR, RelayFault
-from monoculture.core.dataset import CompanyRecords, GroupLabelError, IdColumn
+from monoculture.core.dataset import CompanyRecords, GroupLabelError
 from monoculture.core.errors import ProtocolError
 from monoculture.core.masks import id_digests, masked_values
 from monoculture.core.psi_crypto import (
@@ -178,7 +178,7 @@ def blind_own_list(
         codes = records.groups.round_codes(sealer.group_labels)
     failed, ids = records.failed, records.ids
     if dummy_ids:  # DP dummies: shuffled in like records, failure bit 0, group code 0
-        ids = IdColumn.from_strings([*ids, *dummy_ids])
+        ids = ids.extended(dummy_ids)
         failed = np.concatenate([failed, np.zeros(len(dummy_ids), dtype=failed.dtype)])
         codes = (
             np.concatenate([codes, np.zeros(len(dummy_ids), dtype=codes.dtype)])

@@ -45,7 +45,7 @@ from monoculture.client.state import RoundSecrets, SecretStore
 from monoculture.client.workers import BlindingPool
 from monoculture.core.blame import COORDINATOR, RelayFault
 from monoculture.core.dataset import CompanyRecords, GroupLabelError, InputSpec, input_digest, load_records
-from monoculture.core.dummies import DummyPlan, company_dummies, new_seed
+from monoculture.core.dummies import DummyPlan, accepted_plan, company_dummies, new_seed
 from monoculture.core.errors import ConfigError, InputError, MonocultureError, ProtocolError
 from monoculture.core.masks import confirmation_matches, key_confirmation, transcript_digest
 from monoculture.core.masks import pair_keys as derive_pair_keys
@@ -225,6 +225,10 @@ def round_settings(join: pb.JoinRound) -> bytes:
     return hashlib.sha256(announced.SerializeToString(deterministic=True)).digest()
 
 
+def _has_dummies(join: pb.JoinRound) -> bool:
+    return join.HasField("dummies") and join.dummies.epsilon > 0
+
+
 def _retryable(error: Exception) -> bool:
     return isinstance(error, grpc.RpcError) and error.code() in _RETRYABLE
 
@@ -345,6 +349,8 @@ class CompanyDaemon:
                 self._end(response.round_ended)
         except grpc.RpcError as exc:
             log.error("%s: the coordinator refused a step: %s", self.company, exc.details())
+        except MonocultureError as exc:  # a step that cannot go on is logged; the daemon serves on
+            log.error("%s: round %s: %s", self.company, round_id, exc.diagnostics())
 
     # ------------------------------------------------------------------ join
 
@@ -366,7 +372,10 @@ class CompanyDaemon:
         labels = self._group_labels(join)
         if labels is None:
             return
-        records = self._load_for_round(round_id, join.min_list_size, labels)
+        # With dummies the coordinator checks the minimum against the padded size: a check here on
+        # the exact size would answer, by a withdrawal, whether it is below any minimum asked.
+        minimum = 0 if _has_dummies(join) else join.min_list_size
+        records = self._load_for_round(round_id, minimum, labels)
         if records is None:
             return
         company_round = self._round(round_id)
@@ -375,7 +384,7 @@ class CompanyDaemon:
                 round_id, self.company, join.coordinator_public_key, labels, roster=tuple(join.roster),
                 digest=input_digest(self.config.data.path), settings=round_settings(join),
             )  # fmt: skip
-            if join.HasField("dummies") and join.dummies.epsilon > 0:
+            if _has_dummies(join):
                 company_round.secrets = replace(
                     company_round.secrets, dummy_epsilon=join.dummies.epsilon, dummy_delta=join.dummies.delta,
                     dummy_seed=new_seed(), list_size=len(records),
@@ -384,8 +393,8 @@ class CompanyDaemon:
             self._secrets.save(company_round.secrets)
             self._rounds[round_id] = company_round
         company_round.joined_records = records
-        if company_round.secrets.roster != tuple(join.roster):
-            self._withdraw(round_id, "the coordinator announced this round twice with different rosters")
+        if company_round.secrets.settings != round_settings(join):
+            self._withdraw(round_id, "the coordinator announced this round twice, differently", COORDINATOR)
             return
         signed = company_round.relay.signed(
             round_id, self.company, company_round.tags.public_key, self._cert_pem, self._key_pem,
@@ -403,9 +412,7 @@ class CompanyDaemon:
             protocol_version=PROTOCOL_VERSION,
         )
         # Charged before enrolling (a round this company is in may release), once per round; the
-        # dummies' epsilon too (the sizes the coordinator sees are another release about its people).
-        secrets_ = company_round.secrets
-        cost = RoundCost(cost.epsilon + secrets_.dummy_epsilon, cost.delta + secrets_.dummy_delta)
+        # cost includes the dummies' (the sizes the coordinator sees are another release).
         self._ledger.charge(roster_key(join.roster), round_id, cost, self._clock.time())
         self._retrying("enrol", lambda: self._stub.Enroll(request))
 
@@ -469,6 +476,12 @@ class CompanyDaemon:
             cost = group_round_cost(round_cost(policy), bool(join.groups_from))
         except ConfigError as exc:
             return RoundCost(0.0, 0.0), [f"the round's release policy cannot be checked ({exc.message})"]
+        if _has_dummies(join):  # the sizes the coordinator sees are a release too: same budget
+            try:
+                accepted_plan(join.dummies.epsilon, join.dummies.delta, len(join.roster))
+            except ValueError as exc:
+                return cost, [f"the round's DP dummies cannot be accepted ({exc})"]
+            cost = RoundCost(cost.epsilon + join.dummies.epsilon, cost.delta + join.dummies.delta)
         if join.HasField("round_charge"):  # the coordinator may charge more (more than one release)
             charge = join.round_charge
             cost = RoundCost(max(cost.epsilon, charge.epsilon), max(cost.delta, charge.delta))

@@ -233,12 +233,12 @@ class ReleaseSection:
             raise ConfigError(
                 f"max_epsilon_per_roster must be above 0 (got {cap:g})", hint="inf means no cap"
             )
-        epsilon = round_cost(policy).epsilon
+        epsilon = round_cost(policy).epsilon + self.dummy_epsilon  # both are charged to the roster
         if epsilon > cap:
             raise ConfigError(
-                f"dp_epsilon {amount(epsilon)} is above max_epsilon_per_roster {amount(cap)}: "
-                "no round could be opened",
-                hint="lower dp_epsilon or raise max_epsilon_per_roster",
+                f"dp_epsilon and dummy_epsilon, {amount(epsilon)} together, are above "
+                f"max_epsilon_per_roster {amount(cap)}: no round could be opened",
+                hint="lower dp_epsilon or dummy_epsilon, or raise max_epsilon_per_roster",
             )
 
 

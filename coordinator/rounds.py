@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from monoculture.analysis.budget import Ledger, amount, roster_key, round_cost
+from monoculture.analysis.budget import Ledger, RoundCost, amount, roster_key, round_cost
 from monoculture.analysis.groups import group_round_cost, with_groups
 from monoculture.analysis.release import ReleasePolicy, release
 from monoculture.analysis.table import PatternTable
@@ -191,6 +191,8 @@ class RoundBook:
                 )
             roster, cost = roster_key(companies), round_cost(self._release)
             cost = group_round_cost(cost, bool(group_labels))  # group tables are a second release
+            if state.sizes_at_confirm:  # the dummies' sizes are a release to the coordinator
+                cost = RoundCost(cost.epsilon + state.dummy_epsilon, cost.delta + state.dummy_delta)
             ledger = self._ledger(roster)
             if ledger.would_exceed(cost):
                 hint = (

@@ -283,8 +283,13 @@ def test_an_int_is_accepted_for_a_float(tmp_path: Path) -> None:
         (
             COORDINATOR_OK + '[release]\ndp_mechanism = "discrete-laplace"\ndp_epsilon = 2\n'
             "max_epsilon_per_roster = 1.5\n",
-            "[release] dp_epsilon 2 is above max_epsilon_per_roster 1.5: no round could be opened",
+            "[release] dp_epsilon and dummy_epsilon, 2 together, are above max_epsilon_per_roster 1.5",
         ),
+        (
+            COORDINATOR_OK + "[release]\ndummy_epsilon = 2\nmax_epsilon_per_roster = 1.5\n",
+            "[release] dp_epsilon and dummy_epsilon, 2 together, are above max_epsilon_per_roster 1.5",
+        ),
+        (COORDINATOR_OK + "[release]\ndummy_delta = 0\n", "0 < dummy_delta < 1"),
         (COORDINATOR_OK + "[limit]\n", "unknown section [limit]"),
         ("release = 1\n", "[release] must be a table"),
     ],

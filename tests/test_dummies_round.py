@@ -13,12 +13,14 @@ import pytest
 from conftest import assert_same_integers
 from support.harness import Harness, keep_final_lists
 
-from monoculture.analysis.budget import roster_key
+from monoculture.analysis.budget import ReleaseFloor, roster_key
 from monoculture.analysis.metrics import result_dict
+from monoculture.analysis.release import ReleasePolicy
 from monoculture.analysis.table import plaintext_table
 from monoculture.core.dummies import DummyPlan
 from monoculture.core.protocol import RoundPhase
 from monoculture.core.psi_crypto import POINT_SIZE
+from monoculture.v1 import monoculture_pb2 as pb
 
 POPULATION = {
     "alpha": [(f"person-{i}", int(i % 2 == 0)) for i in range(80)],
@@ -136,3 +138,78 @@ def test_simulate_with_dummies_on_real_data_is_exact(tmp_path: Path) -> None:
     padded = result["list_sizes"]
     assert all(padded[n] >= len(o) for n, o in zip(names, outcomes, strict=True))
     assert sum(padded.values()) > sum(len(o) for o in outcomes)
+
+
+def test_with_dummies_no_minimum_is_tested_on_the_exact_size(tmp_path: Path) -> None:
+    """Before: the daemon withdrew when its exact size was below the round's minimum, free of
+    charge, so rounds with rising minimums gave the exact size away. With dummies the minimum
+    is the coordinator's to check, on the padded size."""
+    harness = Harness(tmp_path, POPULATION, dummies=(1.0, 1e-6))
+    exact = len(POPULATION["beta"])
+    state = harness.book.open_round(list(POPULATION), min_list_size=exact + 1)
+    join = harness.book.poll_work("beta", 0).join_round
+    assert join.min_list_size == exact + 1
+    harness.daemons["beta"]._join(join)
+    assert harness.network.calls[-1] == "Enroll" and "Withdraw" not in harness.network.calls
+    assert harness.phase(state.round_id) == RoundPhase.OPEN
+    harness.close()
+
+
+def test_a_round_announced_twice_differently_is_refused(tmp_path: Path) -> None:
+    harness = Harness(tmp_path, POPULATION, dummies=(1.0, 1e-6))
+    round_id = harness.open_round()
+    join = harness.book.poll_work("alpha", 0).join_round
+    harness.daemons["alpha"]._join(join)
+    again = pb.JoinRound()
+    again.CopyFrom(join)
+    again.min_list_size = 50  # the same round, announced again with another setting
+    harness.daemons["alpha"]._join(again)
+    status = harness.status(round_id)
+    assert status.phase == RoundPhase.FAILED and status.failed_party == "coordinator"
+    assert "announced this round twice, differently" in status.failure_reason
+    harness.close()
+
+
+@pytest.mark.parametrize(
+    ("epsilon", "delta", "why"),
+    [(1e6, 1e-6, "outside (0, 100]"), (float("inf"), 1e-6, "outside"), (1.0, 0.0, "dummy delta 0"),
+     (1e-5, 1e-6, "dummies per company")],
+)  # fmt: skip
+def test_a_dummy_policy_a_company_cannot_accept_is_refused_before_any_charge(
+    tmp_path: Path, epsilon: float, delta: float, why: str
+) -> None:
+    """Before: any announced policy was charged at join (a huge epsilon spent a company's budget
+    at once), and an invalid one crashed the daemon at confirmation."""
+    harness = Harness(tmp_path, POPULATION)
+    round_id = harness.open_round()
+    join = harness.book.poll_work("gamma", 0).join_round
+    join.dummies.CopyFrom(pb.DummyPolicy(epsilon=epsilon, delta=delta))
+    harness.daemons["gamma"]._join(join)
+    status = harness.status(round_id)
+    assert status.phase == RoundPhase.FAILED and status.failed_party == "gamma"
+    assert "DP dummies cannot be accepted" in status.failure_reason and why in status.failure_reason
+    assert harness.daemons["gamma"]._ledger.ledger(roster_key(POPULATION)).spent == 0
+    harness.close()
+
+
+def test_the_floor_and_both_ledgers_count_the_dummies(tmp_path: Path) -> None:
+    """Before: floors and the auditor's cap saw the release alone (0 for an exact release), so
+    rounds with dummies could repeat without bound and their sizes be averaged."""
+    floors = {"beta": ReleaseFloor(max_epsilon_per_round=1.5)}
+    policy = ReleasePolicy(
+        min_shared_individuals=1, min_cell_count=0, mechanism="discrete-laplace", epsilon=1.0
+    )
+    harness = Harness(tmp_path, POPULATION, dummies=(1.0, 1e-6), floors=floors, release_policy=policy)
+    round_id = harness.open_round()
+    assert harness.run(round_id) == RoundPhase.FAILED
+    status = harness.status(round_id)
+    assert (
+        status.failed_party == "beta" and "epsilon 2 is above the 1.5 beta accepts" in status.failure_reason
+    )
+    harness.close()
+    harness = Harness(tmp_path / "again", POPULATION, dummies=(1.0, 1e-6), max_epsilon_per_roster=1.5)
+    harness.open_round()
+    assert harness.budget().spent_epsilon == pytest.approx(1.0)  # exact release: the dummies alone
+    with pytest.raises(Exception, match="budget of roster"):
+        harness.open_round()  # 1 + 1 > 1.5: refused by the auditor's cap
+    harness.close()

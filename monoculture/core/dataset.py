@@ -94,6 +94,13 @@ class IdColumn:
     def take(self, indices: Iterable[int]) -> list[str]:
         return [self[i] for i in indices]
 
+    def extended(self, more: Sequence[str]) -> IdColumn:
+        """These ids followed by `more`, held as compactly (the ids here are not decoded)."""
+        raw = [record_id.encode() for record_id in more]
+        lengths = np.fromiter((len(r) for r in raw), dtype=np.int64, count=len(raw))
+        offsets = np.concatenate([self._offsets, self._offsets[-1] + np.cumsum(lengths)])
+        return IdColumn(bytes(self._blob) + b"".join(raw), offsets)
+
 
 class GroupColumn:
     """Each record's group label, compactly: the distinct labels (in order of first appearance)

@@ -1,8 +1,9 @@
 """DP dummies: noisy Venn-region counts for the coordinator (the pure core; issue 12).
 
-Pure: no I/O, no network. The protocol (who draws which seed, sealing it to a region's
-members, adding the dummy ids, charging the ledger) is the caller's; this module says how
-many dummies every region gets and draws them.
+Pure: no I/O, no network. It says how many dummies every region gets, draws them, and
+(`company_dummies`) gives the dummy ids a company adds at the level the protocol builds:
+its own region and every region of two companies. Regions of three or more companies
+(`Padding.ALL`, whose seeds must be sealed to their members) are planned here but not built.
 
 **What is protected.** The coordinator sees, for every region R of the k-set Venn diagram
 (the ids in exactly the lists of R), a count. With dummies it sees o_R = n_R + d_R, where
@@ -44,12 +45,14 @@ each field length-prefixed (`noise_key`). The key is unique to (seed, round, reg
 every member of R computes the same d_R, a retry of the same round reproduces it, and a
 different seed, round or region gives an independent draw. No floating point decides
 anything in sampling. Its running time depends on the value drawn (it is not
-constant-time), which is visible only to the company that runs it.
+constant-time); the coordinator sees only how long a company takes to confirm its keys,
+where tens of microseconds vanish in the network's jitter.
 
-**Padding budget** (`DummyPlan.padding_for`): every region is padded while a company's
-expected dummies, (2^(k-1) - 1) mu, stay within 10% of its list. Beyond that only the
-singletons and the regions of two companies are padded (k mu expected per company), and
-every region of three or more companies stays exact to the coordinator (`exact_regions`).
+**Padding budget** (`DummyPlan.padding_for`, for the level not yet built): every region
+would be padded while a company's expected dummies, (2^(k-1) - 1) mu, stay within 10% of
+its list. Beyond that, and always in the protocol today, only the singletons and the
+regions of two companies are padded (k mu expected per company), and every region of three
+to k - 1 companies stays exact to the coordinator (`exact_regions`).
 """
 
 from __future__ import annotations
@@ -432,6 +435,27 @@ def singleton_noise(seed: bytes, round_id: str, company: str, eps_c: Fraction | 
 
 
 # --------------------------------------------------------------------- a company's dummies
+
+MAX_DUMMY_EPSILON = 100.0  # beyond this the dummies protect nothing: refused, not charged
+MIN_DUMMY_DELTA = 1e-12
+MAX_DUMMIES_PER_COMPANY = 1_000_000  # the most a round may make one company add (memory, time)
+
+
+def accepted_plan(epsilon: float, delta: float, k: int) -> DummyPlan:
+    """The plan of an announced dummy policy, or ValueError saying why a company refuses it:
+    epsilon in (0, MAX_DUMMY_EPSILON], delta in [MIN_DUMMY_DELTA, 1), and no more than
+    MAX_DUMMIES_PER_COMPANY dummies per company at the singletons-and-pairs level (a tiny
+    epsilon or delta would make mu, and a company's list, huge)."""
+    if not 0 < epsilon <= MAX_DUMMY_EPSILON:
+        raise ValueError(f"dummy epsilon {epsilon:g} is outside (0, {MAX_DUMMY_EPSILON:g}]")
+    if not MIN_DUMMY_DELTA <= delta < 1:
+        raise ValueError(f"dummy delta {delta:g} is outside [{MIN_DUMMY_DELTA:g}, 1)")
+    plan = DummyPlan.for_round(epsilon, delta, k)
+    most = plan.max_dummies_per_company(Padding.PAIRS)
+    if most > MAX_DUMMIES_PER_COMPANY:
+        raise ValueError(f"it could add {most} dummies per company, above {MAX_DUMMIES_PER_COMPANY}")
+    return plan
+
 
 _PAIR_SEED_LABEL = b"monoculture/v2 dummy pair seed"
 _IDS_LABEL = b"monoculture/v2 dummy ids"
