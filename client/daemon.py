@@ -11,9 +11,11 @@ authentication or holds an invalid point makes it withdraw, naming the hop.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -56,7 +58,7 @@ from monoculture.core.protocol import (
     check_protocol_version,
     check_round_id,
 )
-from monoculture.core.psi_crypto import BlindingKey, InvalidPoint, TagSealer
+from monoculture.core.psi_crypto import BlindingKey, InvalidPoint, TagSealer, check_x25519_public_key
 from monoculture.core.relay import ChunkOpener, ChunkSigner, ChunkVerifier, RelayKeys, RelayPeer
 from monoculture.core.timing import POLL_BACKOFF, SYSTEM_CLOCK, Clock, retry
 from monoculture.core.wire import ListAddress
@@ -351,6 +353,12 @@ class CompanyDaemon:
             log.error("%s: the coordinator refused a step: %s", self.company, exc.details())
         except MonocultureError as exc:  # a step that cannot go on is logged; the daemon serves on
             log.error("%s: round %s: %s", self.company, round_id, exc.diagnostics())
+        except Exception:  # work this daemon cannot handle must not stop it: it leaves that round
+            log.exception("%s: round %s: the %s work could not be handled", self.company, round_id, kind)
+            with contextlib.suppress(grpc.RpcError, MonocultureError):
+                self._withdraw(
+                    round_id, f"{self.company}'s daemon could not handle its {kind} work (see its log)"
+                )
 
     # ------------------------------------------------------------------ join
 
@@ -359,8 +367,16 @@ class CompanyDaemon:
         log.info("%s: joining round %s (ring %s)", self.company, round_id, ", ".join(join.roster))
         try:
             check_protocol_version(join.protocol_version, "the coordinator")
+            check_x25519_public_key(join.coordinator_public_key, "tag public key", "the coordinator")
         except ProtocolError as exc:
-            self._withdraw(round_id, exc.message)
+            self._withdraw(round_id, exc.message, COORDINATOR)
+            return
+        if self._ledger.knows(round_id) and self._round(round_id) is None:
+            # Charged for this id before and holding nothing for it: the round ended. Joining it
+            # again would draw fresh noise (dummies, a release) for no new charge.
+            self._withdraw(
+                round_id, "the coordinator offered a round this company already took part in", COORDINATOR
+            )
             return
         refusal = self._roster_refusal(join.round_id, join.roster)
         if refusal:
@@ -479,9 +495,13 @@ class CompanyDaemon:
         if _has_dummies(join):  # the sizes the coordinator sees are a release too: same budget
             try:
                 accepted_plan(join.dummies.epsilon, join.dummies.delta, len(join.roster))
-            except ValueError as exc:
+            except (ValueError, ArithmeticError) as exc:
                 return cost, [f"the round's DP dummies cannot be accepted ({exc})"]
             cost = RoundCost(cost.epsilon + join.dummies.epsilon, cost.delta + join.dummies.delta)
+        figures = [join.round_charge.epsilon, join.round_charge.delta, join.roster_budget.spent_epsilon,
+                   join.roster_budget.spent_delta]  # fmt: skip
+        if not all(math.isfinite(x) and x >= 0 for x in figures):
+            return cost, ["the coordinator's ledger figures for this round are not non-negative numbers"]
         if join.HasField("round_charge"):  # the coordinator may charge more (more than one release)
             charge = join.round_charge
             cost = RoundCost(max(cost.epsilon, charge.epsilon), max(cost.delta, charge.delta))

@@ -73,6 +73,12 @@ class PrivacyLedger:
             rounds=len(rounds),
         )
 
+    def knows(self, round_id: str) -> bool:
+        """Whether this company was ever charged for `round_id`, under any roster: a round id
+        is joined once, so the ledger is also the memory of the rounds it has taken part in."""
+        with self._lock:
+            return any(round_id in rounds for rounds in self._rosters.values())
+
     def charged(self, roster: str, round_id: str) -> bool:
         with self._lock:
             return round_id in self._rosters.get(roster, {})

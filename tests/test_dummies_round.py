@@ -17,7 +17,7 @@ from monoculture.analysis.budget import ReleaseFloor, roster_key
 from monoculture.analysis.metrics import result_dict
 from monoculture.analysis.release import ReleasePolicy
 from monoculture.analysis.table import plaintext_table
-from monoculture.core.dummies import DummyPlan
+from monoculture.core.dummies import DummyPlan, accepted_plan
 from monoculture.core.protocol import RoundPhase
 from monoculture.core.psi_crypto import POINT_SIZE
 from monoculture.v1 import monoculture_pb2 as pb
@@ -172,8 +172,10 @@ def test_a_round_announced_twice_differently_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("epsilon", "delta", "why"),
-    [(1e6, 1e-6, "outside (0, 100]"), (float("inf"), 1e-6, "outside"), (1.0, 0.0, "dummy delta 0"),
-     (1e-5, 1e-6, "dummies per company")],
+    [
+        (1e6, 1e-6, "outside [0.001, 100]"), (float("inf"), 1e-6, "outside"), (1.0, 0.0, "dummy delta 0"),
+        (1e-70, 1e-6, "outside"),
+    ],
 )  # fmt: skip
 def test_a_dummy_policy_a_company_cannot_accept_is_refused_before_any_charge(
     tmp_path: Path, epsilon: float, delta: float, why: str
@@ -212,4 +214,56 @@ def test_the_floor_and_both_ledgers_count_the_dummies(tmp_path: Path) -> None:
     assert harness.budget().spent_epsilon == pytest.approx(1.0)  # exact release: the dummies alone
     with pytest.raises(Exception, match="budget of roster"):
         harness.open_round()  # 1 + 1 > 1.5: refused by the auditor's cap
+    harness.close()
+
+
+def test_a_policy_that_would_make_too_many_dummies_is_refused() -> None:
+    with pytest.raises(ValueError, match="1281952 dummies per company, above 1000000"):
+        accepted_plan(0.001, 1e-12, 16)  # mu = 40,061, 16 padded regions per company
+    assert accepted_plan(0.001, 1e-12, 3).mu == 40061
+
+
+def test_a_round_id_already_taken_part_in_is_refused(tmp_path: Path) -> None:
+    """Before: after a round ended (its state deleted), the same round id offered again was
+    joined afresh: fresh noise, no new charge (the ledger is keyed by round id), so padded
+    sizes could be averaged to the exact size for the price of one round."""
+    harness = Harness(tmp_path, POPULATION, dummies=(1.0, 1e-6))
+    round_id = harness.open_round()
+    join = harness.book.poll_work("alpha", 0).join_round
+    assert harness.run(round_id) == RoundPhase.COMPLETE
+    before = list(harness.network.calls)
+    harness.daemons["alpha"]._join(join)  # the same JoinRound, replayed after the end
+    assert harness.network.calls[len(before) :] == ["Withdraw"]
+    assert harness.daemons["alpha"]._ledger.ledger(roster_key(POPULATION)).rounds == 1
+    harness.close()
+
+
+@pytest.mark.parametrize("field", ["round_charge", "roster_budget"])
+def test_ledger_figures_that_are_not_numbers_are_refused(tmp_path: Path, field: str) -> None:
+    """Before: a NaN in the coordinator's ledger figure replaced the company's own and made
+    every cap comparison false: the roster cap stopped binding."""
+    harness = Harness(tmp_path, POPULATION)
+    round_id = harness.open_round()
+    join = harness.book.poll_work("alpha", 0).join_round
+    if field == "round_charge":
+        join.round_charge.epsilon = float("nan")
+    else:
+        join.roster_budget.spent_epsilon = float("nan")
+    harness.daemons["alpha"]._join(join)
+    status = harness.status(round_id)
+    assert status.phase == RoundPhase.FAILED and "not non-negative numbers" in status.failure_reason
+    harness.close()
+
+
+def test_a_low_order_coordinator_key_is_refused_not_crashed_on(tmp_path: Path) -> None:
+    """Before: an all-zero coordinator tag key raised out of the daemon's step (the process
+    ended, and the deadline later named the honest company)."""
+    harness = Harness(tmp_path, POPULATION)
+    round_id = harness.open_round()
+    join = harness.book.poll_work("alpha", 0).join_round
+    join.coordinator_public_key = bytes(32)
+    harness.daemons["alpha"]._handle(pb.PollWorkResponse(join_round=join))  # returns
+    status = harness.status(round_id)
+    assert status.phase == RoundPhase.FAILED and status.failed_party == "coordinator"
+    assert "low-order point" in status.failure_reason
     harness.close()

@@ -437,17 +437,20 @@ def singleton_noise(seed: bytes, round_id: str, company: str, eps_c: Fraction | 
 # --------------------------------------------------------------------- a company's dummies
 
 MAX_DUMMY_EPSILON = 100.0  # beyond this the dummies protect nothing: refused, not charged
+MIN_DUMMY_EPSILON = 1e-3  # below this mu is beyond any list (and the exact arithmetic's range)
 MIN_DUMMY_DELTA = 1e-12
 MAX_DUMMIES_PER_COMPANY = 1_000_000  # the most a round may make one company add (memory, time)
 
 
 def accepted_plan(epsilon: float, delta: float, k: int) -> DummyPlan:
     """The plan of an announced dummy policy, or ValueError saying why a company refuses it:
-    epsilon in (0, MAX_DUMMY_EPSILON], delta in [MIN_DUMMY_DELTA, 1), and no more than
+    epsilon in [MIN_DUMMY_EPSILON, MAX_DUMMY_EPSILON], delta in [MIN_DUMMY_DELTA, 1), and no more than
     MAX_DUMMIES_PER_COMPANY dummies per company at the singletons-and-pairs level (a tiny
     epsilon or delta would make mu, and a company's list, huge)."""
-    if not 0 < epsilon <= MAX_DUMMY_EPSILON:
-        raise ValueError(f"dummy epsilon {epsilon:g} is outside (0, {MAX_DUMMY_EPSILON:g}]")
+    if not MIN_DUMMY_EPSILON <= epsilon <= MAX_DUMMY_EPSILON:
+        raise ValueError(
+            f"dummy epsilon {epsilon:g} is outside [{MIN_DUMMY_EPSILON:g}, {MAX_DUMMY_EPSILON:g}]"
+        )
     if not MIN_DUMMY_DELTA <= delta < 1:
         raise ValueError(f"dummy delta {delta:g} is outside [{MIN_DUMMY_DELTA:g}, 1)")
     plan = DummyPlan.for_round(epsilon, delta, k)

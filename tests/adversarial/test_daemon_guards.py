@@ -154,8 +154,8 @@ def test_a_v1_coordinator_is_refused_by_name_before_anything_is_sent(harness: Ha
     harness.daemons["alpha"]._join(pb.JoinRound(round_id=round_id, roster=["alpha", "beta", "gamma"]))
     assert harness.network.calls[len(before) :] == ["Withdraw"]  # no Enroll
     status = harness.status(round_id)
-    assert status.phase == RoundPhase.FAILED and status.failed_party == "alpha"
-    assert "the coordinator speaks protocol v1; this side speaks v2" in status.failure_reason
+    assert status.phase == RoundPhase.FAILED and status.failed_party == "coordinator"
+    assert "alpha withdrew: the coordinator speaks protocol v1; this side speaks v2" in status.failure_reason
 
 
 def _pair_keys_work(harness: Harness, round_id: str) -> pb.PairKeys:
@@ -224,3 +224,19 @@ def test_what_the_coordinator_announced_is_bound_into_the_transcript() -> None:
     ledger_moved.roster_budget.spent_epsilon = 3.0  # the ledger moves between joins: not bound
     digests = {round_settings(j) for j in (base, grouped, cheaper)}
     assert len(digests) == 3 and round_settings(ledger_moved) == round_settings(base)
+
+
+def test_work_the_daemon_cannot_handle_ends_its_round_not_the_daemon(harness: Harness, monkeypatch) -> None:
+    """An unexpected error while handling one piece of work (here: blinding raises) is logged,
+    the company leaves that round, and the daemon serves on (it used to end the process)."""
+    round_id = harness.open_round()
+    harness.start_relaying()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("an unforeseen failure")
+
+    monkeypatch.setattr("monoculture.client.daemon.blind_own_list", broken)
+    assert harness.step("alpha") is True  # returns: no exception escapes the step
+    status = harness.status(round_id)
+    assert status.phase == RoundPhase.FAILED and status.failed_party == "alpha"
+    assert "alpha's daemon could not handle its blind_list work" in status.failure_reason
