@@ -12,7 +12,6 @@ created 0600 and never written through a symbolic link.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import re
@@ -20,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from monoculture.core.errors import ConfigError
-from monoculture.core.sealing import LocalSealer, write_secret_file
+from monoculture.core.sealing import LocalSealer, open_no_follow, write_secret_file
 
 _ROUND_ID = re.compile(r"^r-[0-9a-f]{16}$")
 
@@ -131,16 +130,13 @@ class SecretStore:
         """The round's sealed state, or None if there is none; read without following a link."""
         path = self._path(round_id)
         try:
-            descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            descriptor = open_no_follow(
+                path, os.O_RDONLY, "round state is never read through one",
+                hint="remove the link (and find out who made it)",
+            )  # fmt: skip
         except FileNotFoundError:
             return None
         except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise ConfigError(
-                    "is a symbolic link; round state is never read through one",
-                    where=str(path),
-                    hint="remove the link (and find out who made it)",
-                ) from None
             raise ConfigError(f"cannot be read ({exc.strerror})", where=str(path)) from None
         with os.fdopen(descriptor, "rb") as handle:
             sealed = handle.read()

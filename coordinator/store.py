@@ -21,7 +21,6 @@ symbolic link. The key that seals tag private keys lives beside the database
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
@@ -40,7 +39,7 @@ from monoculture.core.errors import ConfigError, ProtocolError
 from monoculture.core.protocol import TERMINAL_PHASES
 from monoculture.core.psi_crypto import x25519_key
 from monoculture.core.relay import RelayPeer
-from monoculture.core.sealing import LocalSealer
+from monoculture.core.sealing import LocalSealer, open_no_follow
 from monoculture.core.timing import SYSTEM_CLOCK, Clock
 from monoculture.v1 import monoculture_pb2 as pb
 
@@ -156,23 +155,17 @@ class ListProgress:
     list_size: int
 
 
-def _symlink_refused(path: Path) -> ConfigError:
-    return ConfigError(
-        "is a symbolic link; the coordinator database is never opened through one",
-        where=str(path),
-        hint="remove the link (and find out who made it), then start the coordinator again",
-    )
+_DATABASE = "the coordinator database is never opened through one"
+_DATABASE_HINT = "remove the link (and find out who made it), then start the coordinator again"
 
 
 def _owner_only(path: Path) -> None:
     """Make an existing file at `path` mode 0600 (warning if it was wider); refuse a symbolic link."""
     try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        descriptor = open_no_follow(path, os.O_RDONLY | os.O_NONBLOCK, _DATABASE, hint=_DATABASE_HINT)
     except FileNotFoundError:
         return
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise _symlink_refused(path) from None
         raise ConfigError(f"cannot be opened ({exc.strerror})", where=str(path)) from None
     try:
         mode = stat.S_IMODE(os.fstat(descriptor).st_mode)
@@ -188,11 +181,9 @@ def _prepare_database_files(path: Path) -> None:
     database's mode), never through a symbolic link; existing files narrowed to 0600."""
     for companion in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         _owner_only(companion)
-    try:
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:  # a link made since the check above is refused here too
+        descriptor = open_no_follow(path, os.O_RDWR | os.O_CREAT, _DATABASE, hint=_DATABASE_HINT)
     except OSError as exc:
-        if exc.errno == errno.ELOOP:  # a link made since the check above
-            raise _symlink_refused(path) from None
         raise ConfigError(
             f"cannot create the coordinator database ({exc.strerror})", where=str(path)
         ) from None

@@ -9,7 +9,6 @@ Keys are ECDSA P-256; private keys are written with mode 0600.
 from __future__ import annotations
 
 import datetime as dt
-import errno
 import ipaddress
 import os
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from monoculture.core.errors import ConfigError, ProtocolError
 from monoculture.core.protocol import check_company_name
-from monoculture.core.sealing import write_secret_file
+from monoculture.core.sealing import link_refused, open_no_follow, write_secret_file
 
 URI_PREFIX = "monoculture:"
 DEFAULT_DAYS = 365
@@ -346,26 +345,22 @@ def write_key_file(path: Path, private_key_pem: bytes) -> None:
         raise ConfigError(f"cannot write the key ({exc.strerror})", where=str(path)) from None
 
 
+_PKI_FILES = "certificates, requests and keys are never written through one"
+
+
 def refuse_symlinks(*paths: Path) -> None:
     """Refuse, before writing anything, to write any of `paths` through a symbolic link."""
     for path in paths:
         if path.is_symlink():
-            raise ConfigError(
-                "is a symbolic link; certificates, requests and keys are never written through one",
-                where=str(path),
-                hint="remove the link (and find out who made it), then run the command again",
-            )
+            raise link_refused(path, _PKI_FILES)
 
 
 def write_public_file(path: Path, data: bytes) -> None:
     """Write a certificate or request (mode 0644), never through a symbolic link."""
     refuse_symlinks(path)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
     try:
-        descriptor = os.open(path, flags, 0o644)
+        descriptor = open_no_follow(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _PKI_FILES, 0o644)
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            refuse_symlinks(path)
         raise ConfigError(f"cannot write ({exc.strerror})", where=str(path)) from None
     with os.fdopen(descriptor, "wb") as handle:
         handle.write(data)

@@ -20,6 +20,26 @@ KEY_SIZE = 32
 _NONCE_SIZE = 12
 
 
+_LINK_HINT = "remove the link (and find out who made it), then run the command again"
+
+
+def link_refused(path: Path, what: str, hint: str = _LINK_HINT) -> ConfigError:
+    """The error for a symbolic link where a file was expected: `what` says what never goes
+    through one (e.g. "a secret is never written through one")."""
+    return ConfigError(f"is a symbolic link; {what}", where=str(path), hint=hint)
+
+
+def open_no_follow(path: Path, flags: int, what: str, mode: int = 0o600, hint: str = _LINK_HINT) -> int:
+    """`os.open` that never follows a symbolic link: a link at `path` is `link_refused`; any
+    other OSError (FileNotFoundError, FileExistsError, ...) is the caller's."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise link_refused(path, what, hint) from None
+        raise
+
+
 def write_secret_file(path: Path, data: bytes, *, exclusive: bool = False) -> None:
     """Write `data` to a file created with mode 0600 (never readable by others, even briefly).
 
@@ -30,20 +50,11 @@ def write_secret_file(path: Path, data: bytes, *, exclusive: bool = False) -> No
     a crash leaves the old file or the new one, never half of one. `exclusive`
     refuses an existing file (FileExistsError).
     """
-    refused = ConfigError(
-        "is a symbolic link; a secret is never written through one",
-        where=str(path),
-        hint="remove the link (and find out who made it), then run the command again",
-    )
+    what = "a secret is never written through one"
     if path.is_symlink():
-        raise refused
+        raise link_refused(path, what)
     target = path if exclusive else path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
-    try:
-        descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise refused from None
-        raise
+    descriptor = open_no_follow(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, what)
     try:
         with os.fdopen(descriptor, "wb") as handle:
             os.fchmod(handle.fileno(), 0o600)
@@ -52,7 +63,7 @@ def write_secret_file(path: Path, data: bytes, *, exclusive: bool = False) -> No
             os.fsync(handle.fileno())
         if target != path:
             if path.is_symlink():  # made meanwhile: the rename would replace it, but say so
-                raise refused
+                raise link_refused(path, what)
             os.replace(target, path)
     except BaseException:
         if target != path:
