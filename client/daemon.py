@@ -458,9 +458,12 @@ class CompanyDaemon:
             f"with (its [peers]); it joins only rounds whose whole roster it has pinned"
         )
 
-    def _pinned(self, company: str) -> str | None:
-        """The fingerprint [peers] pins for `company` (None: unpinned, allowed by allow_unpinned)."""
-        return self.config.peers.get(company)
+    def _checked_peer(self, company_round: CompanyRound, peer: RelayPeer) -> RelayPeer:
+        """`peer`'s signed keys, checked: the CA, the fingerprint [peers] pins for it (none: unpinned,
+        allowed by allow_unpinned), this round and the roster as this company signed it."""
+        pinned = self.config.peers.get(peer.company)
+        peer.verify(company_round.round_id, peer.company, self._ca_pem, company_round.secrets.roster, pinned)
+        return peer
 
     def _accept_release(self, join: pb.JoinRound) -> RoundCost | None:
         """What the round will spend, if its announced release policy is at or above this
@@ -672,7 +675,7 @@ class CompanyDaemon:
                 if (peer.relay_public_key, peer.tag_public_key) != mine:
                     raise ProtocolError(f"{self.company}'s own keys were shown altered", where=COORDINATOR)
                 continue
-            peer.verify(work.round_id, peer.company, self._ca_pem, roster, self._pinned(peer.company))
+            self._checked_peer(company_round, peer)
         return peers
 
     def _confirmation_refusal(self, company_round: CompanyRound, work: pb.BlindList) -> str:
@@ -711,11 +714,7 @@ class CompanyDaemon:
         try:
             sealer = None
             if work.HasField("receiver"):
-                receiver = RelayPeer.from_message(work.receiver)
-                receiver.verify(
-                    work.round_id, receiver.company, self._ca_pem, company_round.secrets.roster,
-                    self._pinned(receiver.company),
-                )  # fmt: skip
+                receiver = self._checked_peer(company_round, RelayPeer.from_message(work.receiver))
                 sealer = company_round.relay.sealer(
                     receiver, work.round_id, self.company, work.list_owner, work.hop
                 )
@@ -825,12 +824,7 @@ class CompanyDaemon:
 
     def _sender(self, company_round: CompanyRound, work: pb.BlindList) -> RelayPeer:
         """The company the list comes from, its keys checked: CA, pinned key, round and roster."""
-        sender = RelayPeer.from_message(work.sender)
-        sender.verify(
-            work.round_id, sender.company, self._ca_pem, company_round.secrets.roster,
-            self._pinned(sender.company),
-        )  # fmt: skip
-        return sender
+        return self._checked_peer(company_round, RelayPeer.from_message(work.sender))
 
     def _opener(self, company_round: CompanyRound, work: pb.BlindList, sender: RelayPeer) -> ChunkOpener:
         return company_round.relay.opener(sender, work.round_id, self.company, work.list_owner, work.hop - 1)

@@ -78,6 +78,13 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
         stdout.flush()
 
 
+def _read_reply(process: subprocess.Popen[bytes]) -> tuple[int, bytes]:
+    """One worker's next reply: (status, body)."""
+    assert process.stdout is not None
+    status, length = _REPLY.unpack(_read_exact(process.stdout, _REPLY.size))
+    return status, _read_exact(process.stdout, length)
+
+
 class BlindingPool:
     """N worker processes; `hash_and_blind` / `reblind` over batches, results in order."""
 
@@ -116,19 +123,11 @@ class BlindingPool:
                 yield self._reply(pending.pop(0))
         finally:
             for process in pending:
-                self._drain(process)
-
-    @staticmethod
-    def _drain(process: subprocess.Popen[bytes]) -> None:
-        assert process.stdout is not None
-        _, length = _REPLY.unpack(_read_exact(process.stdout, _REPLY.size))
-        _read_exact(process.stdout, length)
+                _read_reply(process)  # owed, and dropped
 
     @staticmethod
     def _reply(process: subprocess.Popen[bytes]) -> bytes:
-        assert process.stdout is not None
-        status, length = _REPLY.unpack(_read_exact(process.stdout, _REPLY.size))
-        body = _read_exact(process.stdout, length)
+        status, body = _read_reply(process)
         if status:
             raise InvalidPoint(body.decode())
         return body

@@ -402,13 +402,7 @@ class RoundBook:
             macs[confirmation.receiver] = confirmation.mac.hex()
         with self._changed:
             record = self._record(request.round_id, company)
-            if request.list_size > self._limits.max_list_size:
-                limit = self._limits.max_list_size
-                error = LimitExceeded(
-                    f"list of {request.list_size} records is above the limit of {limit}", where=company
-                )
-                self._refused(record, company, "key confirmation", error)
-                raise error
+            self._check_list_limit(record, company, request.list_size, "key confirmation")
             try:
                 record.state.confirm(company, macs, self._clock.time(), request.list_size)
             except ProtocolError as exc:
@@ -430,10 +424,15 @@ class RoundBook:
         except ProtocolError as exc:
             self._refused(record, company, "enrolment", exc)
             raise MalformedRequest(f"enrolment of {company} refused: {exc.message}", where=company) from None
+        self._check_list_limit(record, company, list_size, "enrolment")
+
+    def _check_list_limit(self, record: RoundRecord, company: str, list_size: int, what: str) -> None:
+        """Refuse (LimitExceeded, the round untouched) a list above [limits] max_list_size, declared
+        at enrolment or, with dummies, at key confirmation."""
         if list_size > self._limits.max_list_size:
             limit = self._limits.max_list_size
             error = LimitExceeded(f"list of {list_size} records is above the limit of {limit}", where=company)
-            self._refused(record, company, "enrolment", error)
+            self._refused(record, company, what, error)
             raise error
 
     def _refused(self, record: RoundRecord, company: str, what: str, error: ProtocolError) -> None:
