@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from monoculture.core.blame import COORDINATOR, RelayFault
-from monoculture.core.dataset import CompanyRecords, GroupLabelError
+from monoculture.core.dataset import CompanyRecords, GroupLabelError, IdColumn
 from monoculture.core.errors import ProtocolError
 from monoculture.core.masks import id_digests, masked_values
 from monoculture.core.psi_crypto import (
@@ -190,16 +190,27 @@ def blind_own_list(
     failed = failed[order]
     codes = codes[order] if codes is not None else None
     del records
-    digests = [id_digests(ids.take(order[s : s + BLIND_BATCH].tolist())) for s in range(0, size, BLIND_BATCH)]
-    u = np.concatenate(digests) if digests else np.zeros((0, 16), dtype=np.uint8)
-    del digests
-    batches = (ids.take(order[s : s + BLIND_BATCH].tolist()) for s in range(0, size, BLIND_BATCH))
+    digests: list[npt.NDArray[np.uint8]] = []  # u(x) of each batch, taken as it goes to blinding
+    batches = _id_batches(ids, order, digests)
     points = _collect(blinder.hash_and_blind(key, batches), bytearray(size * POINT_SIZE), progress)
     del batches, ids, order
+    u = np.concatenate(digests) if digests else np.zeros((0, 16), dtype=np.uint8)
+    del digests
     counts.hash_to_curve += size
     counts.multiplications += size
     values = masked_values(masking.position, masking.pair_keys, u, failed, codes)
     return ListInTransit(points, sealer.seal(values))
+
+
+def _id_batches(
+    ids: IdColumn, order: npt.NDArray[np.int64], digests: list[npt.NDArray[np.uint8]]
+) -> Iterator[list[str]]:
+    """The ids in `order`, a batch at a time, each decoded once: its u(x) digests go to `digests`
+    (for the masked values) as the batch goes to blinding."""
+    for start in range(0, len(order), BLIND_BATCH):
+        batch = ids.take(order[start : start + BLIND_BATCH].tolist())
+        digests.append(id_digests(batch))
+        yield batch
 
 
 def relay_list(
