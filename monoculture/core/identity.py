@@ -315,12 +315,20 @@ def sign(private_key_pem: bytes, message: bytes) -> bytes:
     return key.sign(message, ec.ECDSA(hashes.SHA256()))
 
 
-def verify_signature(certificate_pem: bytes, message: bytes, signature: bytes) -> None:
-    public = x509.load_pem_x509_certificate(certificate_pem).public_key()
+def certificate_key(certificate_pem: bytes) -> ec.EllipticCurvePublicKey:
+    """The EC public key a certificate holds (ProtocolError if it is unreadable or not EC)."""
+    try:
+        public = x509.load_pem_x509_certificate(certificate_pem).public_key()
+    except ValueError as exc:
+        raise ProtocolError(f"unreadable certificate ({exc})") from None
     if not isinstance(public, ec.EllipticCurvePublicKey):
         raise ProtocolError("certificate key is not an EC key")
+    return public
+
+
+def verify_signature(certificate_pem: bytes, message: bytes, signature: bytes) -> None:
     try:
-        public.verify(signature, message, ec.ECDSA(hashes.SHA256()))
+        certificate_key(certificate_pem).verify(signature, message, ec.ECDSA(hashes.SHA256()))
     except InvalidSignature:
         raise ProtocolError("signature does not verify against the certificate") from None
 

@@ -22,7 +22,6 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cryptography import x509
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -35,6 +34,7 @@ from monoculture.core.errors import ConfigError, ProtocolError
 from monoculture.core.identity import (
     Identity,
     Role,
+    certificate_key,
     public_key_fingerprint,
     sign,
     verify_certificate,
@@ -207,7 +207,7 @@ class ChunkVerifier:
     """Checks chunks carry their sender's signature (the sender's certificate, loaded once)."""
 
     def __init__(self, certificate_pem: bytes, sender: str) -> None:
-        self._key = _public_key(certificate_pem)
+        self._key = certificate_key(certificate_pem)
         self.sender = sender
 
     def signed_by_sender(self, chunk: pb.ListChunk) -> bool:
@@ -216,16 +216,6 @@ class ChunkVerifier:
         except InvalidSignature:
             return False
         return True
-
-
-def _public_key(certificate_pem: bytes) -> ec.EllipticCurvePublicKey:
-    try:
-        public = x509.load_pem_x509_certificate(certificate_pem).public_key()
-    except ValueError as exc:
-        raise ProtocolError(f"unreadable certificate ({exc})") from None
-    if not isinstance(public, ec.EllipticCurvePublicKey):
-        raise ProtocolError("certificate key is not an EC key")
-    return public
 
 
 def _nonce(chunk: pb.ListChunk) -> bytes:
