@@ -17,11 +17,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from monoculture.core import rerandomise as rr
 from monoculture.core.blame import COORDINATOR, RelayFault
 from monoculture.core.dataset import CompanyRecords, GroupLabelError, IdColumn
 from monoculture.core.errors import ProtocolError
@@ -69,6 +70,14 @@ class Blinder(Protocol):
 
     def reblind(self, key: BlindingKey, batches: Iterable[Sequence[bytes]]) -> Iterator[bytes]: ...
 
+    def encrypt(self, public_key: bytes, batches: Iterable[tuple[bytes, bytes]]) -> Iterator[bytes]:
+        """Re-randomised tags, hop 0: (values, randomness) scalars per batch (core/rerandomise.py)."""
+        ...
+
+    def rerandomise(self, public_key: bytes, batches: Iterable[rr.TagBatch]) -> Iterator[bytes]:
+        """Re-randomised tags, hops 1..k-1: (tags, randomness, shifts) per batch."""
+        ...
+
 
 class InlineBlinder:
     """One batch after another, in this process."""
@@ -80,6 +89,14 @@ class InlineBlinder:
     def reblind(self, key: BlindingKey, batches: Iterable[Sequence[bytes]]) -> Iterator[bytes]:
         for batch in batches:
             yield b"".join(key.reblind(batch))
+
+    def encrypt(self, public_key: bytes, batches: Iterable[tuple[bytes, bytes]]) -> Iterator[bytes]:
+        for values, randomness in batches:
+            yield rr.encrypt(public_key, values, randomness)
+
+    def rerandomise(self, public_key: bytes, batches: Iterable[rr.TagBatch]) -> Iterator[bytes]:
+        for tags, randomness, shifts in batches:
+            yield rr.rerandomise(public_key, tags, randomness, shifts)
 
 
 INLINE = InlineBlinder()
@@ -142,6 +159,9 @@ class Masking:
     position: int
     parties: int
     pair_keys: Mapping[int, bytes]
+    # Re-randomised tags (core/rerandomise.py): the coordinator's ElGamal round key; empty: the
+    # tags are masked values sealed with AES-GCM.
+    rerandomise_key: bytes = b""
 
 
 def blind_own_list(
@@ -198,8 +218,42 @@ def blind_own_list(
     del digests
     counts.hash_to_curve += size
     counts.multiplications += size
+    if masking.rerandomise_key:
+        return ListInTransit(points, _encrypted_tags(masking, u, failed, codes, blinder, seed, owner))
     values = masked_values(masking.position, masking.pair_keys, u, failed, codes)
     return ListInTransit(points, sealer.seal(values))
+
+
+def _encrypted_tags(
+    masking: Masking,
+    u: npt.NDArray[np.uint8],
+    failed: npt.NDArray[Any],
+    codes: npt.NDArray[Any] | None,
+    blinder: Blinder,
+    seed: bytes | None,
+    owner: str,
+) -> bytearray:
+    """Hop 0 of a round with re-randomised tags: an ElGamal tag of e_i(x) per element, a batch
+    at a time (the randomness from the round's seed: a restart sends the same bytes)."""
+
+    def batches() -> Iterator[tuple[bytes, bytes]]:
+        for start in range(0, len(u), BLIND_BATCH):
+            end = min(len(u), start + BLIND_BATCH)
+            batch_codes = codes[start:end] if codes is not None else None
+            values = rr.exponent_values(
+                masking.position, masking.pair_keys, u[start:end], failed[start:end], batch_codes
+            )
+            label = f"{shuffle_label(owner, 0).decode()}|{start}".encode()
+            yield rr.scalars(values), rr.scalars(rr.randomisers(seed, label, end - start))
+
+    tags = bytearray(len(u) * rr.ELGAMAL_TAG_SIZE)
+    filled = 0
+    for part in blinder.encrypt(masking.rerandomise_key, batches()):
+        tags[filled : filled + len(part)] = part
+        filled += len(part)
+    if filled != len(tags):
+        raise ProtocolError(f"encryption returned {filled // rr.ELGAMAL_TAG_SIZE} of {len(u)} tags")
+    return tags
 
 
 def _id_batches(
@@ -221,9 +275,12 @@ def relay_list(
     seed: bytes | None = None,
     label: bytes = b"",
     blinder: Blinder = INLINE,
+    rerandomising: Rerandomising | None = None,
 ) -> ListInTransit:
     """Hops 1..k-1: re-blind every point where it lies, and shuffle the list as it leaves
     (the same bytes as shuffling first: element `order[p]`, re-blinded, is sent at p).
+    With `rerandomising`, every tag is re-randomised where it lies too (and, at the last hop,
+    shifted by this company's token masks of the final tokens).
 
     Takes the buffers out of `incoming`: the list is held once, re-blinded in place.
     """
@@ -234,7 +291,50 @@ def relay_list(
     batches = (split_points(bytes(points[at : at + step])) for at in range(0, len(points), step))
     _collect(blinder.reblind(key, batches), points, progress)
     counts.multiplications += size
+    if rerandomising is not None:
+        _rerandomise_tags(points, tags, rerandomising, blinder, seed, label)
     return ListInTransit(points, tags, order)
+
+
+@dataclass(frozen=True)
+class Rerandomising:
+    """What a relay re-randomises tags with: the coordinator's round key and, at the last hop
+    only, this company's masking (for the token masks t_j(T))."""
+
+    public_key: bytes
+    last_hop: Masking | None = None
+
+
+def _rerandomise_tags(
+    points: bytearray,
+    tags: bytearray,
+    how: Rerandomising,
+    blinder: Blinder,
+    seed: bytes | None,
+    label: bytes,
+) -> None:
+    """Every tag plus a fresh encryption of 0 (of t_j(T) at the last hop), in place."""
+    size, width = len(points) // POINT_SIZE, rr.ELGAMAL_TAG_SIZE
+    if len(tags) != size * width:
+        raise ProtocolError(f"{len(tags)} bytes of tags for {size} points: not {width}-byte tags")
+
+    def batches() -> Iterator[tuple[bytes, bytes, bytes]]:
+        for start in range(0, size, BLIND_BATCH):
+            end = min(size, start + BLIND_BATCH)
+            randomness = rr.scalars(rr.randomisers(seed, label + f"|{start}".encode(), end - start))
+            shifts = b""
+            if how.last_hop is not None:
+                final = points[start * POINT_SIZE : end * POINT_SIZE]
+                masks = rr.token_masks(how.last_hop.position, how.last_hop.pair_keys, final, POINT_SIZE)
+                shifts = rr.scalars(masks)
+            yield bytes(tags[start * width : end * width]), randomness, shifts
+
+    filled = 0
+    for part in blinder.rerandomise(how.public_key, batches()):
+        tags[filled : filled + len(part)] = part  # batch n is read before it is written
+        filled += len(part)
+    if filled != len(tags):
+        raise ProtocolError(f"re-randomisation returned {filled // width} of {size} tags")
 
 
 class ListReceiver:
@@ -255,8 +355,10 @@ class ListReceiver:
         opener: ChunkOpener,
         verifier: ChunkVerifier | None = None,
         relay_private_key: bytes = b"",
+        tag_size: int = TAG_SIZE,
     ) -> None:
-        self._sequence = ChunkSequence(expected=expected, sender=sender, keep=False)
+        self._sequence = ChunkSequence(expected=expected, sender=sender, keep=False, tag_size=tag_size)
+        self._tag_size = tag_size
         self._opener = opener
         self._verifier = verifier  # None in an --insecure round: nothing is signed
         self._relay_private_key = relay_private_key
@@ -284,12 +386,12 @@ class ListReceiver:
                 raise RelayFault(f"a list of {chunk.list_size} elements is beyond {MAX_RECEIVED_LIST}",
                                  where=self._sender)  # fmt: skip
             self._received = ListInTransit(
-                bytearray(chunk.list_size * POINT_SIZE), bytearray(chunk.list_size * TAG_SIZE)
+                bytearray(chunk.list_size * POINT_SIZE), bytearray(chunk.list_size * self._tag_size)
             )
         points = self._content(chunk, opened)
         lo, hi = self._filled, self._filled + len(points)
         self._received.points[lo * POINT_SIZE : hi * POINT_SIZE] = b"".join(points)
-        self._received.tags[lo * TAG_SIZE : hi * TAG_SIZE] = opened.tags
+        self._received.tags[lo * self._tag_size : hi * self._tag_size] = opened.tags
         self._filled = hi
 
     def _open(self, chunk: pb.ListChunk) -> pb.ListChunk:
@@ -301,7 +403,7 @@ class ListReceiver:
     def _content(self, chunk: pb.ListChunk, opened: pb.ListChunk) -> list[bytes]:
         """The points of an opened chunk; malformed ones (the sender sealed them so) are its fault."""
         try:
-            return chunk_content(opened)
+            return chunk_content(opened, self._tag_size)
         except ProtocolError as exc:
             raise self._sender_fault(chunk, f"holds malformed points ({exc.message})") from None
 
@@ -323,13 +425,14 @@ class ListReceiver:
         return self._received
 
 
-def chunk_has_invalid_points(opened: pb.ListChunk) -> bool:
-    """Whether an opened chunk holds bytes that are not curve points (evidence search)."""
+def chunk_has_invalid_points(opened: pb.ListChunk, rerandomise: bool = False) -> bool:
+    """Whether an opened chunk holds bytes that are not curve points (evidence search); with
+    re-randomised tags, its tags' points too."""
     try:
-        check_points(chunk_content(opened))
+        check_points(chunk_content(opened, rr.ELGAMAL_TAG_SIZE if rerandomise else TAG_SIZE))
     except ProtocolError:
         return True
-    return False
+    return rerandomise and not rr.tags_decode(opened.tags)
 
 
 def outgoing_chunks(

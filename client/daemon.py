@@ -35,6 +35,7 @@ from monoculture.client.company import (
     ListReceiver,
     Masking,
     OperationCounts,
+    Rerandomising,
     blind_own_list,
     chunk_has_invalid_points,
     outgoing_chunks,
@@ -60,8 +61,9 @@ from monoculture.core.protocol import (
 )
 from monoculture.core.psi_crypto import BlindingKey, InvalidPoint, TagSealer, check_x25519_public_key
 from monoculture.core.relay import ChunkOpener, ChunkSigner, ChunkVerifier, RelayKeys, RelayPeer
+from monoculture.core.rerandomise import check_public_key as check_rerandomise_key
 from monoculture.core.timing import POLL_BACKOFF, SYSTEM_CLOCK, Clock, retry
-from monoculture.core.wire import ListAddress
+from monoculture.core.wire import ListAddress, round_tag_size
 from monoculture.memory import peak_rss_bytes
 from monoculture.transport import channel, warn_insecure
 from monoculture.v1 import monoculture_pb2 as pb
@@ -133,9 +135,23 @@ class CompanyRound:
         return self.secrets.list_size + len(self.dummy_ids(company)) if self.has_dummies else 0
 
     def masking(self, company: str) -> Masking:
-        """This company's place and pair keys, for its masked failure values."""
+        """This company's place and pair keys, for its masked failure values (and the round's
+        ElGamal key, when its tags are re-randomised)."""
         ring = self.ring
-        return Masking(ring.position(company), ring.parties, dict(self.secrets.pair_keys))
+        return Masking(
+            ring.position(company), ring.parties, dict(self.secrets.pair_keys), self.secrets.rerandomise_key
+        )
+
+    def rerandomising(self, company: str, hop: int) -> Rerandomising | None:
+        """How a relay re-randomises tags at `hop` (None: the round's tags are not re-randomised)."""
+        if not self.secrets.rerandomise_key:
+            return None
+        last = self.masking(company) if hop == self.ring.final_hop else None
+        return Rerandomising(self.secrets.rerandomise_key, last)
+
+    @property
+    def tag_size(self) -> int:
+        return round_tag_size(bool(self.secrets.rerandomise_key))
 
     @classmethod
     def from_secrets(cls, secrets: RoundSecrets, company: str) -> CompanyRound:
@@ -368,6 +384,8 @@ class CompanyDaemon:
         try:
             check_protocol_version(join.protocol_version, "the coordinator")
             check_x25519_public_key(join.coordinator_public_key, "tag public key", "the coordinator")
+            if join.rerandomise_public_key:
+                check_rerandomise_key(join.rerandomise_public_key)
         except ProtocolError as exc:
             self._withdraw(round_id, exc.message, COORDINATOR)
             return
@@ -400,6 +418,10 @@ class CompanyDaemon:
                 round_id, self.company, join.coordinator_public_key, labels, roster=tuple(join.roster),
                 digest=input_digest(self.config.data.path), settings=round_settings(join),
             )  # fmt: skip
+            if join.rerandomise_public_key:
+                company_round.secrets = replace(
+                    company_round.secrets, rerandomise_key=join.rerandomise_public_key
+                )
             if _has_dummies(join):
                 company_round.secrets = replace(
                     company_round.secrets, dummy_epsilon=join.dummies.epsilon, dummy_delta=join.dummies.delta,
@@ -796,7 +818,10 @@ class CompanyDaemon:
             incoming = self._retrying(what, lambda: self._download(company_round, work))
             self._check_once_per_hop(company_round, work, incoming)
             try:
-                outgoing = relay_list(incoming, key, counts, progress, seed, label, self._blinder)
+                outgoing = relay_list(
+                    incoming, key, counts, progress, seed, label, self._blinder,
+                    company_round.rerandomising(self.company, work.hop),
+                )  # fmt: skip
             except InvalidPoint as exc:
                 raise self._invalid_point_fault(company_round, work, exc) from None
         company_round.blind_seconds += time.perf_counter() - started
@@ -811,6 +836,7 @@ class CompanyDaemon:
             self._opener(company_round, work, sender),
             ChunkVerifier(sender.certificate_pem, sender.company) if self._ca_pem else None,
             company_round.relay.private_bytes(),  # disclosed only as evidence against the sender
+            company_round.tag_size,
         )
         hop = f"the list at hop {work.hop - 1} relayed from {sender.company} to {self.company}"
         try:
@@ -844,7 +870,7 @@ class CompanyDaemon:
         message = f"{error.message}; the list came from {sender.company}"
         try:
             for chunk in self._stub.DownloadList(self._download_request(work)):
-                if chunk_has_invalid_points(opener.open(chunk)):
+                if chunk_has_invalid_points(opener.open(chunk), bool(company_round.secrets.rerandomise_key)):
                     evidence = pb.BlameEvidence(chunk=chunk, receiver_relay_private_key=key)
                     return RelayFault(message, where=sender.company, evidence=evidence)
         except (grpc.RpcError, ProtocolError):

@@ -4,11 +4,15 @@ openmined-psi objects are not thread-safe, and the calls hold a core each, so a
 company with N cores runs N worker processes (`python -m monoculture.client.workers`). They
 speak a small binary protocol over their stdin/stdout — no pickle:
 
-    request:  op (1 byte: H = hash-to-curve and multiply ids, M = multiply points)
-              key (32 bytes), count (4 bytes), payload length (4 bytes), payload
-              (H: count ids as 4-byte length + UTF-8; M: count 33-byte points)
+    request:  op (1 byte: H = hash-to-curve and multiply ids, M = multiply points,
+              E = encrypt re-randomised tags, R = re-randomise tags), key (32 bytes: the
+              blinding key; for E and R the coordinator's ElGamal key), count (4 bytes),
+              payload length (4 bytes), payload
+              (H: count ids as 4-byte length + UTF-8; M: count 33-byte points;
+               E: count 32-byte values, then count 32-byte randomness scalars;
+               R: count 64-byte tags, count 32-byte scalars, then none or count 32-byte shifts)
     response: status (1 byte: 0 ok, 1 invalid point), length (4 bytes), then
-              count 33-byte points (ok) or a UTF-8 message.
+              count 33-byte points or 64-byte tags (ok) or a UTF-8 message.
 
 Batches go to the workers round-robin and come back in order.
 """
@@ -21,6 +25,7 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from typing import IO
 
+from monoculture.core import rerandomise as rr
 from monoculture.core.psi_crypto import POINT_SIZE, BlindingKey, InvalidPoint
 
 _HEADER = struct.Struct(">c32sII")
@@ -63,19 +68,36 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
         except EOFError:
             return
         payload = _read_exact(stdin, length)
-        if key is None or key.key_bytes != key_bytes:
-            key = BlindingKey(key_bytes)
         try:
-            if op == b"H":
-                result = b"".join(key.hash_and_blind(_decode_ids(payload, count)))
+            if op in (b"E", b"R"):
+                result = _tags_op(op, key_bytes, count, payload)
             else:
-                points = [payload[i : i + POINT_SIZE] for i in range(0, len(payload), POINT_SIZE)]
-                result = b"".join(key.reblind(points))
+                if key is None or key.key_bytes != key_bytes:
+                    key = BlindingKey(key_bytes)
+                result = _points_op(op, key, count, payload)
             stdout.write(_REPLY.pack(0, len(result)) + result)
         except InvalidPoint as exc:
             message = exc.message.encode()
             stdout.write(_REPLY.pack(1, len(message)) + message)
         stdout.flush()
+
+
+def _points_op(op: bytes, key: BlindingKey, count: int, payload: bytes) -> bytes:
+    """H: hash count ids to the curve and blind them; M: re-blind count points."""
+    if op == b"H":
+        return b"".join(key.hash_and_blind(_decode_ids(payload, count)))
+    return b"".join(key.reblind([payload[i : i + POINT_SIZE] for i in range(0, len(payload), POINT_SIZE)]))
+
+
+def _tags_op(op: bytes, public_key: bytes, count: int, payload: bytes) -> bytes:
+    """E: encrypt count values; R: re-randomise count tags (core/rerandomise.py)."""
+    scalars = count * rr.SCALAR_BYTES
+    if op == b"E":
+        return rr.encrypt(public_key, payload[:scalars], payload[scalars : 2 * scalars])
+    tags = count * rr.ELGAMAL_TAG_SIZE
+    return rr.rerandomise(
+        public_key, payload[:tags], payload[tags : tags + scalars], payload[tags + scalars :]
+    )
 
 
 def _read_reply(process: subprocess.Popen[bytes]) -> tuple[int, bytes]:
@@ -104,7 +126,7 @@ class BlindingPool:
                 process.stdin.close()
             process.wait(timeout=10)
 
-    def _run(self, op: bytes, key: BlindingKey, payloads: Iterable[tuple[int, bytes]]) -> Iterator[bytes]:
+    def _run(self, op: bytes, key: bytes, payloads: Iterable[tuple[int, bytes]]) -> Iterator[bytes]:
         """Replies in order. However the run ends (an invalid point, the caller stopping early),
         every reply still owed is read and dropped, so the next run starts with every pipe
         empty: a reply left behind would be taken for the next batch's (seen: a cheating
@@ -116,7 +138,7 @@ class BlindingPool:
                     yield self._reply(pending.pop(0))
                 process = self._processes[sent % len(self._processes)]
                 assert process.stdin is not None
-                process.stdin.write(_HEADER.pack(op, key.key_bytes, count, len(payload)) + payload)
+                process.stdin.write(_HEADER.pack(op, key, count, len(payload)) + payload)
                 process.stdin.flush()
                 pending.append(process)
             while pending:
@@ -133,10 +155,18 @@ class BlindingPool:
         return body
 
     def hash_and_blind(self, key: BlindingKey, batches: Iterable[Sequence[str]]) -> Iterator[bytes]:
-        return self._run(b"H", key, ((len(b), _encode_ids(b)) for b in batches))
+        return self._run(b"H", key.key_bytes, ((len(b), _encode_ids(b)) for b in batches))
 
     def reblind(self, key: BlindingKey, batches: Iterable[Sequence[bytes]]) -> Iterator[bytes]:
-        return self._run(b"M", key, ((len(b), b"".join(b)) for b in batches))
+        return self._run(b"M", key.key_bytes, ((len(b), b"".join(b)) for b in batches))
+
+    def encrypt(self, public_key: bytes, batches: Iterable[tuple[bytes, bytes]]) -> Iterator[bytes]:
+        return self._run(b"E", public_key, ((len(v) // rr.SCALAR_BYTES, v + r) for v, r in batches))
+
+    def rerandomise(self, public_key: bytes, batches: Iterable[rr.TagBatch]) -> Iterator[bytes]:
+        return self._run(
+            b"R", public_key, ((len(s) // rr.SCALAR_BYTES, t + s + shift) for t, s, shift in batches)
+        )
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from monoculture.analysis.table import PatternTable
 from monoculture.core.errors import ProtocolError
 from monoculture.core.masks import add_values, decode_sums, values_from_bytes
 from monoculture.core.psi_crypto import NONCE_SIZE, POINT_SIZE, CompanyTags, split_tags
+from monoculture.core.rerandomise import CoordinatorKey, SumTable
 
 # Any company that blinded a list after its owner could have altered it (its owner too): the
 # final list alone does not tell which, so a fault found in it names no one.
@@ -45,7 +46,7 @@ class _SortedList:
     tags: np.ndarray
 
 
-def _sorted(final: FinalList) -> _SortedList:
+def _sorted(final: FinalList, nonce_size: int = NONCE_SIZE) -> _SortedList:
     tokens = np.frombuffer(final.tokens, dtype=f"S{POINT_SIZE}")
     if len(tokens) != len(final.tags):
         raise ProtocolError(f"the final list of {final.owner}: tokens and tags differ in number{_UNNAMED}")
@@ -53,7 +54,9 @@ def _sorted(final: FinalList) -> _SortedList:
     ordered = tokens[order]
     if len(ordered) > 1 and bool((ordered[1:] == ordered[:-1]).any()):
         raise ProtocolError(f"the final list of {final.owner}: a token repeats{_UNNAMED}")
-    nonces = np.sort(np.ascontiguousarray(final.tags[:, :NONCE_SIZE]).view(f"V{NONCE_SIZE}").ravel())
+    if not nonce_size:  # re-randomised tags carry no nonce (a replayed one fails its sum)
+        return _SortedList(ordered, order, final.tags)
+    nonces = np.sort(np.ascontiguousarray(final.tags[:, :nonce_size]).view(f"V{nonce_size}").ravel())
     if len(nonces) > 1 and bool((nonces[1:] == nonces[:-1]).any()):
         raise ProtocolError(f"the final list of {final.owner}: a failure tag repeats{_UNNAMED}")
     return _SortedList(ordered, order, final.tags)
@@ -78,35 +81,37 @@ class GroupedCounts:
     groups: dict[str, PatternTable] = field(default_factory=dict)
 
 
-def _count(
-    roster: Sequence[str],
-    finals: Iterable[FinalList],
-    openers: dict[str, CompanyTags],
-    groups_from: str = "",
-    group_labels: Sequence[str] = (),
-) -> GroupedCounts:
+def _shared_tags(
+    roster: Sequence[str], finals: Iterable[FinalList], nonce_size: int = NONCE_SIZE
+) -> list[np.ndarray]:
+    """The tags of the tokens in every list: one array per company (roster order), row n of
+    each the same shared token."""
     by_owner: dict[str, _SortedList] = {}
     for final in finals:
-        by_owner[final.owner] = _sorted(final)
+        by_owner[final.owner] = _sorted(final, nonce_size)
         del final
     lists = [by_owner[owner] for owner in roster]
     shared = lists[0].tokens
     for other in lists[1:]:
         shared = shared[_members(other, shared)]
-    total: np.ndarray | None = None
-    for owner, sorted_list in zip(roster, lists, strict=True):
-        positions = sorted_list.order[np.searchsorted(sorted_list.tokens, shared)]
-        opened = openers[owner].open(split_tags(sorted_list.tags[positions].tobytes()))
-        values = values_from_bytes(opened.tobytes())
-        total = values if total is None else add_values(total, values)
-    assert total is not None  # a ring has at least two companies
-    index, codes, ok = decode_sums(total, len(roster), len(group_labels) if groups_from else 0)
-    if not bool(np.all(ok)):
-        raise ProtocolError(
-            f"the masked failure values of {int((~ok).sum())} of {len(shared)} shared individuals do not "
-            "add up to a pattern: a failure tag was swapped, moved between lists, replayed from another "
-            "round or shifted by a company (a bad sum names no one)",
-        )
+    return [lst.tags[lst.order[np.searchsorted(lst.tokens, shared)]] for lst in lists]
+
+
+def _bad_sums(bad: int, shared: int) -> ProtocolError:
+    return ProtocolError(
+        f"the masked failure values of {bad} of {shared} shared individuals do not "
+        "add up to a pattern: a failure tag was swapped, moved between lists, replayed from another "
+        "round or shifted by a company (a bad sum names no one)",
+    )
+
+
+def _tables(
+    roster: Sequence[str],
+    index: np.ndarray,
+    codes: np.ndarray,
+    groups_from: str = "",
+    group_labels: Sequence[str] = (),
+) -> GroupedCounts:
     index, codes = index.astype(np.int64), codes.astype(np.int64)
     cells = 2 ** len(roster)
     counts = np.bincount(index, minlength=cells)
@@ -122,6 +127,48 @@ def _count(
         for label, row in zip(group_labels, per_group, strict=True)
     }
     return GroupedCounts(table, tables)
+
+
+def _count(
+    roster: Sequence[str],
+    finals: Iterable[FinalList],
+    openers: dict[str, CompanyTags],
+    groups_from: str = "",
+    group_labels: Sequence[str] = (),
+) -> GroupedCounts:
+    total: np.ndarray | None = None
+    columns = _shared_tags(roster, finals)
+    for owner, tags in zip(roster, columns, strict=True):
+        opened = openers[owner].open(split_tags(tags.tobytes()))
+        values = values_from_bytes(opened.tobytes())
+        total = values if total is None else add_values(total, values)
+    assert total is not None  # a ring has at least two companies
+    index, codes, ok = decode_sums(total, len(roster), len(group_labels) if groups_from else 0)
+    if not bool(np.all(ok)):
+        raise _bad_sums(int((~ok).sum()), len(total))
+    return _tables(roster, index, codes, groups_from, group_labels)
+
+
+def count_rerandomised(
+    roster: Sequence[str],
+    finals: Iterable[FinalList],
+    key: CoordinatorKey,
+    groups_from: str = "",
+    group_labels: Sequence[str] = (),
+) -> GroupedCounts:
+    """`count_patterns` / `count_group_patterns` for re-randomised tags (core/rerandomise.py):
+    the k ElGamal tags of every shared token are added and the sum decrypted, and only a sum in
+    the table of valid sums is accepted."""
+    if groups_from and (groups_from not in roster or not group_labels):
+        raise ProtocolError("a round with groups needs its groups company and labels", where="coordinator")
+    columns = _shared_tags(roster, finals, nonce_size=0)
+    table = SumTable(len(roster), len(group_labels) if groups_from else 0)
+    patterns, codes, bad = key.decrypt_sums([c.tobytes() for c in columns], table)
+    if bad:
+        raise _bad_sums(bad, len(patterns))
+    return _tables(
+        roster, np.array(patterns, dtype=np.int64), np.array(codes, dtype=np.int64), groups_from, group_labels
+    )
 
 
 def count_patterns(

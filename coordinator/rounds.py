@@ -26,7 +26,12 @@ from monoculture.analysis.groups import group_round_cost, with_groups
 from monoculture.analysis.release import ReleasePolicy, release
 from monoculture.analysis.table import PatternTable
 from monoculture.coordinator.config import DEFAULT_MAX_EPSILON_PER_ROSTER, Limits
-from monoculture.coordinator.counting import FinalList, count_group_patterns, count_patterns
+from monoculture.coordinator.counting import (
+    FinalList,
+    count_group_patterns,
+    count_patterns,
+    count_rerandomised,
+)
 from monoculture.coordinator.state import RoundState, Work, new_round_id
 from monoculture.coordinator.store import REFUNDED, BudgetEntry, RoundStore
 from monoculture.core.blame import COORDINATOR, judge
@@ -43,6 +48,7 @@ from monoculture.core.protocol import (
 )
 from monoculture.core.psi_crypto import TAG_SIZE, CompanyTags, TagOpener
 from monoculture.core.relay import ChunkVerifier, RelayPeer
+from monoculture.core.rerandomise import CoordinatorKey, check_sum_table
 from monoculture.core.timing import SYSTEM_CLOCK, Clock
 from monoculture.core.wire import ChunkSequence, ListAddress, chunk_content
 from monoculture.v1 import monoculture_pb2 as pb
@@ -68,6 +74,7 @@ class _ExpectedUpload:
 
     receiver: str
     verifier: ChunkVerifier | None
+    tag_size: int = TAG_SIZE
 
 
 class StoreRecorder:
@@ -171,16 +178,21 @@ class RoundBook:
         deadline_seconds: float = 0,
         groups_from: str = "",
         group_labels: Sequence[str] = (),
+        rerandomise: bool = False,
     ) -> RoundState:
         """`groups_from`, `group_labels`: group-level homogenization (docs/PROTOCOL.md, "Groups"):
-        the company whose group column defines the groups, and the labels declared, in order."""
+        the company whose group column defines the groups, and the labels declared, in order.
+        `rerandomise`: re-randomised failure tags (core/rerandomise.py)."""
         ring = Ring(tuple(companies))
         check_groups(ring.roster, groups_from, group_labels)
+        if rerandomise:
+            check_sum_table(ring.parties, len(group_labels))
         state = RoundState(
             new_round_id(), ring, min_list_size=max(self._limits.min_list_size, min_list_size),
             deadline_seconds=deadline_seconds or self._limits.deadline_seconds, opened_at=self._clock.time(),
             groups_from=groups_from, group_labels=tuple(group_labels),
             dummy_epsilon=self._dummies[0], dummy_delta=self._dummies[1] if self._dummies[0] else 0.0,
+            rerandomise=rerandomise,
         )  # fmt: skip
         with self._changed:
             in_flight = sum(r.state.phase not in TERMINAL_PHASES for r in self._rounds.values())
@@ -325,6 +337,11 @@ class RoundBook:
                         if state.sizes_at_confirm
                         else None
                     ),
+                    rerandomise_public_key=(
+                        CoordinatorKey(record.tag_opener.private_bytes()).public_key
+                        if state.rerandomise
+                        else b""
+                    ),
                 )
             )
         if work.confirm:
@@ -456,7 +473,7 @@ class RoundBook:
             record = self._record(round_id, company)
             verdict = judge(
                 company, blamed, evidence, round_id=round_id, ring=record.state.ring, peers=record.peers,
-                secure=self._ca_pem is not None,
+                secure=self._ca_pem is not None, rerandomise=record.state.rerandomise,
             )  # fmt: skip
             self._store.audit(round_id, company, "withdrew", reason)
             if blamed and blamed != company:
@@ -486,6 +503,7 @@ class RoundBook:
             if address is None:
                 address = ListAddress(chunk.round_id, chunk.list_owner, chunk.hop)
                 expected = self._check_upload(company, chunk)
+                sequence.tag_size = expected.tag_size
             try:
                 self._check_chunk(chunk, expected)
                 sequence.add(chunk)
@@ -534,8 +552,10 @@ class RoundBook:
             if self._ca_pem is not None:
                 verifier = ChunkVerifier(record.peers[company].certificate_pem, company)
             if chunk.hop == state.ring.final_hop:
-                return _ExpectedUpload("", verifier)
-            return _ExpectedUpload(state.ring.blinder(chunk.list_owner, chunk.hop + 1), verifier)
+                return _ExpectedUpload("", verifier, state.tag_size)
+            return _ExpectedUpload(
+                state.ring.blinder(chunk.list_owner, chunk.hop + 1), verifier, state.tag_size
+            )
 
     @staticmethod
     def _check_chunk(chunk: pb.ListChunk, expected: _ExpectedUpload) -> None:
@@ -591,7 +611,13 @@ class RoundBook:
         try:
             finals = (self._final_list(round_id, owner, state.ring.final_hop) for owner in state.ring.roster)
             group_tables = None
-            if state.group_labels:
+            if state.rerandomise:
+                key = CoordinatorKey(record.tag_opener.private_bytes())
+                counted = count_rerandomised(
+                    state.ring.roster, finals, key, state.groups_from, state.group_labels
+                )
+                table, group_tables = counted.table, (counted.groups if state.group_labels else None)
+            elif state.group_labels:
                 counted = count_group_patterns(
                     state.ring.roster, finals, record.company_tags, state.groups_from, state.group_labels
                 )
@@ -641,12 +667,13 @@ class RoundBook:
 
     def _final_list(self, round_id: str, owner: str, hop: int) -> FinalList:
         tokens, tags = [], []
+        tag_size = self._record(round_id).state.tag_size
         for chunk in self._store.chunks(round_id, owner, hop):
-            tokens.append(b"".join(chunk_content(chunk)))
+            tokens.append(b"".join(chunk_content(chunk, tag_size)))
             tags.append(chunk.tags)
         tag_blob = b"".join(tags)
         return FinalList(
-            owner, b"".join(tokens), np.frombuffer(tag_blob, dtype=np.uint8).reshape(-1, TAG_SIZE)
+            owner, b"".join(tokens), np.frombuffer(tag_blob, dtype=np.uint8).reshape(-1, tag_size)
         )
 
     # ------------------------------------------------------------ budget

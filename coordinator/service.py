@@ -289,6 +289,7 @@ class AuditorServicer(pb_grpc.AuditorServiceServicer):
             state = self._book.open_round(
                 companies, request.min_list_size, request.deadline_seconds,
                 groups_from=request.groups_from, group_labels=list(request.group_labels),
+                rerandomise=request.rerandomise_tags,
             )  # fmt: skip
         return status_message(state)
 

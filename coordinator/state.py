@@ -15,6 +15,7 @@ from typing import Any
 
 from monoculture.core.errors import ProtocolError
 from monoculture.core.protocol import PROTOCOL_VERSION, TERMINAL_PHASES, Ring, RoundPhase
+from monoculture.core.wire import round_tag_size
 
 TRANSITIONS: dict[RoundPhase, frozenset[RoundPhase]] = {
     RoundPhase.OPEN: frozenset({RoundPhase.CONFIRMING, RoundPhase.FAILED}),
@@ -79,6 +80,8 @@ class RoundState:
     # size arrives with its key confirmations, padded.
     dummy_epsilon: float = 0.0
     dummy_delta: float = 0.0
+    # Re-randomised failure tags (core/rerandomise.py): ElGamal tags every relay re-randomises.
+    rerandomise: bool = False
 
     # ------------------------------------------------------------ persistence
 
@@ -95,6 +98,7 @@ class RoundState:
             "groups_from": self.groups_from, "group_labels": list(self.group_labels),
             "protocol_version": self.protocol_version, "enrolled": sorted(self.enrolled),
             "dummy_epsilon": self.dummy_epsilon, "dummy_delta": self.dummy_delta,
+            "rerandomise": self.rerandomise,
         })  # fmt: skip
 
     @classmethod
@@ -112,6 +116,7 @@ class RoundState:
             protocol_version=data.get("protocol_version", 1),
             enrolled=set(data.get("enrolled", data["list_sizes"])),
             dummy_epsilon=data.get("dummy_epsilon", 0.0), dummy_delta=data.get("dummy_delta", 0.0),
+            rerandomise=bool(data.get("rerandomise", False)),
         )  # fmt: skip
 
     def group_labels_of(self, company: str) -> tuple[str, ...]:
@@ -134,6 +139,10 @@ class RoundState:
     @property
     def hops_total(self) -> int:
         return self.ring.parties * self.ring.parties
+
+    @property
+    def tag_size(self) -> int:
+        return round_tag_size(self.rerandomise)
 
     @property
     def sizes_at_confirm(self) -> bool:

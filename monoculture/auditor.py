@@ -69,12 +69,14 @@ class AuditorClient:
         deadline_seconds: float = 0,
         groups_from: str = "",
         group_labels: Sequence[str] = (),
+        rerandomise: bool = False,
     ) -> pb.RoundStatus:
         """`groups_from`, `group_labels`: group-level homogenization over the groups of that
-        company's group column, whose labels the round declares here (in order)."""
+        company's group column, whose labels the round declares here (in order). `rerandomise`:
+        re-randomised failure tags (docs/PROTOCOL.md, "Re-randomised tags")."""
         request = pb.OpenRoundRequest(
             companies=companies, min_list_size=min_list_size, deadline_seconds=deadline_seconds,
-            groups_from=groups_from, group_labels=list(group_labels),
+            groups_from=groups_from, group_labels=list(group_labels), rerandomise_tags=rerandomise,
         )  # fmt: skip
         status: pb.RoundStatus = self._call(self._stub.OpenRound, request)
         return status

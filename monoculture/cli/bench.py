@@ -22,6 +22,10 @@ def add_parser(commands: Commands) -> None:
     bench.add_argument(
         "--insecure", action="store_true", help="plaintext transport (to measure what mTLS costs)"
     )
+    bench.add_argument(
+        "--rerandomise", action="store_true",
+        help="re-randomised failure tags (to measure what they cost against masked tags)",
+    )  # fmt: skip
     bench.set_defaults(handler=run)
 
 
@@ -30,5 +34,5 @@ def run(args: argparse.Namespace) -> int:
 
     return run_bench(
         args.parties, args.records, args.overlap, args.seed, insecure=args.insecure,
-        cost_sample=args.cost_sample, pool_ids=args.pool_ids,
+        cost_sample=args.cost_sample, pool_ids=args.pool_ids, rerandomise=args.rerandomise,
     )  # fmt: skip

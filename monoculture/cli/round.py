@@ -42,6 +42,11 @@ def add_parser(commands: Commands) -> None:
         "--companies", required=True, help="comma-separated company names of the roster (any order)"
     )
     open_parser.add_argument("--min-list-size", type=int, default=1)
+    open_parser.add_argument(
+        "--rerandomise", action="store_true",
+        help="re-randomised failure tags: the coordinator with a list's owner can then not link the "
+        "owner's ids to their final tokens (about twice the elliptic-curve work; docs/PROTOCOL.md)",
+    )  # fmt: skip
     add_group_options(
         open_parser,
         labels_help="the group labels the round declares, in order (required with --groups-from); "
@@ -83,7 +88,8 @@ def _open(auditor: AuditorClient, args: argparse.Namespace) -> int:
     labels = args.group_labels or ()
     print(
         auditor.open_round(
-            _companies(args), args.min_list_size, groups_from=args.groups_from, group_labels=labels
+            _companies(args), args.min_list_size, groups_from=args.groups_from, group_labels=labels,
+            rerandomise=args.rerandomise,
         ).round_id
     )
     return 0

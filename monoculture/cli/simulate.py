@@ -59,6 +59,11 @@ def add_parser(commands: Commands) -> None:
         "--dummy-epsilon", type=float, default=0.0,
         help="DP dummies on the sizes the coordinator sees (list sizes, two-company overlaps); 0 = none",
     )  # fmt: skip
+    sim.add_argument(
+        "--rerandomise", action="store_true",
+        help="re-randomised failure tags: no final tag can be followed back to its owner's id "
+        "(about twice the elliptic-curve work; docs/PROTOCOL.md)",
+    )  # fmt: skip
     add_group_options(
         sim,
         labels_help="the group labels the round declares, in order "
@@ -105,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         run = run_round(
             companies, workdir, timeout=args.timeout, on_status=_print_progress(), release=policy,
             insecure=args.insecure, groups_from=groups_from, group_labels=labels,
-            dummy_epsilon=args.dummy_epsilon,
+            dummy_epsilon=args.dummy_epsilon, rerandomise=args.rerandomise,
         )  # fmt: skip
     print(format_summary(run.result))
     if truth is not None and not run.result.get("suppressed"):

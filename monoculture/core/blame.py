@@ -26,7 +26,8 @@ from monoculture.core.errors import ProtocolError
 from monoculture.core.protocol import Ring
 from monoculture.core.psi_crypto import check_points
 from monoculture.core.relay import ChunkVerifier, RelayKeys, RelayPeer
-from monoculture.core.wire import chunk_content
+from monoculture.core.rerandomise import tags_decode
+from monoculture.core.wire import chunk_content, round_tag_size
 from monoculture.v1 import monoculture_pb2 as pb
 
 COORDINATOR = "coordinator"
@@ -59,8 +60,10 @@ def judge(
     ring: Ring,
     peers: Mapping[str, RelayPeer],
     secure: bool,
+    rerandomise: bool = False,
 ) -> Verdict:
-    """The verdict on `claimant` withdrawing and blaming `blamed` ("" or itself: no blame)."""
+    """The verdict on `claimant` withdrawing and blaming `blamed` ("" or itself: no blame).
+    `rerandomise`: the round's tags are ElGamal ciphertexts, whose points must decode too."""
     if not blamed or blamed == claimant:
         return Verdict(claimant, f"{claimant} ended the round", proven=True)
     if blamed == COORDINATOR:
@@ -84,7 +87,7 @@ def judge(
         return _refuted(claimant, blamed, f"the evidence is a chunk from {chunk.sender}, not from {blamed}")
     if not ChunkVerifier(sender.certificate_pem, chunk.sender).signed_by_sender(chunk):
         return _refuted(claimant, blamed, f"{what} does not carry {blamed}'s signature")
-    return _open_as_receiver(claimant, blamed, evidence, peers, what)
+    return _open_as_receiver(claimant, blamed, evidence, peers, what, rerandomise)
 
 
 def _against_coordinator(
@@ -120,7 +123,12 @@ def _describe(chunk: pb.ListChunk) -> str:
 
 
 def _open_as_receiver(
-    claimant: str, blamed: str, evidence: pb.BlameEvidence, peers: Mapping[str, RelayPeer], what: str
+    claimant: str,
+    blamed: str,
+    evidence: pb.BlameEvidence,
+    peers: Mapping[str, RelayPeer],
+    what: str,
+    rerandomise: bool = False,
 ) -> Verdict:
     """Open the chunk with the receiver's disclosed key, as the receiver would have."""
     chunk = evidence.chunk
@@ -137,13 +145,17 @@ def _open_as_receiver(
     except ProtocolError:
         return Verdict(blamed, f"{blamed} signed {what} but sealed it so that it does not open", proven=True)
     try:
-        points = chunk_content(opened)
+        points = chunk_content(opened, round_tag_size(rerandomise))
     except ProtocolError as exc:
         return Verdict(blamed, f"{blamed} signed {what}, which holds malformed points ({exc.message})", True)
     try:
         check_points(points)
     except ProtocolError as exc:
         return Verdict(blamed, f"{blamed} signed {what}, which holds invalid points ({exc.message})", True)
+    if rerandomise and not tags_decode(opened.tags):
+        return Verdict(
+            blamed, f"{blamed} signed {what}, which holds failure tags that are not curve points", True
+        )
     return _refuted(claimant, blamed, f"{what} opens and holds valid points")
 
 

@@ -10,12 +10,19 @@ import numpy.typing as npt
 
 from monoculture.core.errors import MalformedRequest, ProtocolError
 from monoculture.core.psi_crypto import POINT_SIZE, TAG_SIZE, decode_points, encode_points, split_points
+from monoculture.core.rerandomise import ELGAMAL_TAG_SIZE
 from monoculture.v1 import monoculture_pb2 as pb
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 # 13,312 elements x (33-byte point + 2 bytes framing + 44-byte tag) is about 1 MiB.
 CHUNK_ELEMENTS = 13312
-MAX_CHUNK_ELEMENTS = (MAX_MESSAGE_BYTES - 4096) // (POINT_SIZE + 2 + TAG_SIZE)
+# The larger tag (re-randomised, 64 bytes) sets the bound, so every chunk fits either way.
+MAX_CHUNK_ELEMENTS = (MAX_MESSAGE_BYTES - 4096) // (POINT_SIZE + 2 + max(TAG_SIZE, ELGAMAL_TAG_SIZE))
+
+
+def round_tag_size(rerandomise: bool) -> int:
+    """Bytes of one failure tag: a re-randomised ElGamal tag, or a sealed masked value."""
+    return ELGAMAL_TAG_SIZE if rerandomise else TAG_SIZE
 
 
 @dataclass(frozen=True)
@@ -40,11 +47,11 @@ def _field_bytes(length: int) -> int:
     return 1 + (length.bit_length() + 6) // 7 + length if length else 0
 
 
-def sealed_size(elements: int) -> int:
+def sealed_size(elements: int, tag_size: int = TAG_SIZE) -> int:
     """The exact length of `sealed` for a chunk of `elements` elements: AES-GCM over a
     ListChunkBody of their points (a psi.Request: reveal flag, 33-byte points) and tags."""
     points = 2 + elements * _field_bytes(POINT_SIZE)
-    return _field_bytes(points) + _field_bytes(elements * TAG_SIZE) + _GCM_TAG_BYTES
+    return _field_bytes(points) + _field_bytes(elements * tag_size) + _GCM_TAG_BYTES
 
 
 def chunk_count(list_size: int, chunk_elements: int = CHUNK_ELEMENTS) -> int:
@@ -68,7 +75,8 @@ def list_chunks(
     size = len(points) // POINT_SIZE
     count = chunk_count(size, chunk_elements)
     point_rows = np.frombuffer(points, dtype=np.uint8).reshape(-1, POINT_SIZE)
-    tag_rows = np.frombuffer(tags, dtype=np.uint8).reshape(-1, TAG_SIZE)
+    tag_bytes = np.frombuffer(tags, dtype=np.uint8)
+    tag_rows = tag_bytes.reshape(size, -1) if size else tag_bytes.reshape(0, 0)  # one tag per point
     for index in range(count):
         lo, hi = index * chunk_elements, min(size, (index + 1) * chunk_elements)
         rows = order[lo:hi] if order is not None else slice(lo, hi)
@@ -86,15 +94,16 @@ def list_chunks(
         )
 
 
-def chunk_content(chunk: pb.ListChunk) -> list[bytes]:
-    """The points of an open chunk, checked against its declared element count and tags."""
+def chunk_content(chunk: pb.ListChunk, tag_size: int = TAG_SIZE) -> list[bytes]:
+    """The points of an open chunk, checked against its declared element count and tags
+    (`tag_size` bytes each: `round_tag_size`)."""
     if chunk.sealed:
         raise ProtocolError("chunk is sealed; open it first", where=chunk.sender)
     points = decode_points(chunk.points)
-    if len(points) != chunk.chunk_elements or len(chunk.tags) != len(points) * TAG_SIZE:
+    if len(points) != chunk.chunk_elements or len(chunk.tags) != len(points) * tag_size:
         raise ProtocolError(
             f"chunk {chunk.chunk_index} declares {chunk.chunk_elements} elements but holds "
-            f"{len(points)} points and {len(chunk.tags) / TAG_SIZE:g} tags",
+            f"{len(points)} points and {len(chunk.tags) / tag_size:g} tags",
             where=chunk.sender,
         )
     return points
@@ -107,9 +116,14 @@ class ChunkSequence:
     """
 
     def __init__(
-        self, expected: ListAddress | None = None, sender: str | None = None, keep: bool = True
+        self,
+        expected: ListAddress | None = None,
+        sender: str | None = None,
+        keep: bool = True,
+        tag_size: int = TAG_SIZE,
     ) -> None:
         self.expected = expected
+        self.tag_size = tag_size
         self.sender = sender
         self.keep = keep  # False: the caller consumes each chunk as it comes
         self.address: ListAddress | None = None
@@ -147,14 +161,15 @@ class ChunkSequence:
         if chunk.sealed:
             if chunk.points or chunk.tags:
                 raise ProtocolError("a sealed chunk also carries clear points or tags", where=chunk.sender)
-            if len(chunk.sealed) != sealed_size(chunk.chunk_elements):
+            expected = sealed_size(chunk.chunk_elements, self.tag_size)
+            if len(chunk.sealed) != expected:
                 raise MalformedRequest(
                     f"sealed chunk {chunk.chunk_index} is {len(chunk.sealed)} bytes; "
-                    f"{chunk.chunk_elements} elements seal to {sealed_size(chunk.chunk_elements)}",
+                    f"{chunk.chunk_elements} elements seal to {expected}",
                     where=chunk.sender,
                 )
         else:
-            chunk_content(chunk)
+            chunk_content(chunk, self.tag_size)
         self.elements += chunk.chunk_elements
         if self.elements > self.list_size:
             raise ProtocolError("more elements than the list declares", where=chunk.sender)

@@ -105,6 +105,7 @@ def run_bench(
     insecure: bool = False,
     cost_sample: int = _SAMPLE,
     pool_ids: int = 16 * 2048,
+    rerandomise: bool = False,
 ) -> int:
     """Print every figure of README, "monoculture bench"; exit status 1 if the result is not exact.
 
@@ -112,7 +113,8 @@ def run_bench(
     show what the worker pool gives one company (smaller is quicker and noisier)."""
     cores = os.cpu_count() or 1
     transport = "plaintext (--insecure)" if insecure else "mTLS + sealed relays"
-    print(f"monoculture bench: {parties} parties x {records} records, {cores} cores, {transport}")
+    tags = "re-randomised tags" if rerandomise else "masked tags"
+    print(f"monoculture bench: {parties} parties x {records} records, {cores} cores, {transport}, {tags}")
     before = measure_operation_costs(cost_sample)
     _print_costs("before the round", before)
     if cores > 1:
@@ -130,7 +132,7 @@ def run_bench(
             CompanyInput(n, InputSpec(p)) for n, p in zip(population.companies, population.files, strict=True)
         ]
         started = time.perf_counter()
-        run = run_round(companies, workdir, insecure=insecure)
+        run = run_round(companies, workdir, insecure=insecure, rerandomise=rerandomise)
         total = time.perf_counter() - started
         psi_run = psi_cardinality_seconds(*population.files) if parties == 2 else None
     after = measure_operation_costs(cost_sample)

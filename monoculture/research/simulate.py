@@ -222,11 +222,13 @@ def run_round(
     groups_from: str = "",
     group_labels: Sequence[str] = (),
     dummy_epsilon: float = 0.0,
+    rerandomise: bool = False,
 ) -> SimulationRun:
     """Run one round with real processes; raises RoundFailed naming the party at fault.
 
     mTLS with certificates made for this run in `workdir`/certs, unless `insecure`.
     `groups_from`, `group_labels`: a round with groups (that company's spec names its group column).
+    `rerandomise`: re-randomised failure tags.
     """
     check_inputs(companies, groups_from, group_labels)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -257,7 +259,8 @@ def run_round(
         with AuditorClient(address, tls(Role.AUDITOR, "auditor")) as auditor:
             started = time.perf_counter()
             status = auditor.open_round(
-                [c.name for c in companies], groups_from=groups_from, group_labels=group_labels
+                [c.name for c in companies], groups_from=groups_from, group_labels=group_labels,
+                rerandomise=rerandomise,
             )
 
             def watch(current: pb.RoundStatus) -> None:

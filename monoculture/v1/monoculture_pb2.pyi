@@ -165,6 +165,7 @@ class JoinRound(google.protobuf.message.Message):
     GROUP_LABELS_FIELD_NUMBER: builtins.int
     PROTOCOL_VERSION_FIELD_NUMBER: builtins.int
     DUMMIES_FIELD_NUMBER: builtins.int
+    RERANDOMISE_PUBLIC_KEY_FIELD_NUMBER: builtins.int
     round_id: builtins.str
     coordinator_public_key: builtins.bytes
     """X25519, fresh per round"""
@@ -177,6 +178,11 @@ class JoinRound(google.protobuf.message.Message):
     """
     protocol_version: builtins.int
     """The protocol the coordinator speaks: 2 (masked tags). 0 = a v1 coordinator."""
+    rerandomise_public_key: builtins.bytes
+    """Re-randomised tags (docs/PROTOCOL.md, "Re-randomised tags"): the coordinator's round key
+    on edwards25519 the failure tags are ElGamal ciphertexts to; empty = masked tags sealed
+    with AES-GCM. Every relay re-randomises every tag.
+    """
     @property
     def roster(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
         """ring order; index = position"""
@@ -220,9 +226,10 @@ class JoinRound(google.protobuf.message.Message):
         group_labels: collections.abc.Iterable[builtins.str] | None = ...,
         protocol_version: builtins.int = ...,
         dummies: global___DummyPolicy | None = ...,
+        rerandomise_public_key: builtins.bytes = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["dummies", b"dummies", "release_policy", b"release_policy", "roster_budget", b"roster_budget", "round_charge", b"round_charge"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["coordinator_public_key", b"coordinator_public_key", "dummies", b"dummies", "group_labels", b"group_labels", "groups_from", b"groups_from", "min_list_size", b"min_list_size", "protocol_version", b"protocol_version", "release_policy", b"release_policy", "roster", b"roster", "roster_budget", b"roster_budget", "round_charge", b"round_charge", "round_id", b"round_id"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["coordinator_public_key", b"coordinator_public_key", "dummies", b"dummies", "group_labels", b"group_labels", "groups_from", b"groups_from", "min_list_size", b"min_list_size", "protocol_version", b"protocol_version", "release_policy", b"release_policy", "rerandomise_public_key", b"rerandomise_public_key", "roster", b"roster", "roster_budget", b"roster_budget", "round_charge", b"round_charge", "round_id", b"round_id"]) -> None: ...
 
 global___JoinRound = JoinRound
 
@@ -731,6 +738,7 @@ class OpenRoundRequest(google.protobuf.message.Message):
     DEADLINE_SECONDS_FIELD_NUMBER: builtins.int
     GROUPS_FROM_FIELD_NUMBER: builtins.int
     GROUP_LABELS_FIELD_NUMBER: builtins.int
+    RERANDOMISE_TAGS_FIELD_NUMBER: builtins.int
     min_list_size: builtins.int
     """raises the coordinator's floor"""
     deadline_seconds: builtins.float
@@ -738,6 +746,10 @@ class OpenRoundRequest(google.protobuf.message.Message):
     groups_from: builtins.str
     """Group-level homogenization: the company whose group column defines the groups
     ("" = none) and the group labels, in order (1 to 127 distinct, 1-64 printable characters).
+    """
+    rerandomise_tags: builtins.bool
+    """Re-randomised failure tags (costs about twice the elliptic-curve work): the coordinator
+    with a list's owner can then not link the owner's ids to their final tokens.
     """
     @property
     def companies(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
@@ -753,8 +765,9 @@ class OpenRoundRequest(google.protobuf.message.Message):
         deadline_seconds: builtins.float = ...,
         groups_from: builtins.str = ...,
         group_labels: collections.abc.Iterable[builtins.str] | None = ...,
+        rerandomise_tags: builtins.bool = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["companies", b"companies", "deadline_seconds", b"deadline_seconds", "group_labels", b"group_labels", "groups_from", b"groups_from", "min_list_size", b"min_list_size"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["companies", b"companies", "deadline_seconds", b"deadline_seconds", "group_labels", b"group_labels", "groups_from", b"groups_from", "min_list_size", b"min_list_size", "rerandomise_tags", b"rerandomise_tags"]) -> None: ...
 
 global___OpenRoundRequest = OpenRoundRequest
 
