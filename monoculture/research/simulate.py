@@ -259,7 +259,9 @@ def run_round(
         with AuditorClient(address, tls(Role.AUDITOR, "auditor")) as auditor:
             started = time.perf_counter()
             status = auditor.open_round(
-                [c.name for c in companies], groups_from=groups_from, group_labels=group_labels,
+                [c.name for c in companies],
+                groups_from=groups_from,
+                group_labels=group_labels,
                 rerandomise=rerandomise,
             )
 
