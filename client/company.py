@@ -175,6 +175,7 @@ def blind_own_list(
     owner: str = "",
     blinder: Blinder = INLINE,
     dummy_ids: Sequence[str] = (),
+    tag_progress: Progress = _no_progress,
 ) -> ListInTransit:
     """Hop 0: the company's own list as shuffled blinded points and sealed tags.
 
@@ -219,7 +220,8 @@ def blind_own_list(
     counts.hash_to_curve += size
     counts.multiplications += size
     if masking.rerandomise_key:
-        return ListInTransit(points, _encrypted_tags(masking, u, failed, codes, blinder, seed, owner))
+        tags = _encrypted_tags(masking, u, failed, codes, blinder, seed, owner, tag_progress)
+        return ListInTransit(points, tags)
     values = masked_values(masking.position, masking.pair_keys, u, failed, codes)
     return ListInTransit(points, sealer.seal(values))
 
@@ -232,6 +234,7 @@ def _encrypted_tags(
     blinder: Blinder,
     seed: bytes | None,
     owner: str,
+    progress: Progress = _no_progress,
 ) -> bytearray:
     """Hop 0 of a round with re-randomised tags: an ElGamal tag of e_i(x) per element, a batch
     at a time (the randomness from the round's seed: a restart sends the same bytes)."""
@@ -251,6 +254,7 @@ def _encrypted_tags(
     for part in blinder.encrypt(masking.rerandomise_key, batches()):
         tags[filled : filled + len(part)] = part
         filled += len(part)
+        progress(filled // rr.ELGAMAL_TAG_SIZE, len(u))
     if filled != len(tags):
         raise ProtocolError(f"encryption returned {filled // rr.ELGAMAL_TAG_SIZE} of {len(u)} tags")
     return tags
@@ -276,6 +280,7 @@ def relay_list(
     label: bytes = b"",
     blinder: Blinder = INLINE,
     rerandomising: Rerandomising | None = None,
+    tag_progress: Progress = _no_progress,
 ) -> ListInTransit:
     """Hops 1..k-1: re-blind every point where it lies, and shuffle the list as it leaves
     (the same bytes as shuffling first: element `order[p]`, re-blinded, is sent at p).
@@ -292,7 +297,7 @@ def relay_list(
     _collect(blinder.reblind(key, batches), points, progress)
     counts.multiplications += size
     if rerandomising is not None:
-        _rerandomise_tags(points, tags, rerandomising, blinder, seed, label)
+        _rerandomise_tags(points, tags, rerandomising, blinder, seed, label, tag_progress)
     return ListInTransit(points, tags, order)
 
 
@@ -312,6 +317,7 @@ def _rerandomise_tags(
     blinder: Blinder,
     seed: bytes | None,
     label: bytes,
+    progress: Progress = _no_progress,
 ) -> None:
     """Every tag plus a fresh encryption of 0 (of t_j(T) at the last hop), in place."""
     size, width = len(points) // POINT_SIZE, rr.ELGAMAL_TAG_SIZE
@@ -333,6 +339,7 @@ def _rerandomise_tags(
     for part in blinder.rerandomise(how.public_key, batches()):
         tags[filled : filled + len(part)] = part  # batch n is read before it is written
         filled += len(part)
+        progress(filled // width, size)
     if filled != len(tags):
         raise ProtocolError(f"re-randomisation returned {filled // width} of {size} tags")
 

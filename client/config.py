@@ -84,6 +84,15 @@ class ClientSection:
             "auditor runs the CA and could certify a company of its own to probe yours."
         },
     )
+    require_rerandomised_tags: bool = field(
+        default=False,
+        metadata={
+            "doc": "Take part only in rounds whose failure tags every relay re-randomises (auditor:\n"
+            "`round open --rerandomise`; about twice the elliptic-curve work), so the coordinator\n"
+            "together with one other company cannot link this company's ids to their final tokens.\n"
+            "Such rounds of two companies are refused too: the option gives them nothing."
+        },
+    )
 
     def check(self) -> None:
         """The company name is valid and chunks are within the wire's bounds."""
@@ -272,6 +281,7 @@ class ClientConfig:
     # [peers]: company -> its certificate key's fingerprint; rounds with others are refused
     peers: Mapping[str, str] = field(default_factory=dict)
     allow_unpinned: bool = ClientSection.allow_unpinned
+    require_rerandomised_tags: bool = ClientSection.require_rerandomised_tags
 
 
 def _tls(path: Path, section: TlsSection, insecure: bool) -> TlsFiles | None:
@@ -325,6 +335,7 @@ def load_client_config(path: Path, *, insecure: bool = False) -> ClientConfig:
         release_floor=floor,
         peers=peers,
         allow_unpinned=client.allow_unpinned,
+        require_rerandomised_tags=client.require_rerandomised_tags,
     )
 
 
@@ -348,6 +359,7 @@ def client_sections(config: ClientConfig) -> dict[str, object]:
             retry_seconds=config.retry_seconds,
             workers=config.workers,
             allow_unpinned=config.allow_unpinned,
+            require_rerandomised_tags=config.require_rerandomised_tags,
         ),
         "tls": _tls_section(config.tls),
         "data": DataSection(

@@ -20,8 +20,9 @@ import numpy as np
 from monoculture.analysis.table import PatternTable
 from monoculture.core.errors import ProtocolError
 from monoculture.core.masks import add_values, decode_sums, values_from_bytes
+from monoculture.core.protocol import Ring
 from monoculture.core.psi_crypto import NONCE_SIZE, POINT_SIZE, CompanyTags, split_tags
-from monoculture.core.rerandomise import CoordinatorKey, SumTable
+from monoculture.core.rerandomise import CoordinatorKey, SumTable, tags_decode
 
 # Any company that blinded a list after its owner could have altered it (its owner too): the
 # final list alone does not tell which, so a fault found in it names no one.
@@ -149,6 +150,21 @@ def _count(
     return _tables(roster, index, codes, groups_from, group_labels)
 
 
+def _name_invalid_points(roster: Sequence[str], columns: list[np.ndarray], bad: list[int]) -> None:
+    """Where a sum failed, a tag point outside the prime-order group names its sender: the last
+    relay of that list, whose signed upload the coordinator holds (checked only for the failed
+    sums: a valid but wrong ciphertext names no one)."""
+    ring = Ring(tuple(roster))
+    for owner, column in zip(roster, columns, strict=True):
+        if not tags_decode(column[bad].tobytes()):
+            sender = ring.blinder(owner, ring.final_hop)
+            raise ProtocolError(
+                f"the final list of {owner}, as {sender} sent it, holds failure tags that are not points "
+                "of the prime-order group",
+                where=sender,
+            )
+
+
 def count_rerandomised(
     roster: Sequence[str],
     finals: Iterable[FinalList],
@@ -165,6 +181,7 @@ def count_rerandomised(
     table = SumTable(len(roster), len(group_labels) if groups_from else 0)
     patterns, codes, bad = key.decrypt_sums([c.tobytes() for c in columns], table)
     if bad:
+        _name_invalid_points(roster, columns, [n for n, p in enumerate(patterns) if p < 0])
         raise _bad_sums(bad, len(patterns))
     return _tables(
         roster, np.array(patterns, dtype=np.int64), np.array(codes, dtype=np.int64), groups_from, group_labels

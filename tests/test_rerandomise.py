@@ -294,3 +294,80 @@ def test_separate_processes_with_rerandomised_tags_equal_plaintext(tmp_path: Pat
     outcomes = [load_records(c.spec).as_mapping() for c in companies]
     expected = result_dict(plaintext_table(list(APIS), outcomes))["pattern_counts"]
     assert run.result["pattern_counts"] == expected and sum(expected.values()) > 100
+
+
+TORSION_2 = (2**255 - 19 - 1).to_bytes(32, "little")  # (0, -1): the point of order 2
+
+
+def test_an_owners_torsion_mark_is_refused_by_the_next_relay() -> None:
+    """Review of 31cb398: libsodium's addition accepts a point with a small-order component, so
+    an owner could mark its tags (8 x 8 classes) and honest relays would carry the mark to the
+    coordinator. Every relay now checks every point it receives; the mark is its sender's fault."""
+    key = rr.CoordinatorKey(os.urandom(32))
+    tag = rr.encrypt(key.public_key, rr.scalars([7]), rr.scalars(rr.randomisers(None, b"", 1)))
+    marked = tag[: rr.POINT_BYTES] + sodium.crypto_core_ed25519_add(tag[rr.POINT_BYTES :], TORSION_2)
+    assert sodium.crypto_core_ed25519_add(marked[rr.POINT_BYTES :], rr.IDENTITY)  # it decodes
+    assert rr.tags_decode(tag) and not rr.tags_decode(marked)
+    with pytest.raises(InvalidPoint, match="prime-order"):
+        rr.rerandomise(key.public_key, marked, rr.scalars([3]))
+    points = [rr_point_p256()]
+    assert chunk_has_invalid_points(
+        pb.ListChunk(chunk_elements=1, points=encode_points(points), tags=marked), True
+    )
+
+
+def test_a_last_relays_torsion_is_named_by_the_coordinator() -> None:
+    from monoculture.coordinator.counting import FinalList, count_rerandomised
+
+    bits = np.random.default_rng(9).integers(0, 2, size=(3, 12))
+    key, columns, _, _ = _three_party_tags(bits)
+    tokens = b"".join(rr_point_p256() for _ in range(12))
+    roster = ("alpha", "beta", "gamma")
+    counted = count_rerandomised(roster, [FinalList(o, tokens, np.frombuffer(c, np.uint8).reshape(12, -1))
+                                          for o, c in zip(roster, columns, strict=True)], key)  # fmt: skip
+    assert counted.table.counts == tuple(
+        sum(1 for b in bits.T if int(b[0]) * 4 + int(b[1]) * 2 + int(b[2]) == p) for p in range(8)
+    )
+    marked = bytearray(columns[1])
+    marked[rr.POINT_BYTES : rr.ELGAMAL_TAG_SIZE] = sodium.crypto_core_ed25519_add(
+        bytes(marked[rr.POINT_BYTES : rr.ELGAMAL_TAG_SIZE]), TORSION_2
+    )
+    finals = [FinalList(o, tokens, np.frombuffer(bytes(c), np.uint8).reshape(12, -1))
+              for o, c in zip(roster, [columns[0], marked, columns[2]], strict=True)]  # fmt: skip
+    with pytest.raises(ProtocolError, match="prime-order") as caught:
+        count_rerandomised(roster, finals, key)
+    assert caught.value.where == "alpha"  # the last relay of beta's list (its ring predecessor)
+
+
+def test_a_company_can_require_rerandomised_tags(tmp_path: Path) -> None:
+    """Review of 31cb398: the option protects against the coordinator, which opens the rounds; a
+    company that needs it says so ([client] require_rerandomised_tags) and refuses rounds without
+    it, and rounds of two, before anything is sent. The daemons' round with the option is exact."""
+    from dataclasses import replace
+
+    from support.harness import Harness
+
+    from monoculture.core.protocol import RoundPhase
+
+    population = {
+        "alpha": [(f"p{i}", i % 2) for i in range(40)],
+        "beta": [(f"p{i}", i % 3 == 0) for i in range(10, 50)],
+        "gamma": [(f"p{i}", i % 5 == 0) for i in range(5, 45)],
+    }
+    harness = Harness(tmp_path, {n: [(x, int(f)) for x, f in rows] for n, rows in population.items()})
+    try:
+        harness.configs["beta"] = replace(harness.configs["beta"], require_rerandomised_tags=True)
+        harness.restart_company("beta")
+        plain = harness.open_round()
+        assert harness.run(plain) == RoundPhase.FAILED
+        assert "require_rerandomised_tags" in harness.status(plain).failure_reason
+        pair = harness.open_round(companies=["alpha", "beta"], rerandomise=True)
+        assert harness.run(pair) == RoundPhase.FAILED
+        assert "two companies" in harness.status(pair).failure_reason
+        good = harness.open_round(rerandomise=True)
+        assert harness.run(good) == RoundPhase.COMPLETE
+        outcomes = [{x: int(f) for x, f in rows} for rows in population.values()]
+        expected = result_dict(plaintext_table(list(population), outcomes))["pattern_counts"]
+        assert harness.result(good)["pattern_counts"] == expected
+    finally:
+        harness.close()

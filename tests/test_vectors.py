@@ -1,12 +1,13 @@
 """Known-answer vectors (tests/vectors/, see PROVENANCE.md there) for the failure tags,
-relay sealing, the wire framing of points, seeded shuffles, the result JSON and the
-masked tags of v2 (core/masks.py).
+relay sealing, the wire framing of points, seeded shuffles, the result JSON, the
+masked tags of v2 (core/masks.py) and the re-randomised tags of v2 (core/rerandomise.py).
 
 Each vector is reproduced twice: by the code under test, and by the independent
 implementation in tests/vectors/independent.py (RFC 5869 HKDF over hmac, bare
-`cryptography` primitives, protobuf by hand, exact rationals), which imports nothing
-from monoculture. So the vectors, the independent code and the code under test agree,
-and a change to any of these formats fails here even when every round trip still works.
+`cryptography` primitives, protobuf by hand, exact rationals, edwards25519 in pure
+Python), which imports nothing from monoculture. So the vectors, the independent code and
+the code under test agree, and a change to any of these formats fails here even when every
+round trip still works.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import math
 from collections.abc import Callable
 from fractions import Fraction
 from functools import cache
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +36,10 @@ from monoculture.analysis.metrics import result_dict
 from monoculture.analysis.release import ReleasePolicy, release
 from monoculture.analysis.table import PatternTable
 from monoculture.client import company
-from monoculture.core import masks, psi_crypto, relay
+from monoculture.core import masks, psi_crypto, relay, rerandomise
 from monoculture.core.errors import ProtocolError
 from monoculture.core.psi_crypto import (
+    POINT_SIZE,
     TAG_SIZE,
     VALUE_SIZE,
     TagOpener,
@@ -341,6 +344,152 @@ def check_masks_with_code(data: dict[str, Any]) -> None:
         assert not masks.decode_sums(rejects, k, group_count)[2].any(), name
 
 
+def _scalars_hex(values: list[int]) -> list[str]:
+    return [rerandomise.scalar(v).hex() for v in values]
+
+
+def _rr_keys(case: dict[str, Any]) -> Callable[[int], dict[int, bytes]]:
+    """Position i's pair keys {j: s_ij} of a masks case of rerandomise.json."""
+    keys = {(p["first"], p["second"]): h(p["pair_key"]) for p in case["pair_keys"]}
+    assert len(keys) == case["k"] * (case["k"] - 1) // 2
+    return lambda i: {j: keys[min(i, j), max(i, j)] for j in range(case["k"]) if j != i}
+
+
+def check_rerandomise_with_code(data: dict[str, Any]) -> None:
+    """Re-randomised tags (v2): the PRF mod L, id and token masks, exponents, randomisers, the
+    coordinator key, encryption, a round's lists hop by hop, decryption of the sums, the points
+    a relay refuses, and the sum tables."""
+    curve = data["curve"]
+    assert str(rerandomise.GROUP_ORDER) == curve["group_order"]
+    assert rerandomise.times_base(1).hex() == curve["base_point"]
+    assert rerandomise.times_base(0).hex() == rerandomise.IDENTITY.hex() == curve["identity"]
+    order = rerandomise.GROUP_ORDER
+    for case in data["prf"]:
+        key, label, block = h(case["pair_key"]), case["label"].encode(), h(case["block"])
+        where = f"PRF {case['label']}, block {case['block']}"
+        assert [k.hex() for k in rerandomise._block_keys(key, label)] == case["block_keys"], where
+        assert _scalars_hex(rerandomise._prf(key, label, block)) == [case["value"]], where
+        value = int.from_bytes(h(case["value"]), "little")
+        assert value == int(case["prf_bytes"], 16) % order, where
+        if "id" in case:  # k = 2: M_0 = +F, M_1 = -F
+            u = masks.id_digests([case["id"]])
+            assert bytes(u[0]).hex() == case["block"], where
+            assert _scalars_hex(rerandomise.id_masks(0, {1: key}, u)) == [case["value"]], where
+            assert _scalars_hex(rerandomise.id_masks(1, {0: key}, u)) == _scalars_hex([-value]), where
+        if "token" in case:
+            token = h(case["token"])
+            assert rerandomise.token_blocks(token, POINT_SIZE).hex() == case["block"], where
+            assert _scalars_hex(rerandomise.token_masks(0, {1: key}, token, POINT_SIZE)) == [case["value"]], (
+                where
+            )
+            assert _scalars_hex(rerandomise.token_masks(1, {0: key}, token, POINT_SIZE)) == _scalars_hex(
+                [-value]
+            )
+    for case in data["masks"]:
+        name, k, rows = case["name"], case["k"], case["rows"]
+        own = _rr_keys(case)
+        u = masks.id_digests(row["id"] for row in rows)
+        assert [bytes(x).hex() for x in u] == [row["u"] for row in rows], name
+        tokens = b"".join(h(t["token"]) for t in case["tokens"])
+        assert rerandomise.token_blocks(tokens, POINT_SIZE).hex() == "".join(
+            t["block"] for t in case["tokens"]
+        )
+        codes = [row["group_code"] for row in rows]
+        for i in range(k):
+            where = f"{name}: position {i}"
+            group_codes = codes if i == case["groups_from"] else None
+            bits = [row["bits"][i] for row in rows]
+            got = rerandomise.id_masks(i, own(i), u)
+            assert _scalars_hex(got) == [row["id_masks"][i] for row in rows], where
+            lanes = masks.values_to_ints(masks.lane_values(i, k, bits, group_codes))
+            assert lanes == [row["lanes"][i] for row in rows], where
+            exponents = rerandomise.exponent_values(i, own(i), u, bits, group_codes)
+            assert _scalars_hex(exponents) == [row["exponents"][i] for row in rows], where
+            token_masks = rerandomise.token_masks(i, own(i), tokens, POINT_SIZE)
+            assert _scalars_hex(token_masks) == [t["token_masks"][i] for t in case["tokens"]], where
+    for case in data["randomisers"]:
+        got = rerandomise.randomisers(h(case["seed"]), case["label"].encode(), case["count"])
+        assert _scalars_hex(got) == case["values"], case["name"]
+    check_rerandomised_round_with_code(data)
+    for table_case in data["sum_tables"]:
+        table = rerandomise.SumTable(table_case["k"], table_case["group_count"])
+        assert len(table) == len(table_case["entries"])
+        for entry in table_case["entries"]:
+            assert rerandomise.times_base(entry["lanes"]).hex() == entry["point"], entry
+            assert table.lookup(h(entry["point"])) == (entry["pattern"], entry["code"]), entry
+
+
+def check_rerandomised_round_with_code(data: dict[str, Any]) -> None:
+    elgamal = data["elgamal"]
+    coordinator = rerandomise.CoordinatorKey(h(elgamal["coordinator_tag_private_key"]))
+    public_key = coordinator.public_key
+    assert public_key.hex() == elgamal["public_key"]
+    assert coordinator._secret.hex() == elgamal["secret"]
+    rerandomise.check_public_key(public_key)
+    cases = elgamal["encrypt"]
+    tags = rerandomise.encrypt(
+        public_key, b"".join(h(c["value"]) for c in cases), b"".join(h(c["randomness"]) for c in cases)
+    )
+    assert tags.hex() == "".join(c["tag"] for c in cases)
+    ring = elgamal["round"]
+    roster, k = ring["roster"], len(ring["roster"])
+    case = next(c for c in data["masks"] if c["name"] == ring["masks_case"])
+    own, rows = _rr_keys(case), case["rows"]
+    u = masks.id_digests(row["id"] for row in rows)
+    tokens = b"".join(h(t["token"]) for t in case["tokens"])
+    finals = []
+    for one_list in ring["lists"]:
+        owner = roster.index(one_list["owner"])
+        first, *relays = one_list["hops"]
+        where = f"list of {one_list['owner']}"
+        assert (first["hop"], first["company"]) == (0, one_list["owner"]), where
+        assert first["randomiser_label"] == f"{company.shuffle_label(one_list['owner'], 0).decode()}|0"
+        values = rerandomise.exponent_values(owner, own(owner), u, [row["bits"][owner] for row in rows])
+        assert _scalars_hex(values) == first["values"], where
+        randomness = rerandomise.randomisers(
+            h(ring["seeds"][first["company"]]), first["randomiser_label"].encode(), len(rows)
+        )
+        assert _scalars_hex(randomness) == first["randomness"], where
+        tags = rerandomise.encrypt(public_key, rerandomise.scalars(values), rerandomise.scalars(randomness))
+        assert tags.hex() == first["tags"], f"{where}: hop 0"
+        for step in relays:
+            hop, relay_at = step["hop"], roster.index(step["company"])
+            assert relay_at == (owner + hop) % k, where
+            label = f"{company.shuffle_label(one_list['owner'], hop).decode()}|0"
+            assert step["randomiser_label"] == label, where
+            randomness = rerandomise.randomisers(h(ring["seeds"][step["company"]]), label.encode(), len(rows))
+            assert _scalars_hex(randomness) == step["randomness"], f"{where}: hop {hop}"
+            shifts = (
+                rerandomise.token_masks(relay_at, own(relay_at), tokens, POINT_SIZE) if hop == k - 1 else []
+            )
+            assert _scalars_hex(shifts) == step["shifts"], f"{where}: hop {hop}"
+            tags = rerandomise.rerandomise(
+                public_key, tags, rerandomise.scalars(randomness), rerandomise.scalars(shifts)
+            )
+            assert tags.hex() == step["tags"], f"{where}: hop {hop}"
+        assert rerandomise.tags_decode(tags), where
+        finals.append(tags)
+    table = rerandomise.SumTable(k)
+    patterns, codes, bad = coordinator.decrypt_sums(finals, table)
+    assert (patterns, codes, bad) == ([s["pattern"] for s in ring["sums"]], [0] * len(rows), 0)
+    for total in ring["sums"]:
+        assert rerandomise.times_base(total["lanes"]).hex() == total["decrypted"], total["id"]
+        assert table.lookup(h(total["decrypted"])) == (total["pattern"], 0), total["id"]
+    for reject in ring["must_reject"]:
+        patterns, codes, bad = coordinator.decrypt_sums([h(c) for c in reject["columns"]], table)
+        assert bad == len(reject["bad_rows"]), reject["why"]
+        assert [n for n, p in enumerate(patterns) if p == -1] == reject["bad_rows"], reject["why"]
+    base = h(data["curve"]["base_point"])
+    for reject in elgamal["must_reject_points"]:
+        point = h(reject["point"])
+        for tag in (point + base, base + point):
+            assert not rerandomise.tags_decode(tag), reject["why"]
+            with pytest.raises(rerandomise.InvalidTagPoint):
+                rerandomise.rerandomise(public_key, tag, rerandomise.scalar(1))
+        with pytest.raises(ProtocolError):
+            rerandomise.check_public_key(point)
+
+
 CODE_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "failure-tags.json": check_failure_tags_with_code,
     "relay-sealing.json": check_relay_sealing_with_code,
@@ -348,6 +497,7 @@ CODE_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "shuffle.json": check_shuffle_with_code,
     "result-digit.json": check_result_with_code,
     "masks.json": check_masks_with_code,
+    "rerandomise.json": check_rerandomise_with_code,
 }
 
 
@@ -580,6 +730,178 @@ def test_independent_implementation_reproduces_the_masked_tags() -> None:
             assert not ind.decode_sum(int(reject["sum"], 16), k, group_count)[2], reject["why"]
 
 
+# RFC 8032 section 7.1, tests 1-3: secret key -> public key.
+RFC8032_KEYS = [
+    (
+        "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
+        "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a",
+    ),
+    (
+        "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb",
+        "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c",
+    ),
+    (
+        "c5aa8df43f9f837bedb7442f31dcb7b166d38535076f094b85ce3a2e0b4458f7",
+        "fc51cd8e6218a1a38da47ed00230f0580816ed13ba3303ac5deb911548908025",
+    ),
+]
+
+
+def test_independent_edwards25519_matches_rfc8032() -> None:
+    """The pure-Python curve of independent.py against published facts: d and the base point's
+    encoding (RFC 8032 5.1), L * B = O, and the public keys of RFC 8032's tests 1-3 (SHA-512 of
+    the secret, clamped, times B, encoded: scalar multiplication and encoding), decoded back."""
+    assert ind.ED_D == 37095705934669439343138083508754565189542113879843219016388785533085940283555
+    assert ind.ed_encode(ind.ED_B).hex() == "58" + "66" * 31
+    assert ind.ed_equal(ind.ed_mul(ind.ED_L, ind.ED_B), ind.ED_IDENTITY)
+    assert not ind.ed_equal(ind.ed_mul(ind.ED_L - 1, ind.ED_B), ind.ED_IDENTITY)
+    assert ind.ed_equal(ind.ed_mul(ind.ED_L - 1, ind.ED_B), ind.ed_neg(ind.ED_B))
+    for secret, public in RFC8032_KEYS:
+        digest = hashlib.sha512(h(secret)).digest()
+        a = int.from_bytes(digest[:32], "little") & ((1 << 254) - 8) | (1 << 254)  # clamped
+        point = ind.ed_mul(a, ind.ED_B)
+        assert ind.ed_encode(point).hex() == public
+        decoded = ind.ed_decode(h(public))
+        assert decoded is not None and ind.ed_equal(decoded, point)
+        assert ind.ed_valid_point(h(public))
+    assert ind.ed_decode((ind.ED_P + 1).to_bytes(32, "little")) is None  # y >= p: not canonical
+    assert ind.ed_decode((1 | 1 << 255).to_bytes(32, "little")) is None  # x = 0 with the sign bit set
+
+
+def test_independent_implementation_reproduces_the_rerandomised_tags() -> None:
+    data = load("rerandomise.json")
+    curve = data["curve"]
+    assert curve["group_order"] == str(ind.ED_L)
+    assert curve["base_point"] == ind.ed_encode(ind.ED_B).hex()
+    assert curve["identity"] == ind.ed_encode(ind.ED_IDENTITY).hex()
+    order = ind.ED_L
+    for case in data["prf"]:
+        key, label, block = h(case["pair_key"]), case["label"].encode(), h(case["block"])
+        assert label in (ind.RERANDOMISE_ID_LABEL, ind.RERANDOMISE_TOKEN_LABEL)
+        if "id" in case:
+            assert ind.id_digest(case["id"]) == block
+        if "token" in case:
+            assert ind.token_block(h(case["token"])) == block
+        assert [k.hex() for k in ind.prf_block_keys(key, label)] == case["block_keys"]
+        assert ind.prf_bytes(key, label, block).hex() == case["prf_bytes"]
+        assert ind.scalar_bytes(ind.prf_mod_l(key, label, block)).hex() == case["value"]
+
+    def scalars_hex(values: list[int]) -> list[str]:
+        return [ind.scalar_bytes(v).hex() for v in values]
+
+    def own_keys(case: dict[str, Any]) -> Callable[[int], dict[int, bytes]]:
+        keys = {(p["first"], p["second"]): h(p["pair_key"]) for p in case["pair_keys"]}
+        assert sorted(keys) == list(combinations(range(case["k"]), 2))
+        return lambda i: {j: keys[min(i, j), max(i, j)] for j in range(case["k"]) if j != i}
+
+    for case in data["masks"]:
+        k, own = case["k"], own_keys(case)
+        for row in case["rows"]:
+            u = ind.id_digest(row["id"])
+            assert u.hex() == row["u"]
+            id_masks = [ind.id_mask_mod_l(i, own(i), u) for i in range(k)]
+            assert scalars_hex(id_masks) == row["id_masks"]
+            assert sum(id_masks) % order == 0  # the k masks of one id cancel
+            codes = [row["group_code"] if i == case["groups_from"] else None for i in range(k)]
+            lanes = [ind.lane(i, k, row["bits"][i], codes[i]) for i in range(k)]
+            assert lanes == row["lanes"]
+            exponents = [ind.exponent(i, k, own(i), u, row["bits"][i], codes[i]) for i in range(k)]
+            assert exponents == [(x + m) % order for x, m in zip(lanes, id_masks, strict=True)]
+            assert scalars_hex(exponents) == row["exponents"]
+            pattern = int("".join(map(str, row["bits"])), 2)
+            assert sum(exponents) % order == ind.sum_lanes(pattern, k, row["group_code"] or 0)
+        for token in case["tokens"]:
+            assert ind.token_block(h(token["token"])).hex() == token["block"]
+            token_masks = [ind.token_mask_mod_l(i, own(i), h(token["token"])) for i in range(k)]
+            assert scalars_hex(token_masks) == token["token_masks"]
+            assert sum(token_masks) % order == 0  # the k masks of one token cancel
+
+    for case in data["randomisers"]:
+        seed, label = h(case["seed"]), case["label"].encode()
+        assert (ind.RERANDOMISE_RANDOM_LABEL + label).hex() == case["hkdf_info"]
+        assert ind.randomiser_key(seed, label).hex() == case["aes_key"]
+        stream = ind.aes_ctr_keystream(h(case["aes_key"]), 64 * case["count"])
+        assert stream.hex() == case["keystream"]
+        assert scalars_hex(ind.randomisers(seed, label, case["count"])) == case["values"]
+
+    elgamal = data["elgamal"]
+    coordinator_key = h(elgamal["coordinator_tag_private_key"])
+    assert ind.coordinator_key_digest(coordinator_key).hex() == elgamal["key_digest"]
+    secret = ind.coordinator_secret(coordinator_key)
+    assert ind.scalar_bytes(secret).hex() == elgamal["secret"]
+    public_key = ind.ed_base_times(secret)
+    assert public_key.hex() == elgamal["public_key"] and ind.ed_valid_point(public_key)
+    for enc in elgamal["encrypt"]:
+        e, r = (int.from_bytes(h(enc[f]), "little") for f in ("value", "randomness"))
+        assert ind.elgamal_encrypt(public_key, e, r).hex() == enc["tag"]
+        assert ind.elgamal_decrypt(secret, h(enc["tag"])) == ind.ed_base_times(e)
+
+    ring = elgamal["round"]
+    roster, k = ring["roster"], len(ring["roster"])
+    case = next(c for c in data["masks"] if c["name"] == ring["masks_case"])
+    own, rows = own_keys(case), case["rows"]
+    tokens = [h(t["token"]) for t in case["tokens"]]
+    finals: list[list[bytes]] = []
+    for one_list in ring["lists"]:
+        owner = roster.index(one_list["owner"])
+        first, *relays = one_list["hops"]
+        assert (first["hop"], first["company"]) == (0, one_list["owner"])
+        values = [ind.exponent(owner, k, own(owner), ind.id_digest(r["id"]), r["bits"][owner]) for r in rows]
+        assert scalars_hex(values) == first["values"]
+        randomness = ind.randomisers(
+            h(ring["seeds"][first["company"]]), f"{one_list['owner']}|0|0".encode(), len(rows)
+        )
+        assert scalars_hex(randomness) == first["randomness"]
+        tags = [ind.elgamal_encrypt(public_key, e, r) for e, r in zip(values, randomness, strict=True)]
+        assert b"".join(tags).hex() == first["tags"]
+        assert [s["hop"] for s in relays] == list(range(1, k))
+        for step in relays:
+            relay_at = (owner + step["hop"]) % k  # hop h of owner o's list: company o + h
+            assert step["company"] == roster[relay_at]
+            label = f"{one_list['owner']}|{step['hop']}|0".encode()
+            randomness = ind.randomisers(h(ring["seeds"][step["company"]]), label, len(rows))
+            assert scalars_hex(randomness) == step["randomness"]
+            last = step["hop"] == k - 1  # the last relay adds its token masks t_j(T)
+            shifts = [ind.token_mask_mod_l(relay_at, own(relay_at), t) for t in tokens] if last else []
+            assert scalars_hex(shifts) == step["shifts"]
+            tags = [
+                ind.elgamal_rerandomise(public_key, tag, s, shifts[n] if last else 0)
+                for n, (tag, s) in enumerate(zip(tags, randomness, strict=True))
+            ]
+            assert b"".join(tags).hex() == step["tags"]
+        finals.append(tags)
+    assert sorted(roster[(roster.index(li["owner"]) + k - 1) % k] for li in ring["lists"]) == sorted(roster)
+    valid = {ind.ed_base_times(ind.sum_lanes(p, k)): p for p in range(1 << k)}
+    assert len(valid) == 1 << k
+    for n, (row, total) in enumerate(zip(rows, ring["sums"], strict=True)):
+        summed = ind.elgamal_add([final[n] for final in finals])
+        assert (summed[:32].hex(), summed[32:].hex()) == (total["c1"], total["c2"])
+        decrypted = ind.elgamal_decrypt(secret, summed)
+        pattern = int("".join(map(str, row["bits"])), 2)
+        assert (total["id"], total["pattern"], total["lanes"]) == (
+            row["id"],
+            pattern,
+            ind.sum_lanes(pattern, k),
+        )
+        assert decrypted.hex() == total["decrypted"] == ind.ed_base_times(total["lanes"]).hex()
+        assert valid[decrypted] == pattern
+    for reject in ring["must_reject"]:
+        columns = [h(c) for c in reject["columns"]]
+        sums = [ind.elgamal_add([c[64 * n : 64 * n + 64] for c in columns]) for n in range(len(rows))]
+        bad = [n for n, s in enumerate(sums) if ind.elgamal_decrypt(secret, s) not in valid]
+        assert bad == reject["bad_rows"] and bad, reject["why"]
+    for reject in elgamal["must_reject_points"]:
+        assert not ind.ed_valid_point(h(reject["point"])), reject["why"]
+
+    for table in data["sum_tables"]:
+        k, group_count = table["k"], table["group_count"]
+        entries = table["entries"]
+        assert len(entries) == (1 << k) * max(group_count, 1) == len({e["point"] for e in entries})
+        for entry in entries:
+            assert entry["lanes"] == ind.sum_lanes(entry["pattern"], k, entry["code"])
+            assert ind.ed_base_times(entry["lanes"]).hex() == entry["point"]
+
+
 def test_independent_implementation_reproduces_the_digit_result() -> None:
     data = load("result-digit.json")
     figures = ind.result_figures(data["input"]["companies"], data["input"]["pattern_counts"])
@@ -678,6 +1000,22 @@ def _reversed_lanes(position: int, k: int, bits: Any, group_codes: Any = None) -
     return _original_lane_values(k - 1 - position, k, bits, group_codes)
 
 
+def _little_endian_prf(pair_key: bytes, label: bytes, blocks: bytes) -> list[int]:
+    """F_s read as a little-endian integer instead of big-endian."""
+    return [
+        int.from_bytes(ind.prf_bytes(pair_key, label, blocks[at : at + 16]), "little")
+        % rerandomise.GROUP_ORDER
+        for at in range(0, len(blocks), 16)
+    ]
+
+
+def _token_tails(tokens: bytes | bytearray, point_size: int) -> bytes:
+    """The last 16 bytes of SHA-256 of every token instead of the first."""
+    return b"".join(
+        hashlib.sha256(tokens[at : at + point_size]).digest()[16:] for at in range(0, len(tokens), point_size)
+    )
+
+
 MUTATIONS: dict[str, tuple[Callable[[pytest.MonkeyPatch], None], str]] = {
     "failure tag AAD label": (
         lambda mp: mp.setattr(psi_crypto, "_tag_aad", _relabelled_tag_aad),
@@ -714,6 +1052,30 @@ MUTATIONS: dict[str, tuple[Callable[[pytest.MonkeyPatch], None], str]] = {
     "lane order (company 0 in the least significant lane)": (
         lambda mp: mp.setattr(masks, "lane_values", _reversed_lanes),
         "masks.json",
+    ),
+    "rerandomise id PRF label": (
+        lambda mp: mp.setattr(rerandomise, "_ID_LABEL", b"monoculture/v2 rerandomise ids"),
+        "rerandomise.json",
+    ),
+    "rerandomise token PRF label": (
+        lambda mp: mp.setattr(rerandomise, "_TOKEN_LABEL", b"monoculture/v2 rerandomise tokens"),
+        "rerandomise.json",
+    ),
+    "rerandomise PRF output read little-endian": (
+        lambda mp: mp.setattr(rerandomise, "_prf", _little_endian_prf),
+        "rerandomise.json",
+    ),
+    "rerandomise token block (last 16 bytes of SHA-256)": (
+        lambda mp: mp.setattr(rerandomise, "token_blocks", _token_tails),
+        "rerandomise.json",
+    ),
+    "rerandomise coordinator key label": (
+        lambda mp: mp.setattr(rerandomise, "_KEY_LABEL", b"monoculture/v2 rerandomise keys"),
+        "rerandomise.json",
+    ),
+    "rerandomise randomness HKDF label": (
+        lambda mp: mp.setattr(rerandomise, "_RANDOM_LABEL", b"monoculture/v2 rerandomise randomness/"),
+        "rerandomise.json",
     ),
     "pattern bit order": (
         lambda mp: mp.setattr(

@@ -15,9 +15,14 @@ coordinator's round key Y = y*B, and every company that relays it re-randomises 
     M_i(x) = sum over j != i of sgn(j-i) * F_{s_ij}("id", u(x))  mod L
     t_j(T) = sum over l != j of sgn(l-j) * F_{s_jl}("token", T)  mod L
 
-F_s(label, input) is 512 bits of AES-256 under four keys HMAC-SHA256(s, label|c), c = 0..3,
-each applied to one 16-byte block (u(x), or the first 16 bytes of SHA-256(T)), read as a
-big-endian integer and reduced mod L. u(x) and s_ij are those of core/masks.py.
+F_s(label, input) is 512 bits of AES-256 under four keys HMAC-SHA256(s, label || c), c the
+single byte 0..3 right after the label, each applied to one 16-byte block (u(x), or the first
+16 bytes of SHA-256(T)), the four blocks read as one big-endian integer reduced mod L. u(x)
+and s_ij are those of core/masks.py. The coordinator's y is SHA-512("monoculture/v2
+rerandomise key" || its round tag key) read big-endian mod L; randomness r, s comes 64
+bytes per scalar, read big-endian mod L, from os.urandom or an AES-256-CTR stream (zero IV)
+under HKDF-SHA256(seed, info = "monoculture/v2 rerandomise randomness|" || label).
+tests/vectors/rerandomise.json pins all of it, from an independent pure-Python curve.
 
 Every company is the last hop of exactly one list, so the k token masks of one final token
 sum to 0 mod L, as do the k id masks of one id: for a token in every list the coordinator
@@ -28,20 +33,37 @@ sum fails the round as tampered with, as in core/masks.py.
 What this adds to masked tags: the coordinator with the owner of a list cannot follow a tag
 round the ring. Its bytes change at every hop under randomness only the relay knows, and its
 plaintext changes at the last hop by t_j(T), which needs a pair key of j with a third
-company. So for k >= 3, as long as one company other than the owner is honest, the pair
-links none of the owner's ids to its final token (tests/test_rerandomise.py). At k = 2 the
-owner holds the only pair key and no such claim holds.
+company. Every relay checks every point it receives (`_checked`: canonical, in the
+prime-order subgroup, not of small order), so an owner cannot hide a mark in the torsion of
+its tags for the coordinator to read. So for k >= 3 the coordinator together with ONE
+company that follows the protocol links none of that company's ids to their final tokens by
+the tags (tests/test_rerandomise.py). What it does not give (review of 31cb398):
+
+- At k = 2 the owner holds the only pair key: no claim.
+- Larger coalitions: the coordinator with the owner o and o's ring predecessor (the last
+  relay of o's list) removes t_(o-1) and links every id of o; with o and any other company c
+  it links the ids held by both o and c (t of the two honest last relays sums to minus the
+  colluders' on those tokens).
+- An owner that cheats with the coordinator: adding idx(x) * 4^k to its own e_o(x) (or
+  setting its failure bit for one chosen id) survives every check, since the masks still
+  cancel; the coordinator then reads each shared individual's id index from the decrypted
+  sum and publishes an exact table. Only proofs that every value is well formed would stop
+  it. The tags then link the owner's shared ids; the non-shared stay unlinked.
+- The pattern of a shared individual includes the owner's own bit, which the owner knows:
+  the anonymity of a linked-by-output guess is the owner's shared ids with the same bit.
 
 What it costs: per tag, hop 0 one variable-base and two fixed-base multiplications, every
-relay one of each, the last relay one more fixed-base one; the coordinator one variable-base
-multiplication per shared individual. On this machine (libsodium via PyNaCl) a variable-base
-multiplication is about 61 us, a fixed-base one 12 us and an addition 10 us (point
-decompression), against about 60 us for the P-256 blinding step: `monoculture bench
---rerandomise` prints the measured figures. The tag grows from 44 to 64 bytes.
+relay one of each plus two point checks, the last relay one more fixed-base multiplication;
+the coordinator one variable-base multiplication per shared individual. On this machine
+(libsodium via PyNaCl) a variable-base multiplication is about 61 us, a fixed-base one
+12 us, an addition 10 us (point decompression) and a point check 30-38 us, against about
+60 us for the P-256 blinding step: `monoculture bench --rerandomise` prints the measured
+figures. The tag grows from 44 to 64 bytes.
 
 Limits: the sum table holds 2^k * G points; rounds above MAX_SUM_TABLE are refused.
-A point that does not decode is the sender's fault (InvalidPoint, as for the blinded points);
-a ciphertext altered into a valid but wrong point is caught only by the sum, naming no one.
+A point that is not in the prime-order group is the sender's fault (InvalidPoint, as for the
+blinded points; in a final list the coordinator names the last relay); a ciphertext altered
+into a valid but wrong one is caught only by the sum, naming no one.
 """
 
 from __future__ import annotations
@@ -102,6 +124,16 @@ def _add(p: bytes, q: bytes) -> bytes:
         return sodium.crypto_core_ed25519_add(p, q)
     except SodiumError:
         raise InvalidTagPoint("a failure tag is not a curve point") from None
+
+
+def _checked(point: bytes) -> bytes:
+    """A received tag point, if it is a canonical point of the prime-order subgroup (not of
+    small order). libsodium's addition accepts points with a torsion component, and an owner
+    could hide such a mark (8 x 8 classes per tag) that honest relays would carry unchanged to
+    the coordinator: every relay checks every point it receives (review of 31cb398)."""
+    if not sodium.crypto_core_ed25519_is_valid_point(point):
+        raise InvalidTagPoint("a failure tag is not a point of the prime-order group")
+    return point
 
 
 def _times(value: bytes, point: bytes) -> bytes:
@@ -231,8 +263,8 @@ def rerandomise(public_key: bytes, tags: bytes, randomness: bytes, shifts: bytes
     for n in range(count):
         tag = tags[n * ELGAMAL_TAG_SIZE : (n + 1) * ELGAMAL_TAG_SIZE]
         s = randomness[n * SCALAR_BYTES : (n + 1) * SCALAR_BYTES]
-        c1 = _add(tag[:POINT_BYTES], sodium.crypto_scalarmult_ed25519_base_noclamp(s))
-        c2 = _add(tag[POINT_BYTES:], _times(s, public_key))
+        c1 = _add(_checked(tag[:POINT_BYTES]), sodium.crypto_scalarmult_ed25519_base_noclamp(s))
+        c2 = _add(_checked(tag[POINT_BYTES:]), _times(s, public_key))
         t = shifts[n * SCALAR_BYTES : (n + 1) * SCALAR_BYTES] if shifts else b""
         if any(t):
             c2 = _add(c2, sodium.crypto_scalarmult_ed25519_base_noclamp(t))
@@ -241,10 +273,10 @@ def rerandomise(public_key: bytes, tags: bytes, randomness: bytes, shifts: bytes
 
 
 def tags_decode(tags: bytes) -> bool:
-    """Whether every point of these tags decodes (the check a relay's addition makes)."""
+    """Whether every point of these tags is one a relay accepts (`_checked`): the evidence check."""
     try:
         for at in range(0, len(tags), POINT_BYTES):
-            _add(tags[at : at + POINT_BYTES], IDENTITY)
+            _checked(tags[at : at + POINT_BYTES])
     except InvalidTagPoint:
         return False
     return len(tags) % ELGAMAL_TAG_SIZE == 0

@@ -5,9 +5,9 @@
     .venv/bin/python tests/vectors/generate.py masks.json  # only the files named
 
 Every output comes from independent.py (RFC 5869 HKDF over hmac, AES-GCM / AES-ECB /
-X25519 / P-256 from `cryptography`, protobuf encoded by hand, exact rationals); nothing
-from monoculture is imported. Every input is fixed below, so the output is the same on
-every run. See PROVENANCE.md.
+X25519 / P-256 from `cryptography`, protobuf encoded by hand, exact rationals, edwards25519
+in pure Python); nothing from monoculture (nor libsodium / PyNaCl) is imported. Every input
+is fixed below, so the output is the same on every run. See PROVENANCE.md.
 """
 
 from __future__ import annotations
@@ -689,6 +689,383 @@ def masks() -> dict[str, Any]:
     }
 
 
+# ------------------------------------------------------------------ re-randomised tags (v2)
+
+
+def _hex_scalars(values: list[int]) -> list[str]:
+    """Scalars mod L as 64 hex digits: the 32 bytes little-endian a tag batch carries."""
+    return [ind.scalar_bytes(v).hex() for v in values]
+
+
+def _rr_pair_keys(tag: str, k: int) -> dict[tuple[int, int], bytes]:
+    """Fixed pair keys s_ij (i < j) for the mask vectors: in a round they come from masks.json's
+    pairwise key; any 32 bytes serve here."""
+    return {(i, j): fixed_bytes(f"rerandomise pair key|{tag}|{i}|{j}") for i, j in combinations(range(k), 2)}
+
+
+def _own(keys: dict[tuple[int, int], bytes], k: int, i: int) -> dict[int, bytes]:
+    return {j: keys[min(i, j), max(i, j)] for j in range(k) if j != i}
+
+
+def _rr_prf_case(label: bytes, pair_key: bytes, block: bytes, source: dict[str, str]) -> dict[str, Any]:
+    raw = ind.prf_bytes(pair_key, label, block)
+    value = ind.prf_mod_l(pair_key, label, block)
+    assert value == int.from_bytes(raw, "big") % ind.ED_L
+    return {
+        "label": label.decode(),
+        "pair_key": pair_key.hex(),
+        **source,
+        "block": block.hex(),
+        "block_keys": [key.hex() for key in ind.prf_block_keys(pair_key, label)],
+        "prf_bytes": raw.hex(),
+        "value": ind.scalar_bytes(value).hex(),
+    }
+
+
+def _rr_prf_cases() -> list[dict[str, Any]]:
+    key, other = fixed_bytes("rerandomise pair key|prf"), fixed_bytes("rerandomise pair key|prf 2")
+    record_id = "DIGIT_0_jackson_0.wav"
+    u = ind.id_digest(record_id)
+    token = point(1)
+    id_label, token_label = ind.RERANDOMISE_ID_LABEL, ind.RERANDOMISE_TOKEN_LABEL
+    return [
+        _rr_prf_case(id_label, key, u, {"id": record_id}),
+        _rr_prf_case(id_label, other, u, {"id": record_id}),
+        _rr_prf_case(id_label, key, bytes(16), {}),
+        _rr_prf_case(id_label, key, b"\xff" * 16, {}),
+        _rr_prf_case(token_label, key, ind.token_block(token), {"token": token.hex()}),
+        _rr_prf_case(token_label, key, u, {}),  # the same block under the other label
+        _rr_prf_case(token_label, key, bytes(16), {}),
+    ]
+
+
+def _rr_masks_case(
+    name: str,
+    tag: str,
+    k: int,
+    rows: list[tuple[str, list[int], int | None]],
+    tokens: list[bytes],
+    groups_from: int | None = None,
+    group_count: int = 0,
+) -> dict[str, Any]:
+    """rows: (id, the k bits, group code or None); tokens: final tokens (33 bytes each)."""
+    keys = _rr_pair_keys(tag, k)
+    out_rows = []
+    for record_id, bits, code in rows:
+        u = ind.id_digest(record_id)
+        id_masks = [ind.id_mask_mod_l(i, _own(keys, k, i), u) for i in range(k)]
+        assert sum(id_masks) % ind.ED_L == 0
+        lanes = [ind.lane(i, k, bits[i], code if i == groups_from else None) for i in range(k)]
+        exponents = [
+            ind.exponent(i, k, _own(keys, k, i), u, bits[i], code if i == groups_from else None)
+            for i in range(k)
+        ]
+        assert exponents == [(x + m) % ind.ED_L for x, m in zip(lanes, id_masks, strict=True)]
+        pattern = int("".join(map(str, bits)), 2)
+        assert sum(exponents) % ind.ED_L == ind.sum_lanes(pattern, k, code or 0) == sum(lanes)
+        out_rows.append(
+            {
+                "id": record_id,
+                "u": u.hex(),
+                "bits": bits,
+                "group_code": code,
+                "id_masks": _hex_scalars(id_masks),
+                "lanes": lanes,
+                "exponents": _hex_scalars(exponents),
+            }
+        )
+    out_tokens = []
+    for token in tokens:
+        token_masks = [ind.token_mask_mod_l(i, _own(keys, k, i), token) for i in range(k)]
+        assert sum(token_masks) % ind.ED_L == 0
+        out_tokens.append(
+            {
+                "token": token.hex(),
+                "block": ind.token_block(token).hex(),
+                "token_masks": _hex_scalars(token_masks),
+            }
+        )
+    return {
+        "name": name,
+        "k": k,
+        "groups_from": groups_from,
+        "group_count": group_count,
+        "pair_keys": [{"first": i, "second": j, "pair_key": key.hex()} for (i, j), key in keys.items()],
+        "rows": out_rows,
+        "tokens": out_tokens,
+    }
+
+
+def _rr_randomisers_case(name: str, seed: bytes, label: bytes, count: int) -> dict[str, Any]:
+    key = ind.randomiser_key(seed, label)
+    stream = ind.aes_ctr_keystream(key, 64 * count)
+    values = ind.randomisers(seed, label, count)
+    assert values == [int.from_bytes(stream[64 * n : 64 * n + 64], "big") % ind.ED_L for n in range(count)]
+    return {
+        "name": name,
+        "seed": seed.hex(),
+        "label": label.decode(),
+        "hkdf_info": (ind.RERANDOMISE_RANDOM_LABEL + label).hex(),
+        "aes_key": key.hex(),
+        "count": count,
+        "keystream": stream.hex(),
+        "values": _hex_scalars(values),
+    }
+
+
+def _order_8_point() -> ind.EdPoint:
+    """A point of order 8: L * P for the curve point P of the smallest y >= 2 whose L * P has order 8."""
+    y = 2
+    while True:
+        x = ind.ed_recover_x(y, 0)
+        if x is not None:
+            torsion = ind.ed_mul(ind.ED_L, (x, y, 1, x * y % ind.ED_P))
+            if not ind.ed_equal(ind.ed_mul(4, torsion), ind.ED_IDENTITY):
+                return torsion
+        y += 1
+
+
+def _not_on_curve() -> bytes:
+    """The encoding (sign 0) of the smallest y >= 2 that no curve point has."""
+    y = 2
+    while ind.ed_recover_x(y, 0) is not None:
+        y += 1
+    return y.to_bytes(32, "little")
+
+
+def _rr_bad_points() -> list[dict[str, str]]:
+    order_2 = (0, ind.ED_P - 1, 1, 0)  # (0, -1)
+    order_8 = _order_8_point()
+    points = [
+        (
+            "the base point plus the point (0, -1) of order 2: a torsion component",
+            ind.ed_add(ind.ED_B, order_2),
+        ),
+        ("the base point plus a point of order 8: a torsion component", ind.ed_add(ind.ED_B, order_8)),
+        ("a point of order 8 (small order)", order_8),
+        ("the identity (small order)", ind.ED_IDENTITY),
+    ]
+    out = [{"why": why, "point": ind.ed_encode(p).hex()} for why, p in points]
+    out += [
+        {"why": "not on the curve (no x for this y)", "point": _not_on_curve().hex()},
+        {
+            "why": "not canonical: y = p + 1 (the identity's y plus p)",
+            "point": (ind.ED_P + 1).to_bytes(32, "little").hex(),
+        },
+    ]
+    for entry in out:
+        assert not ind.ed_valid_point(bytes.fromhex(entry["point"])), entry["why"]
+    return out
+
+
+def _rr_encrypt_cases(public_key: bytes) -> list[dict[str, str]]:
+    """(value, randomness) at the edges: 0 (C2 = r*Y), 1 with r = L - 1 (C1 = -B), L - 1, a lane."""
+    seed = fixed_bytes("rerandomise seed|encrypt")
+    r2, r3 = ind.randomisers(seed, b"encrypt", 2)
+    cases = [(0, 1), (1, ind.ED_L - 1), (ind.ED_L - 1, r2), (4**2 + 4**0, r3)]
+    return [
+        {
+            "value": ind.scalar_bytes(e).hex(),
+            "randomness": ind.scalar_bytes(r).hex(),
+            "tag": ind.elgamal_encrypt(public_key, e, r).hex(),
+        }
+        for e, r in cases
+    ]
+
+
+def _rr_round(masks_case: dict[str, Any], roster: list[str], coordinator_key: bytes) -> dict[str, Any]:
+    """Every list of a round of k = len(roster) through the ring, hop by hop, for the ids and
+    tokens of masks_case (id n has final token n, in every list): the owner encrypts at hop 0,
+    company (owner + hop) mod k re-randomises at hop 1..k-1, the last one adding its token masks."""
+    k = len(roster)
+    assert masks_case["k"] == k and masks_case["groups_from"] is None
+    keys = {(p["first"], p["second"]): bytes.fromhex(p["pair_key"]) for p in masks_case["pair_keys"]}
+    rows, tokens = masks_case["rows"], [bytes.fromhex(t["token"]) for t in masks_case["tokens"]]
+    assert len(rows) == len(tokens)
+    secret = ind.coordinator_secret(coordinator_key)
+    public_key = ind.ed_base_times(secret)
+    seeds = {name: fixed_bytes(f"rerandomise seed|{name}") for name in roster}
+    lists: list[dict[str, Any]] = []
+    finals: list[list[bytes]] = []
+    for owner in range(k):
+        hops = []
+        values = [
+            ind.exponent(owner, k, _own(keys, k, owner), ind.id_digest(r["id"]), r["bits"][owner])
+            for r in rows
+        ]
+        label = f"{roster[owner]}|0|0".encode()  # '<owner>|<hop>|<first index of the batch>'
+        randomness = ind.randomisers(seeds[roster[owner]], label, len(rows))
+        tags = [ind.elgamal_encrypt(public_key, e, r) for e, r in zip(values, randomness, strict=True)]
+        hops.append(
+            {
+                "hop": 0,
+                "company": roster[owner],
+                "randomiser_label": label.decode(),
+                "values": _hex_scalars(values),
+                "randomness": _hex_scalars(randomness),
+                "tags": b"".join(tags).hex(),
+            }
+        )
+        for hop in range(1, k):
+            relay = (owner + hop) % k
+            label = f"{roster[owner]}|{hop}|0".encode()
+            randomness = ind.randomisers(seeds[roster[relay]], label, len(rows))
+            shifts = (
+                [ind.token_mask_mod_l(relay, _own(keys, k, relay), t) for t in tokens] if hop == k - 1 else []
+            )
+            tags = [
+                ind.elgamal_rerandomise(public_key, tag, s, shifts[n] if shifts else 0)
+                for n, (tag, s) in enumerate(zip(tags, randomness, strict=True))
+            ]
+            hops.append(
+                {
+                    "hop": hop,
+                    "company": roster[relay],
+                    "randomiser_label": label.decode(),
+                    "randomness": _hex_scalars(randomness),
+                    "shifts": _hex_scalars(shifts),
+                    "tags": b"".join(tags).hex(),
+                }
+            )
+        lists.append({"owner": roster[owner], "hops": hops})
+        finals.append(tags)
+    valid = {ind.ed_base_times(ind.sum_lanes(p, k)): p for p in range(1 << k)}
+    sums = []
+    for n, row in enumerate(rows):
+        total = ind.elgamal_add([final[n] for final in finals])
+        decrypted = ind.elgamal_decrypt(secret, total)
+        pattern = int("".join(map(str, row["bits"])), 2)
+        assert decrypted == ind.ed_base_times(ind.sum_lanes(pattern, k)) and valid[decrypted] == pattern
+        sums.append(
+            {
+                "id": row["id"],
+                "c1": total[:32].hex(),
+                "c2": total[32:].hex(),
+                "decrypted": decrypted.hex(),
+                "lanes": ind.sum_lanes(pattern, k),
+                "pattern": pattern,
+            }
+        )
+    # Final lists the coordinator must find wrong (sums not among the valid ones).
+    swapped = [list(f) for f in finals]
+    swapped[1][0], swapped[1][1] = finals[1][1], finals[1][0]
+    last = k - 1  # the list of company k - 1, without its last relay's token masks
+    before_last = bytes.fromhex(lists[last]["hops"][k - 2]["tags"])
+    last_randomness = bytes.fromhex("".join(lists[last]["hops"][k - 1]["randomness"]))
+    unshifted = [list(f) for f in finals]
+    unshifted[last] = [
+        ind.elgamal_rerandomise(
+            public_key,
+            before_last[64 * n : 64 * n + 64],
+            int.from_bytes(last_randomness[32 * n : 32 * n + 32], "little"),
+        )
+        for n in range(len(rows))
+    ]
+    rejects = []
+    for why, columns in (
+        (f"{roster[1]}'s final tags of rows 0 and 1 exchanged", swapped),
+        (f"{roster[last]}'s list re-randomised at its last hop without the token masks", unshifted),
+    ):
+        bad = [
+            n
+            for n in range(len(rows))
+            if ind.elgamal_decrypt(secret, ind.elgamal_add([c[n] for c in columns])) not in valid
+        ]
+        rejects.append({"why": why, "columns": [b"".join(c).hex() for c in columns], "bad_rows": bad})
+    return {
+        "roster": roster,
+        "masks_case": masks_case["name"],
+        "seeds": {name: seed.hex() for name, seed in seeds.items()},
+        "lists": lists,
+        "sums": sums,
+        "must_reject": rejects,
+    }
+
+
+def _rr_sum_table(k: int, group_count: int) -> dict[str, Any]:
+    entries = []
+    for code in range(max(group_count, 1)):
+        for pattern in range(1 << k):
+            lanes = ind.sum_lanes(pattern, k, code)
+            entries.append(
+                {"pattern": pattern, "code": code, "lanes": lanes, "point": ind.ed_base_times(lanes).hex()}
+            )
+    return {"k": k, "group_count": group_count, "entries": entries}
+
+
+def rerandomise() -> dict[str, Any]:
+    roster = ["google", "microsoft", "ibm"]
+    tokens = [point(s) for s in (11, 12, 13)]  # final tokens: 33-byte (compressed P-256) points
+    k3 = _rr_masks_case(
+        "k = 3, no groups: patterns 101, 000 and 111, one final token per id",
+        "k3", 3,
+        [("DIGIT_0_jackson_0.wav", [1, 0, 1], None), ("Île-de-France 東京 😀", [0, 0, 0], None),
+         ("0", [1, 1, 1], None)],
+        tokens,
+    )  # fmt: skip
+    k4 = _rr_masks_case(
+        "k = 4, groups from position 1 (4 labels): codes 1, 3 and 0",
+        "k4", 4,
+        [("DIGIT_3_nicolas_7.wav", [0, 1, 1, 0], 1), ("DIGIT_5_theo_12.wav", [1, 0, 0, 1], 3),
+         ("x" * 1024, [1, 1, 1, 1], 0)],
+        [point(21), point(22)],
+        groups_from=1, group_count=4,
+    )  # fmt: skip
+    seed = fixed_bytes("rerandomise seed|google")
+    randomisers = [
+        _rr_randomisers_case("owner google, hop 0, batch from 0: three scalars", seed, b"google|0|0", 3),
+        _rr_randomisers_case("the same, one scalar (the first of the three)", seed, b"google|0|0", 1),
+        _rr_randomisers_case("owner ibm, hop 2, batch from 4096", seed, b"ibm|2|4096", 2),
+        _rr_randomisers_case(
+            "another seed, owner google, hop 0, batch from 0",
+            fixed_bytes("rerandomise seed|ibm"),
+            b"google|0|0",
+            2,
+        ),
+    ]
+    coordinator_key = fixed_bytes("coordinator tag key")
+    secret = ind.coordinator_secret(coordinator_key)
+    public_key = ind.ed_base_times(secret)
+    assert ind.ed_valid_point(public_key)
+    return {
+        "provenance": provenance(
+            "re-randomised failure tags (v2): edwards25519 (RFC 8032 5.1), points 32 bytes (y little-endian, "
+            "the sign of x in the top bit), scalars mod L as 32 bytes little-endian (64 hex digits); "
+            "F_s(label, block) = AES-256 of the 16-byte block under HMAC-SHA256(s, label || c) for the byte "
+            "c = 0..3, the four outputs concatenated (prf_bytes), read big-endian, mod L; labels "
+            "'monoculture/v2 rerandomise id' and 'monoculture/v2 rerandomise token'; "
+            "M_i(x) = sum over j != i of sgn(j - i) * F_{s_ij}(id, u(x)), u(x) as in masks.json; "
+            "t_j(T) = the same over F_{s_jl}(token, SHA-256(T)[:16]); the k masks of one id or token sum "
+            "to 0 mod L; e_i(x) = b_i * 4^(k-1-i) (+ code * 4^k for the groups company) + M_i(x) mod L; "
+            "randomisers(seed, label, n): key = HKDF-SHA256(seed, salt none, info 'monoculture/v2 "
+            "rerandomise randomness|' + label), AES-256-CTR keystream from a zero counter block, 64 bytes "
+            "per scalar read big-endian, mod L; coordinator key y = SHA-512('monoculture/v2 rerandomise key' "
+            "|| its 32-byte tag private key) read big-endian, mod L, Y = y*B; tag = (r*B, e*B + r*Y), 64 "
+            "bytes; a relay adds (s*B, s*Y), the last relay of a list also t_j(T)*B to C2; the sum of the "
+            "k final tags of one token decrypts (C2 - y*C1) to lanes*B, looked up among the 2^k * "
+            "max(G, 1) valid sums"
+        ),
+        "curve": {
+            "group_order": str(ind.ED_L),
+            "base_point": ind.ed_encode(ind.ED_B).hex(),
+            "identity": ind.ed_encode(ind.ED_IDENTITY).hex(),
+        },
+        "prf": _rr_prf_cases(),
+        "masks": [k3, k4],
+        "randomisers": randomisers,
+        "elgamal": {
+            "coordinator_tag_private_key": coordinator_key.hex(),
+            "key_digest": ind.coordinator_key_digest(coordinator_key).hex(),
+            "secret": ind.scalar_bytes(secret).hex(),
+            "public_key": public_key.hex(),
+            "encrypt": _rr_encrypt_cases(public_key),
+            "round": _rr_round(k3, roster, coordinator_key),
+            "must_reject_points": _rr_bad_points(),
+        },
+        "sum_tables": [_rr_sum_table(2, 0), _rr_sum_table(2, 2)],
+    }
+
+
 # ------------------------------------------------------------------ result JSON
 
 
@@ -727,6 +1104,7 @@ BUILDERS = {
     "shuffle.json": shuffle,
     "result-digit.json": result_digit,
     "masks.json": masks,
+    "rerandomise.json": rerandomise,
 }
 
 

@@ -13,7 +13,10 @@ Written from the format descriptions (docs/PROTOCOL.md, README "Result JSON", th
 - the failure tags are protocol v2's: each seals one 16-byte masked value under
   'monoculture/v2' labels (the relays, points framing and shuffles are still v1's);
 - the masked tags of v2 (transcript, pairwise mask keys, confirmations, u(x), masks,
-  lanes, sums) use Python's big integers for the arithmetic mod 2^128.
+  lanes, sums) use Python's big integers for the arithmetic mod 2^128;
+- the re-randomised tags of v2 (the 512-bit PRF mod L, masks mod L, randomisers, ElGamal)
+  use edwards25519 written out in pure Python from RFC 8032 section 5.1 (checked against
+  the RFC's base point and test keys by tests/test_vectors.py), not libsodium / PyNaCl.
 
 Only X25519, AES-256-GCM and the AES block cipher come from `cryptography`.
 """
@@ -502,3 +505,230 @@ def _json_equal(a: Any, b: Any) -> bool:
     if isinstance(a, bool) or isinstance(b, bool):
         return isinstance(a, bool) and isinstance(b, bool) and a == b
     return bool(a == b)
+
+
+# ------------------------------------------------------------------ edwards25519 (pure Python)
+#
+# RFC 8032, section 5.1, written out with Python's big integers: extended coordinates
+# (X : Y : Z : T) with x = X/Z, y = Y/Z, x*y = T/Z; the addition of 5.1.4 (complete on this
+# curve, so it doubles too); scalar multiplication by double-and-add; the encoding of 5.1.2
+# (y little-endian, the sign of x in the top bit) and the decoding of 5.1.3. Slow (a scalar
+# multiplication takes milliseconds) and not constant time: for the vectors only.
+
+ED_P = 2**255 - 19
+ED_L = 2**252 + 27742317777372353535851937790883648493  # the order of B
+ED_D = -121665 * pow(121666, -1, ED_P) % ED_P
+ED_SQRT_M1 = pow(2, (ED_P - 1) // 4, ED_P)
+
+EdPoint = tuple[int, int, int, int]
+ED_IDENTITY: EdPoint = (0, 1, 1, 0)
+
+
+def ed_recover_x(y: int, sign: int) -> int | None:
+    """x with x^2 = (y^2 - 1) / (d y^2 + 1) and x mod 2 = sign (RFC 8032 5.1.3, steps 2-4),
+    or None if there is none (y >= p, not on the curve, or x = 0 with sign 1)."""
+    if y >= ED_P:
+        return None
+    u, v = (y * y - 1) % ED_P, (ED_D * y * y + 1) % ED_P
+    x = u * pow(v, 3, ED_P) * pow(u * pow(v, 7, ED_P), (ED_P - 5) // 8, ED_P) % ED_P
+    if (v * x * x - u) % ED_P != 0:
+        if (v * x * x + u) % ED_P != 0:
+            return None
+        x = x * ED_SQRT_M1 % ED_P
+    if x == 0 and sign:
+        return None
+    return ED_P - x if x & 1 != sign else x
+
+
+def _ed_affine(x: int, y: int) -> EdPoint:
+    return (x, y, 1, x * y % ED_P)
+
+
+_ED_BASE_Y = 4 * pow(5, -1, ED_P) % ED_P
+ED_B: EdPoint = _ed_affine(ed_recover_x(_ED_BASE_Y, 0) or 0, _ED_BASE_Y)  # x "positive" (even)
+
+
+def ed_add(p: EdPoint, q: EdPoint) -> EdPoint:
+    """RFC 8032 5.1.4 (add-2008-hwcd-3)."""
+    x1, y1, z1, t1 = p
+    x2, y2, z2, t2 = q
+    a = (y1 - x1) * (y2 - x2) % ED_P
+    b = (y1 + x1) * (y2 + x2) % ED_P
+    c = t1 * 2 * ED_D * t2 % ED_P
+    d = z1 * 2 * z2 % ED_P
+    e, f, g, hh = b - a, d - c, d + c, b + a
+    return (e * f % ED_P, g * hh % ED_P, f * g % ED_P, e * hh % ED_P)
+
+
+def ed_neg(p: EdPoint) -> EdPoint:
+    x, y, z, t = p
+    return (-x % ED_P, y, z, -t % ED_P)
+
+
+def ed_mul(scalar: int, p: EdPoint) -> EdPoint:
+    """scalar * p by double-and-add from the most significant bit (scalar >= 0)."""
+    q = ED_IDENTITY
+    for bit in bin(scalar)[2:] if scalar else "":
+        q = ed_add(q, q)
+        if bit == "1":
+            q = ed_add(q, p)
+    return q
+
+
+def ed_equal(p: EdPoint, q: EdPoint) -> bool:
+    return (p[0] * q[2] - q[0] * p[2]) % ED_P == 0 and (p[1] * q[2] - q[1] * p[2]) % ED_P == 0
+
+
+def ed_encode(p: EdPoint) -> bytes:
+    """RFC 8032 5.1.2: y as 32 bytes little-endian, the top bit the low bit of x."""
+    zi = pow(p[2], -1, ED_P)
+    x, y = p[0] * zi % ED_P, p[1] * zi % ED_P
+    return (y | (x & 1) << 255).to_bytes(32, "little")
+
+
+def ed_decode(encoded: bytes) -> EdPoint | None:
+    """RFC 8032 5.1.3; None if the 32 bytes are not a canonical encoding of a curve point."""
+    if len(encoded) != 32:
+        return None
+    number = int.from_bytes(encoded, "little")
+    y, sign = number & ((1 << 255) - 1), number >> 255
+    x = ed_recover_x(y, sign)
+    return None if x is None else _ed_affine(x, y)
+
+
+def ed_base_times(scalar: int) -> bytes:
+    """scalar * B, encoded."""
+    return ed_encode(ed_mul(scalar % ED_L, ED_B))
+
+
+def ed_valid_point(encoded: bytes) -> bool:
+    """What a relay accepts (docs/PROTOCOL.md, "Checked points"): a canonical encoding of a
+    point of the prime-order subgroup (L * P = O) that is not of small order (8 * P != O)."""
+    p = ed_decode(encoded)
+    return (
+        p is not None and ed_equal(ed_mul(ED_L, p), ED_IDENTITY) and not ed_equal(ed_mul(8, p), ED_IDENTITY)
+    )
+
+
+# ------------------------------------------------------------------ re-randomised tags (v2)
+#
+# Written from docs/PROTOCOL.md ("Re-randomised tags") and the formulas of the design: the
+# masks of the masked tags re-derived mod L with a 512-bit PRF, exponential ElGamal on the
+# edwards25519 above. Scalars travel as 32 bytes little-endian (libsodium's encoding).
+
+RERANDOMISE_ID_LABEL = b"monoculture/v2 rerandomise id"
+RERANDOMISE_TOKEN_LABEL = b"monoculture/v2 rerandomise token"
+RERANDOMISE_KEY_LABEL = b"monoculture/v2 rerandomise key"
+RERANDOMISE_RANDOM_LABEL = b"monoculture/v2 rerandomise randomness|"
+
+
+def scalar_bytes(value: int) -> bytes:
+    """A scalar mod L as 32 bytes little-endian."""
+    return (value % ED_L).to_bytes(32, "little")
+
+
+def prf_block_keys(pair_key: bytes, label: bytes) -> list[bytes]:
+    """The four AES-256 keys of F_s(label, .): HMAC-SHA256(s, label || c) for the byte c = 0..3."""
+    return [hmac.new(pair_key, label + bytes((c,)), hashlib.sha256).digest() for c in range(4)]
+
+
+def prf_bytes(pair_key: bytes, label: bytes, block: bytes) -> bytes:
+    """The 64 bytes of F_s(label, block): the 16-byte block under each of the four keys, concatenated."""
+    assert len(block) == 16
+    out = b""
+    for key in prf_block_keys(pair_key, label):
+        ecb = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+        out += ecb.update(block) + ecb.finalize()
+    return out
+
+
+def prf_mod_l(pair_key: bytes, label: bytes, block: bytes) -> int:
+    """F_s(label, block): the 512 bits read as a big-endian integer, mod L."""
+    return int.from_bytes(prf_bytes(pair_key, label, block), "big") % ED_L
+
+
+def pairwise_mod_l(position: int, keys: dict[int, bytes], label: bytes, block: bytes) -> int:
+    """sum over j != position of sgn(j - position) * F_{s_ij}(label, block) mod L."""
+    return sum(prf_mod_l(key, label, block) * (1 if j > position else -1) for j, key in keys.items()) % ED_L
+
+
+def token_block(token: bytes) -> bytes:
+    """The PRF input of a final token T: the first 16 bytes of SHA-256(T)."""
+    return hashlib.sha256(token).digest()[:16]
+
+
+def id_mask_mod_l(position: int, keys: dict[int, bytes], u: bytes) -> int:
+    """M_i(x), with u = u(x) of the masked tags (id_digest)."""
+    return pairwise_mod_l(position, keys, RERANDOMISE_ID_LABEL, u)
+
+
+def token_mask_mod_l(position: int, keys: dict[int, bytes], token: bytes) -> int:
+    """t_j(T)."""
+    return pairwise_mod_l(position, keys, RERANDOMISE_TOKEN_LABEL, token_block(token))
+
+
+def exponent(
+    position: int, k: int, keys: dict[int, bytes], u: bytes, bit: int, code: int | None = None
+) -> int:
+    """e_i(x) = b_i * 4^(k-1-i) (+ code * 4^k) + M_i(x) mod L."""
+    return (lane(position, k, bit, code) + id_mask_mod_l(position, keys, u)) % ED_L
+
+
+def randomiser_key(seed: bytes, label: bytes) -> bytes:
+    return hkdf_sha256(seed, RERANDOMISE_RANDOM_LABEL + label)
+
+
+def randomisers(seed: bytes, label: bytes, count: int) -> list[int]:
+    """count scalars: 64 bytes each of the AES-256-CTR keystream (zero IV) under the HKDF key,
+    read big-endian, mod L."""
+    stream = aes_ctr_keystream(randomiser_key(seed, label), 64 * count)
+    return [int.from_bytes(stream[64 * n : 64 * n + 64], "big") % ED_L for n in range(count)]
+
+
+def coordinator_key_digest(tag_private_key: bytes) -> bytes:
+    return hashlib.sha512(RERANDOMISE_KEY_LABEL + tag_private_key).digest()
+
+
+def coordinator_secret(tag_private_key: bytes) -> int:
+    """y: SHA-512(label || the coordinator's tag private key) read big-endian, mod L."""
+    return int.from_bytes(coordinator_key_digest(tag_private_key), "big") % ED_L
+
+
+def elgamal_encrypt(public_key: bytes, value: int, randomness: int) -> bytes:
+    """(r*B, e*B + r*Y), 64 bytes."""
+    y = ed_decode(public_key)
+    assert y is not None
+    c1 = ed_mul(randomness % ED_L, ED_B)
+    c2 = ed_add(ed_mul(value % ED_L, ED_B), ed_mul(randomness % ED_L, y))
+    return ed_encode(c1) + ed_encode(c2)
+
+
+def elgamal_rerandomise(public_key: bytes, tag: bytes, randomness: int, shift: int = 0) -> bytes:
+    """(C1 + s*B, C2 + s*Y + t*B)."""
+    y, c1, c2 = ed_decode(public_key), ed_decode(tag[:32]), ed_decode(tag[32:])
+    assert y is not None and c1 is not None and c2 is not None and len(tag) == 64
+    c1 = ed_add(c1, ed_mul(randomness % ED_L, ED_B))
+    c2 = ed_add(c2, ed_add(ed_mul(randomness % ED_L, y), ed_mul(shift % ED_L, ED_B)))
+    return ed_encode(c1) + ed_encode(c2)
+
+
+def elgamal_add(tags: list[bytes]) -> bytes:
+    """The componentwise sum of 64-byte tags."""
+    c1, c2 = ED_IDENTITY, ED_IDENTITY
+    for tag in tags:
+        p1, p2 = ed_decode(tag[:32]), ed_decode(tag[32:])
+        assert p1 is not None and p2 is not None
+        c1, c2 = ed_add(c1, p1), ed_add(c2, p2)
+    return ed_encode(c1) + ed_encode(c2)
+
+
+def elgamal_decrypt(secret: int, tag: bytes) -> bytes:
+    """C2 - y*C1: the point e*B, encoded."""
+    c1, c2 = ed_decode(tag[:32]), ed_decode(tag[32:])
+    assert c1 is not None and c2 is not None
+    return ed_encode(ed_add(c2, ed_neg(ed_mul(secret, c1))))
+
+
+def sum_lanes(pattern: int, k: int, code: int = 0) -> int:
+    """The exponent of a valid sum: company i's bit (pattern bit k-1-i) at 4^(k-1-i), code at 4^k."""
+    return sum(((pattern >> (k - 1 - i)) & 1) << (2 * (k - 1 - i)) for i in range(k)) + (code << (2 * k))
