@@ -19,7 +19,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
@@ -48,7 +48,15 @@ from monoculture.client.state import RoundSecrets, SecretStore
 from monoculture.client.workers import BlindingPool
 from monoculture.core.blame import COORDINATOR, RelayFault
 from monoculture.core.dataset import CompanyRecords, GroupLabelError, InputSpec, input_digest, load_records
-from monoculture.core.dummies import DummyPlan, accepted_plan, company_dummies, new_seed
+from monoculture.core.dummies import (
+    DummyPlan,
+    Padding,
+    SeedEnvelope,
+    accepted_plan,
+    company_dummies,
+    new_seed,
+    round_padding_level,
+)
 from monoculture.core.errors import ConfigError, InputError, MonocultureError, ProtocolError
 from monoculture.core.masks import confirmation_matches, key_confirmation, transcript_digest
 from monoculture.core.masks import pair_keys as derive_pair_keys
@@ -73,6 +81,7 @@ log = logging.getLogger("monoculture.client")
 
 _RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
 T = TypeVar("T")
+RegionSeeds = Mapping[tuple[str, ...], bytes]  # region -> its seed, from its leader's envelope
 
 
 @dataclass
@@ -113,26 +122,53 @@ class CompanyRound:
     def has_dummies(self) -> bool:
         return self.secrets.dummy_epsilon > 0
 
-    def dummy_ids(self, company: str) -> list[str]:
+    @property
+    def padding(self) -> Padding:
+        return Padding(self.secrets.dummy_padding or Padding.PAIRS.value)
+
+    def dummy_ids(self, company: str, received_seeds: RegionSeeds | None = None) -> list[str]:
         """The dummy ids this company adds to its list (none without dummies): the same on every
-        call and after a restart (sealed seed, sealed pair keys)."""
+        call and after a restart (sealed seed, sealed pair keys, and the seeds of the regions
+        others lead, as their envelopes gave them)."""
         if not self.has_dummies:
             return []
         plan = DummyPlan.for_round(
             self.secrets.dummy_epsilon, self.secrets.dummy_delta, len(self.secrets.roster)
         )
         return company_dummies(
-            company,
-            self.secrets.roster,
-            self.round_id,
-            plan,
-            self.secrets.dummy_seed,
-            dict(self.secrets.pair_keys),
+            company, self.secrets.roster, self.round_id, plan, self.secrets.dummy_seed,
+            dict(self.secrets.pair_keys), self.padding, received_seeds,
+        )  # fmt: skip
+
+    def padded_size(self, company: str, received_seeds: RegionSeeds | None = None) -> int:
+        """The list size its hop-0 upload declares: records and dummies (0 without dummies)."""
+        return (
+            self.secrets.list_size + len(self.dummy_ids(company, received_seeds)) if self.has_dummies else 0
         )
 
-    def padded_size(self, company: str) -> int:
-        """The list size announced at confirmation: records and dummies (0 without dummies)."""
-        return self.secrets.list_size + len(self.dummy_ids(company)) if self.has_dummies else 0
+    def region_seeds_to(self, company: str, peer: str, pair_key: bytes) -> bytes:
+        """The envelope of the seeds of the regions this company leads that hold `peer`."""
+        if not self.has_dummies:
+            return b""
+        envelope = SeedEnvelope(pair_key, self.round_id, company, peer, self.secrets.roster, self.padding)
+        return envelope.seal(self.secrets.dummy_seed)
+
+    def region_seeds_from(self, company: str, work: pb.BlindList) -> dict[tuple[str, ...], bytes]:
+        """The seeds of the regions others lead that hold this company, opened from the envelopes
+        its hop-0 work carries (ProtocolError naming the coordinator, which relayed them, if one
+        does not open: the sender sealed it under the pair key both confirmed)."""
+        if not self.has_dummies:
+            return {}
+        envelopes = {c.sender: c.region_seeds for c in work.confirmations if c.receiver == company}
+        roster, seeds = self.secrets.roster, {}
+        for at, key in self.secrets.pair_keys:
+            sender, sealed = roster[at], envelopes.get(roster[at], b"")
+            envelope = SeedEnvelope(key, self.round_id, sender, company, roster, self.padding)
+            try:
+                seeds.update(envelope.open(sealed))
+            except ValueError as exc:
+                raise ProtocolError(f"{exc}: altered on its way", where=COORDINATOR) from None
+        return seeds
 
     def masking(self, company: str) -> Masking:
         """This company's place and pair keys, for its masked failure values (and the round's
@@ -200,7 +236,7 @@ class ProgressLog:
     """Logs progress of a long phase about every tenth of the way (and at the end)."""
 
     def __init__(self, what: str, minimum: int = 50_000) -> None:
-        self._what = what
+        self.what = what
         self._minimum = minimum
         self._next = 0.1
 
@@ -208,7 +244,7 @@ class ProgressLog:
         if total < self._minimum:
             return
         if done >= total or done / total >= self._next:
-            log.info("%s: %d / %d (%.0f%%)", self._what, done, total, 100 * done / total)
+            log.info("%s: %d / %d (%.0f%%)", self.what, done, total, 100 * done / total)
             self._next = done / total + 0.1
 
 
@@ -396,7 +432,7 @@ class CompanyDaemon:
                 round_id, "the coordinator offered a round this company already took part in", COORDINATOR
             )
             return
-        refusal = self._roster_refusal(join.round_id, join.roster)
+        refusal = self._roster_refusal(join.round_id, join.roster) or self._tags_refusal(join)
         if refusal:
             self._withdraw(round_id, refusal)
             return
@@ -423,9 +459,11 @@ class CompanyDaemon:
                     company_round.secrets, rerandomise_key=join.rerandomise_public_key
                 )
             if _has_dummies(join):
+                plan = DummyPlan.for_round(join.dummies.epsilon, join.dummies.delta, len(join.roster))
                 company_round.secrets = replace(
                     company_round.secrets, dummy_epsilon=join.dummies.epsilon, dummy_delta=join.dummies.delta,
                     dummy_seed=new_seed(), list_size=len(records),
+                    dummy_padding=round_padding_level(plan, join.min_list_size).value,
                 )  # fmt: skip
             # Sealed to disk before the keys are used: a restarted daemon can finish the round.
             self._secrets.save(company_round.secrets)
@@ -453,6 +491,20 @@ class CompanyDaemon:
         # cost includes the dummies' (the sizes the coordinator sees are another release).
         self._ledger.charge(roster_key(join.roster), round_id, cost, self._clock.time())
         self._retrying("enrol", lambda: self._stub.Enroll(request))
+
+    def _tags_refusal(self, join: pb.JoinRound) -> str:
+        """Why this company refuses the round's failure tags ("" = it takes them): with [client]
+        require_rerandomised_tags, a round without re-randomised tags, or one of two companies."""
+        if not self.config.require_rerandomised_tags:
+            return ""
+        if not join.rerandomise_public_key:
+            return (
+                "this company takes part only in rounds with re-randomised tags ([client] "
+                "require_rerandomised_tags); ask the auditor to open the round with --rerandomise"
+            )
+        if len(join.roster) < 3:
+            return "re-randomised tags protect nothing in a round of two companies (this company needs them)"
+        return ""
 
     def _roster_refusal(self, round_id: str, roster: Sequence[str]) -> str:
         """Why this company refuses a round's roster ("" = it accepts): not a valid ring, or a
@@ -672,13 +724,13 @@ class CompanyDaemon:
             pb.KeyConfirmation(
                 sender=self.company, receiver=peers[at].company,
                 mac=key_confirmation(key, transcript, self.company, peers[at].company),
+                region_seeds=company_round.region_seeds_to(self.company, peers[at].company, key),
             )
             for at, key in sorted(pair_keys.items())
         ]  # fmt: skip
         request = pb.KeyConfirmations(
-            round_id=work.round_id, company=self.company, confirmations=confirmations,
-            list_size=company_round.padded_size(self.company),
-        )  # fmt: skip
+            round_id=work.round_id, company=self.company, confirmations=confirmations
+        )
         self._retrying("key confirmation", lambda: self._stub.ConfirmKeys(request))
         log.info(
             "%s: round %s: confirmed pair keys with %d peers", self.company, work.round_id, len(pair_keys)
@@ -807,10 +859,12 @@ class CompanyDaemon:
         key, counts = company_round.key, company_round.counts
         if work.hop == 0:
             data = self.config.data
+            received = company_round.region_seeds_from(self.company, work)
             outgoing = blind_own_list(
                 lambda: company_round.take_records(data), key, company_round.tags, counts,
                 company_round.masking(self.company), progress, seed, self.company, self._blinder,
-                dummy_ids=company_round.dummy_ids(self.company),
+                dummy_ids=company_round.dummy_ids(self.company, received),
+                tag_progress=ProgressLog(f"{progress.what}: failure tags encrypted"),
             )  # fmt: skip
         else:
             label = shuffle_label(work.list_owner, work.hop)
@@ -821,6 +875,7 @@ class CompanyDaemon:
                 outgoing = relay_list(
                     incoming, key, counts, progress, seed, label, self._blinder,
                     company_round.rerandomising(self.company, work.hop),
+                    ProgressLog(f"{progress.what}: failure tags re-randomised"),
                 )  # fmt: skip
             except InvalidPoint as exc:
                 raise self._invalid_point_fault(company_round, work, exc) from None

@@ -60,6 +60,8 @@ class RoundSecrets:
     list_size: int = 0
     # Re-randomised tags (core/rerandomise.py): the coordinator's ElGamal round key (empty: none).
     rerandomise_key: bytes = b""
+    # DP dummies: which regions get them (core.dummies.Padding's value; "" without dummies).
+    dummy_padding: str = ""
 
     def to_json(self) -> bytes:
         fields = asdict(self)
@@ -99,7 +101,7 @@ class RoundSecrets:
             raw["round_id"], blinding, tag, relay, seed, coordinator, labels, digest, roster, relayed,
             transcript, pairs, settings, float(raw.get("dummy_epsilon", 0.0)),
             float(raw.get("dummy_delta", 0.0)), dummy_seed, int(raw.get("list_size", 0)),
-            bytes.fromhex(raw.get("rerandomise_key", "")),
+            bytes.fromhex(raw.get("rerandomise_key", "")), str(raw.get("dummy_padding", "")),
         )  # fmt: skip
 
 

@@ -32,7 +32,7 @@ from monoculture.coordinator.counting import (
     count_patterns,
     count_rerandomised,
 )
-from monoculture.coordinator.state import RoundState, Work, new_round_id
+from monoculture.coordinator.state import ListTooSmall, RoundState, Work, new_round_id
 from monoculture.coordinator.store import REFUNDED, BudgetEntry, RoundStore
 from monoculture.core.blame import COORDINATOR, judge
 from monoculture.core.errors import LimitExceeded, MalformedRequest, ProtocolError, UnknownRound
@@ -203,7 +203,7 @@ class RoundBook:
                 )
             roster, cost = roster_key(companies), round_cost(self._release)
             cost = group_round_cost(cost, bool(group_labels))  # group tables are a second release
-            if state.sizes_at_confirm:  # the dummies' sizes are a release to the coordinator
+            if state.sizes_at_hop_0:  # the dummies' sizes are a release to the coordinator
                 cost = RoundCost(cost.epsilon + state.dummy_epsilon, cost.delta + state.dummy_delta)
             ledger = self._ledger(roster)
             if ledger.would_exceed(cost):
@@ -334,7 +334,7 @@ class RoundBook:
                     protocol_version=PROTOCOL_VERSION,
                     dummies=(
                         pb.DummyPolicy(epsilon=state.dummy_epsilon, delta=state.dummy_delta)
-                        if state.sizes_at_confirm
+                        if state.sizes_at_hop_0
                         else None
                     ),
                     rerandomise_public_key=(
@@ -349,10 +349,12 @@ class RoundBook:
             return pb.PollWorkResponse(pair_keys=pb.PairKeys(round_id=work.round_id, peers=peers))
         blind = pb.BlindList(round_id=work.round_id, list_owner=work.list_owner, hop=work.hop)
         if work.hop == 0:
+            seeds = state.region_seeds_for(work.list_owner)
             for sender, mac in state.confirmations_for(work.list_owner).items():
                 confirmation = pb.KeyConfirmation(
-                    sender=sender, receiver=work.list_owner, mac=bytes.fromhex(mac)
-                )
+                    sender=sender, receiver=work.list_owner, mac=bytes.fromhex(mac),
+                    region_seeds=bytes.fromhex(seeds.get(sender, "")),
+                )  # fmt: skip
                 blind.confirmations.append(confirmation)
         if work.hop > 0:
             blind.sender.CopyFrom(
@@ -408,6 +410,12 @@ class RoundBook:
         hop-0 work, and only the peer can check them. All in: relaying starts."""
         check_round_id(request.round_id, company)
         macs: dict[str, str] = {}
+        seeds: dict[str, str] = {}
+        if request.list_size:
+            raise MalformedRequest(
+                "a list size comes at enrolment or, padded with dummies, with the hop-0 upload",
+                where=company,
+            )
         for confirmation in request.confirmations:
             if confirmation.sender != company or len(confirmation.mac) != CONFIRMATION_SIZE:
                 raise MalformedRequest(
@@ -417,18 +425,10 @@ class RoundBook:
             if confirmation.receiver in macs:
                 raise MalformedRequest(f"{company} confirmed {confirmation.receiver} twice", where=company)
             macs[confirmation.receiver] = confirmation.mac.hex()
+            seeds[confirmation.receiver] = confirmation.region_seeds.hex()
         with self._changed:
             record = self._record(request.round_id, company)
-            self._check_list_limit(record, company, request.list_size, "key confirmation")
-            try:
-                record.state.confirm(company, macs, self._clock.time(), request.list_size)
-            except ProtocolError as exc:
-                if (
-                    record.state.phase == RoundPhase.CONFIRMING
-                    and "below this round's minimum" in exc.message
-                ):
-                    self._fail(record, f"confirmation of {company} refused: {exc.message}", company)
-                raise
+            record.state.confirm(company, macs, self._clock.time(), seeds)
             self._store.save_state(record.state)
             self._store.audit(request.round_id, company, "confirmed pair keys", f"{len(macs)} peers")
             self._changed.notify_all()
@@ -445,7 +445,7 @@ class RoundBook:
 
     def _check_list_limit(self, record: RoundRecord, company: str, list_size: int, what: str) -> None:
         """Refuse (LimitExceeded, the round untouched) a list above [limits] max_list_size, declared
-        at enrolment or, with dummies, at key confirmation."""
+        at enrolment or, with dummies, at its hop-0 upload."""
         if list_size > self._limits.max_list_size:
             limit = self._limits.max_list_size
             error = LimitExceeded(f"list of {list_size} records is above the limit of {limit}", where=company)
@@ -542,7 +542,15 @@ class RoundBook:
         with self._changed:
             record = self._record(chunk.round_id, company)
             state = record.state
-            state.check_upload(company, chunk.list_owner, chunk.hop, chunk.list_size)
+            first_size = state.sizes_at_hop_0 and chunk.hop == 0 and chunk.list_owner not in state.list_sizes
+            try:
+                state.check_upload(
+                    company, chunk.list_owner, chunk.hop, chunk.list_size, self._limits.max_list_size
+                )
+            except (ListTooSmall, LimitExceeded) as exc:
+                if first_size:  # the padded size, first seen here, from its own company: the round ends
+                    self._fail(record, f"the hop-0 list of {company} refused: {exc.message}", company)
+                raise
             if chunk.chunk_count > self._limits.max_chunks_per_list:
                 raise LimitExceeded(
                     f"{chunk.chunk_count} chunks per list, the limit is {self._limits.max_chunks_per_list}",

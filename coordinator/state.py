@@ -13,7 +13,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from monoculture.core.errors import ProtocolError
+from monoculture.core.dummies import DummyPlan, Padding, round_padding_level, sealed_seeds_size
+from monoculture.core.errors import LimitExceeded, ProtocolError
 from monoculture.core.protocol import PROTOCOL_VERSION, TERMINAL_PHASES, Ring, RoundPhase
 from monoculture.core.wire import round_tag_size
 
@@ -68,6 +69,8 @@ class RoundState:
     # Protocol v2: each company's key confirmations, sender -> receiver -> MAC (hex). Only the
     # receiver can check one (it needs the pair key); the coordinator relays them at hop 0.
     confirmations: dict[str, dict[str, str]] = field(default_factory=dict)
+    # DP dummies with every region padded: sender -> receiver -> hex of the region seeds it sealed.
+    region_seeds: dict[str, dict[str, str]] = field(default_factory=dict)
     failure_reason: str = ""
     failed_party: str = ""
     # Groups (docs/PROTOCOL.md, "Groups"): the company whose group column defines them ("" =
@@ -93,7 +96,7 @@ class RoundState:
             "list_sizes": self.list_sizes, "joined": sorted(self.joined),
             "done_at": [[o, h, t] for (o, h), t in sorted(self.done_at.items())],
             "relaying_since": self.relaying_since, "confirming_since": self.confirming_since,
-            "confirmations": self.confirmations,
+            "confirmations": self.confirmations, "region_seeds": self.region_seeds,
             "failure_reason": self.failure_reason, "failed_party": self.failed_party,
             "groups_from": self.groups_from, "group_labels": list(self.group_labels),
             "protocol_version": self.protocol_version, "enrolled": sorted(self.enrolled),
@@ -111,6 +114,7 @@ class RoundState:
             phase=RoundPhase(data["phase"]), list_sizes=dict(data["list_sizes"]), joined=set(data["joined"]),
             done=set(done_at), done_at=done_at, relaying_since=data["relaying_since"],
             confirming_since=data.get("confirming_since", 0.0), confirmations=data.get("confirmations", {}),
+            region_seeds=data.get("region_seeds", {}),
             failure_reason=data["failure_reason"], failed_party=data["failed_party"],
             groups_from=data.get("groups_from", ""), group_labels=tuple(data.get("group_labels", ())),
             protocol_version=data.get("protocol_version", 1),
@@ -145,19 +149,28 @@ class RoundState:
         return round_tag_size(self.rerandomise)
 
     @property
-    def sizes_at_confirm(self) -> bool:
-        """With dummies, list sizes come padded with the key confirmations, not at enrolment."""
+    def sizes_at_hop_0(self) -> bool:
+        """With dummies, a list's size comes padded with its hop-0 upload, not at enrolment (a
+        company learns the seeds of the regions others lead with its hop-0 work)."""
         return self.dummy_epsilon > 0
+
+    @property
+    def padding(self) -> Padding | None:
+        """Which regions get dummies (None: the round has none), from what JoinRound announced."""
+        if not self.sizes_at_hop_0:
+            return None
+        plan = DummyPlan.for_round(self.dummy_epsilon, self.dummy_delta, self.ring.parties)
+        return round_padding_level(plan, self.min_list_size)
 
     def enroll(self, company: str, list_size: int, now: float) -> None:
         self.ring.position(company)
         self._require_phase(RoundPhase.OPEN, company)
         if company in self.enrolled:
             raise ProtocolError("already enrolled in this round", where=company)
-        if self.sizes_at_confirm:
+        if self.sizes_at_hop_0:
             if list_size:
                 raise ProtocolError(
-                    "this round has dummies: a list size comes, padded, with the key confirmations",
+                    "this round has dummies: a list size comes, padded, with the hop-0 upload",
                     where=company,
                 )
         else:
@@ -175,19 +188,17 @@ class RoundState:
                 where=company,
             )
 
-    def confirm(self, company: str, macs: dict[str, str], now: float, list_size: int = 0) -> None:
+    def confirm(
+        self, company: str, macs: dict[str, str], now: float, seeds: dict[str, str] | None = None
+    ) -> None:
         """Record `company`'s key confirmations (receiver -> MAC hex), one for every other
-        company, and with dummies its padded list size; once every company has confirmed,
+        company, and with every region padded the region seeds it seals to each (receiver ->
+        hex, each of the exact length the round needs); once every company has confirmed,
         relaying starts."""
         self.ring.position(company)
         self._require_phase(RoundPhase.CONFIRMING, company)
-        if self.sizes_at_confirm:
-            if company not in self.confirmations:
-                self._check_size(company, list_size)
-            elif self.list_sizes.get(company) != list_size:
-                raise ProtocolError("already confirmed its keys, with another list size", where=company)
-        elif list_size:
-            raise ProtocolError("this round has no dummies: the list size came at enrolment", where=company)
+        seeds = {receiver: sealed for receiver, sealed in (seeds or {}).items() if sealed}
+        self._check_seeds(company, seeds)
         others = {name for name in self.ring.roster if name != company}
         if set(macs) != others:
             raise ProtocolError(
@@ -195,22 +206,48 @@ class RoundState:
                 where=company,
             )
         if company in self.confirmations:
-            if self.confirmations[company] == macs:
+            if self.confirmations[company] == macs and self.region_seeds.get(company, {}) == seeds:
                 return  # the same confirmations again (a retry)
             raise ProtocolError("already confirmed its keys, with other values", where=company)
         self.confirmations[company] = dict(macs)
-        if self.sizes_at_confirm:
-            self.list_sizes[company] = list_size
+        if seeds:
+            self.region_seeds[company] = seeds
         if len(self.confirmations) == self.ring.parties:
             self.advance(RoundPhase.RELAYING)
             self.relaying_since = now
+
+    def _check_seeds(self, company: str, seeds: dict[str, str]) -> None:
+        """Each envelope of region seeds must be exactly as long as the round needs (none where
+        the sender leads no region holding the receiver): nothing beyond them is stored."""
+        padding = self.padding
+        for receiver in self.ring.roster:
+            if receiver == company:
+                continue
+            expected = sealed_seeds_size(company, receiver, self.ring.roster, padding) if padding else 0
+            if len(seeds.get(receiver, "")) != 2 * expected:
+                raise ProtocolError(
+                    f"the region seeds for {receiver} must be {expected} bytes in this round",
+                    where=company,
+                )
+        if set(seeds) - set(self.ring.roster):
+            raise ProtocolError("region seeds addressed to a company not in the round", where=company)
+
+    def region_seeds_for(self, receiver: str) -> dict[str, str]:
+        """sender -> hex of the region seeds sealed to `receiver`."""
+        return {
+            sender: sealed[receiver] for sender, sealed in self.region_seeds.items() if receiver in sealed
+        }
 
     def confirmations_for(self, receiver: str) -> dict[str, str]:
         """sender -> MAC hex of the confirmations addressed to `receiver`."""
         return {sender: macs[receiver] for sender, macs in self.confirmations.items() if receiver in macs}
 
-    def check_upload(self, sender: str, owner: str, hop: int, list_size: int) -> None:
-        """Refuse an upload the protocol does not expect now (raises ProtocolError)."""
+    def check_upload(
+        self, sender: str, owner: str, hop: int, list_size: int, max_list_size: int | None = None
+    ) -> None:
+        """Refuse an upload the protocol does not expect now (raises ProtocolError). With dummies,
+        a hop-0 upload first tells its list's padded size: checked against the round's minimum
+        and `max_list_size` ([limits]), then kept."""
         self.ring.position(sender)
         self.ring.position(owner)
         if not 0 <= hop <= self.ring.final_hop:
@@ -223,6 +260,13 @@ class RoundState:
             )
         if (owner, hop) in self.done:
             raise ProtocolError(f"list of {owner} at hop {hop} was already uploaded", where=sender)
+        if hop == 0 and self.sizes_at_hop_0 and owner not in self.list_sizes:
+            self._check_size(owner, list_size)  # the padded size, first seen here
+            if max_list_size is not None and list_size > max_list_size:
+                raise LimitExceeded(
+                    f"list of {list_size} records is above the limit of {max_list_size}", where=sender
+                )
+            self.list_sizes[owner] = list_size
         if list_size != self.list_sizes[owner]:
             raise ProtocolError(
                 f"list of {owner} has {self.list_sizes[owner]} elements, upload declares {list_size}",

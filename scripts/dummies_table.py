@@ -3,16 +3,17 @@
 At epsilon = 1, delta = 1e-6 for the Venn counts (eps_c = 1/2, delta_c = 5e-7 per cell,
 mu = 27): for k companies, the regions padded when every one is, the expected dummies per
 company ((2^(k-1) - 1) mu, at most twice that) and the extra EC multiplications per company
-(k times the dummies: every company blinds every list). Then, for lists of 10^4, 10^5 and
-10^6, the 10% rule: every region padded, or only singletons and pairs (k mu per company),
-and the expected dummies per company that results.
+(k times the dummies: every company blinds every list). Then, for rounds whose minimum list
+size is 10^4, 10^5 and 10^6, the level the 10% rule gives them (`round_padding_level`: every
+region padded, or only singletons and pairs, k mu per company) and the expected dummies per
+company that results.
 
     .venv/bin/python scripts/dummies_table.py
 """
 
 from __future__ import annotations
 
-from monoculture.core.dummies import DummyPlan, Padding
+from monoculture.core.dummies import DummyPlan, Padding, round_padding_level
 
 KS = (3, 5, 8, 16)
 SIZES = (10**4, 10**5, 10**6)
@@ -20,7 +21,7 @@ EPSILON, DELTA = 1, "1e-6"
 
 
 def _level(plan: DummyPlan, size: int) -> str:
-    padding = plan.padding_for(size)
+    padding = round_padding_level(plan, size)
     name = "all" if padding is Padding.ALL else "singletons+pairs"
     return f"{name}: {plan.expected_dummies_per_company(padding):,}"
 
@@ -33,7 +34,7 @@ def main() -> None:
     )
     print()
     header = ["k", "regions", "dummies/company", "extra multiplications/company"]
-    header += [f"list of {size:,}" for size in SIZES]
+    header += [f"minimum {size:,}" for size in SIZES]
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join("---" for _ in header) + "|")
     for k in KS:
@@ -49,9 +50,11 @@ def main() -> None:
     print()
     for size in SIZES:
         largest = max(
-            k for k in range(2, 40) if DummyPlan.for_round(EPSILON, DELTA, k).padding_for(size) is Padding.ALL
+            k
+            for k in range(2, 17)
+            if round_padding_level(DummyPlan.for_round(EPSILON, DELTA, k), size) is Padding.ALL
         )
-        print(f"every region padded within 10% of a list of {size:,} up to k = {largest}")
+        print(f"every region padded within 10% of a minimum list size of {size:,} up to k = {largest}")
     print(
         "singletons+pairs: every region of 3 to k - 1 companies is exact to the coordinator; "
         "the full intersection (the output) is exact at every k."

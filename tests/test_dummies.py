@@ -314,3 +314,63 @@ def test_ten_percent_rule_regions() -> None:
     assert padded_regions(["a", "b", "c"], Padding.PAIRS) == padded_regions(["a", "b", "c"], Padding.ALL)
     with pytest.raises(ValueError):
         padded_regions(["a", "a"], Padding.ALL)
+
+
+def test_region_seeds_are_sealed_to_the_members_and_checked() -> None:
+    """Regions of three or more: the first member's envelope to each other member holds exactly
+    the seeds of the regions they share, opens only under their pair key, and every member of a
+    region then adds the same dummy ids; no dummy is in every list."""
+    import itertools
+    import os
+    from dataclasses import replace
+
+    from monoculture.core.dummies import (
+        SeedEnvelope,
+        company_dummies,
+        led_regions,
+        round_padding_level,
+        sealed_seeds_size,
+    )
+
+    roster = ["a", "b", "c", "d", "e"]
+    plan = DummyPlan.for_round(8, 1e-6, 5)
+    assert round_padding_level(plan, 10**6) is Padding.ALL
+    assert round_padding_level(plan, 10) is Padding.PAIRS
+    assert led_regions("a", "c", roster, Padding.ALL) == [
+        r for r in padded_regions(roster, Padding.ALL) if len(r) >= 3 and r[0] == "a" and "c" in r
+    ]
+    assert (
+        led_regions("a", "c", roster, Padding.PAIRS) == []
+        and led_regions("e", "a", roster, Padding.ALL) == []
+    )
+    keys = {frozenset(p): os.urandom(32) for p in itertools.combinations(roster, 2)}
+    own = {name: os.urandom(32) for name in roster}
+    received: dict[str, dict[tuple[str, ...], bytes]] = {name: {} for name in roster}
+    for sender, receiver in itertools.permutations(roster, 2):
+        key = keys[frozenset((sender, receiver))]
+        envelope = SeedEnvelope(key, "r1", sender, receiver, tuple(roster), Padding.ALL)
+        sealed = envelope.seal(own[sender])
+        assert len(sealed) == sealed_seeds_size(sender, receiver, roster, Padding.ALL)
+        received[receiver].update(envelope.open(sealed))
+        if sealed:
+            with pytest.raises(ValueError, match="do not open"):
+                replace(envelope, pair_key=os.urandom(32)).open(sealed)
+            with pytest.raises(ValueError, match="do not open"):  # another round's envelope
+                replace(envelope, round_id="r2").open(sealed)
+            with pytest.raises(ValueError, match="bytes"):
+                envelope.open(sealed[:-1])
+    positions = {name: at for at, name in enumerate(roster)}
+    dummies = {}
+    for name in roster:
+        pair_keys = {positions[o]: keys[frozenset((name, o))] for o in roster if o != name}
+        ids = company_dummies(name, roster, "r1", plan, own[name], pair_keys, Padding.ALL, received[name])
+        dummies[name] = set(ids)
+        assert len(ids) == len(dummies[name])
+    for region in padded_regions(roster, Padding.ALL):
+        inside = set.intersection(*(dummies[n] for n in region))
+        outside = set().union(*(dummies[n] for n in roster if n not in region))
+        assert len(inside - outside) <= 2 * plan.mu  # the region's own dummies, 0..2mu of them
+    assert not set.intersection(*dummies.values())  # the output stays exact
+    with pytest.raises(ValueError, match="no seed"):  # a member without its leader's envelope
+        company_dummies("c", roster, "r1", plan, own["c"], {positions[o]: keys[frozenset(("c", o))]
+                        for o in roster if o != "c"}, Padding.ALL, {})  # fmt: skip

@@ -17,7 +17,14 @@ from monoculture.analysis.budget import ReleaseFloor, roster_key
 from monoculture.analysis.metrics import result_dict
 from monoculture.analysis.release import ReleasePolicy
 from monoculture.analysis.table import plaintext_table
-from monoculture.core.dummies import DummyPlan, accepted_plan
+from monoculture.core.dummies import (
+    DummyPlan,
+    Padding,
+    accepted_plan,
+    exact_regions,
+    padded_regions,
+    round_padding_level,
+)
 from monoculture.core.protocol import RoundPhase
 from monoculture.core.psi_crypto import POINT_SIZE
 from monoculture.v1 import monoculture_pb2 as pb
@@ -90,6 +97,7 @@ def test_a_restarted_company_declares_the_same_padded_size(tmp_path: Path) -> No
     harness.restart_company("beta")
     after = harness.daemons["beta"]._round(round_id)
     assert after is not None and after.padded_size("beta") == size > len(POPULATION["beta"])
+    assert harness.run(round_id) == RoundPhase.COMPLETE  # the size comes with the hop-0 upload
     assert harness.book._rounds[round_id].state.list_sizes["beta"] == size
     harness.close()
 
@@ -266,4 +274,83 @@ def test_a_low_order_coordinator_key_is_refused_not_crashed_on(tmp_path: Path) -
     status = harness.status(round_id)
     assert status.phase == RoundPhase.FAILED and status.failed_party == "coordinator"
     assert "low-order point" in status.failure_reason
+    harness.close()
+
+
+# ------------------------------------------------------------ every region (k >= 4)
+
+# Every one of the 15 regions of four companies is non-empty: person i is in the lists of i % 15 + 1.
+FOUR = {
+    name: [(f"person-{i}", int(i % (bit + 2) == 0)) for i in range(600) if (i % 15 + 1) >> bit & 1]
+    for bit, name in enumerate(["alpha", "beta", "gamma", "delta"])
+}
+FOUR_PLAN = DummyPlan.for_round(8.0, 1e-6, 4)  # mu = 4: 7 regions x 4 = 28 dummies per company
+
+
+def _four_company_round(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, min_list_size: int):
+    finals = keep_final_lists(monkeypatch)
+    harness = Harness(tmp_path, FOUR, dummies=(8.0, 1e-6))
+    round_id = harness.open_round(min_list_size=min_list_size)
+    assert harness.run(round_id) == RoundPhase.COMPLETE
+    outcomes = [dict(rows) for rows in FOUR.values()]
+    assert_same_integers(harness.result(round_id), result_dict(plaintext_table(list(FOUR), outcomes)))
+    tokens = {
+        name: {final.tokens[p : p + POINT_SIZE] for p in range(0, len(final.tokens), POINT_SIZE)}
+        for name, final in finals.items()
+    }
+    harness.close()
+    seen = _venn(tokens, list(FOUR))
+    truth = _venn({name: {x for x, _ in rows} for name, rows in FOUR.items()}, list(FOUR))
+    return seen, truth
+
+
+def _venn(membership: dict[str, set[str]], roster: list[str]) -> dict[tuple[str, ...], int]:
+    counts: dict[tuple[str, ...], int] = {}
+    for x in set().union(*membership.values()):
+        holders = tuple(name for name in roster if x in membership[name])
+        counts[holders] = counts.get(holders, 0) + 1
+    return counts
+
+
+def test_every_region_but_the_output_is_padded_where_the_minimum_allows(tmp_path, monkeypatch) -> None:
+    """k = 4, minimum list size 280 (the 10% rule: 28 expected dummies per company): the seeds of the
+    four regions of three companies go, sealed, from each region's first member to the others; the
+    coordinator sees all 14 regions but the output padded by 0..2mu, the output exact."""
+    assert round_padding_level(FOUR_PLAN, 280) is Padding.ALL
+    seen, truth = _four_company_round(tmp_path, monkeypatch, min_list_size=280)
+    for region in padded_regions(list(FOUR), Padding.ALL):
+        assert 0 <= seen.get(region, 0) - truth.get(region, 0) <= 2 * FOUR_PLAN.mu, region
+    assert seen[tuple(FOUR)] == truth[tuple(FOUR)]
+    triples = [r for r in itertools.combinations(FOUR, 3)]
+    assert sum(seen[r] - truth[r] for r in triples) > 0  # 4 draws of 0..8: all 0 has chance < 1e-4
+
+
+def test_below_the_ten_percent_rule_regions_of_three_stay_exact(tmp_path, monkeypatch) -> None:
+    """The same round with a minimum of 279: singletons and pairs padded, the regions of three
+    companies exact to the coordinator (as docs/PROTOCOL.md and the README state)."""
+    assert round_padding_level(FOUR_PLAN, 279) is Padding.PAIRS
+    seen, truth = _four_company_round(tmp_path, monkeypatch, min_list_size=279)
+    for region in exact_regions(list(FOUR), Padding.PAIRS):
+        assert seen[region] == truth[region], region
+    assert sum(seen[r] - truth[r] for r in padded_regions(list(FOUR), Padding.PAIRS)) > 0
+
+
+def test_a_padded_size_below_the_minimum_or_above_the_limit_fails_the_round_at_hop_0(tmp_path: Path) -> None:
+    """With dummies the padded size first reaches the coordinator in the hop-0 upload: one below
+    the round's minimum, or above [limits] max_list_size, ends the round there, naming its company
+    (not a refusal the company would retry until the deadline)."""
+    from monoculture.coordinator.config import Limits
+
+    big = 10_000  # no padded list of 80 records reaches it
+    harness = Harness(tmp_path, POPULATION, dummies=(1.0, 1e-6))
+    round_id = harness.open_round(min_list_size=big)
+    assert harness.run(round_id) == RoundPhase.FAILED
+    status = harness.status(round_id)
+    assert "below this round's minimum" in status.failure_reason and status.failed_party in POPULATION
+    harness.close()
+    harness = Harness(tmp_path / "limit", POPULATION, dummies=(1.0, 1e-6), limits=Limits(max_list_size=81))
+    round_id = harness.open_round()
+    assert harness.run(round_id) == RoundPhase.FAILED
+    status = harness.status(round_id)
+    assert "above the limit of 81" in status.failure_reason and status.failed_party in POPULATION
     harness.close()

@@ -88,7 +88,10 @@ def _open(auditor: AuditorClient, args: argparse.Namespace) -> int:
     labels = args.group_labels or ()
     print(
         auditor.open_round(
-            _companies(args), args.min_list_size, groups_from=args.groups_from, group_labels=labels,
+            _companies(args),
+            args.min_list_size,
+            groups_from=args.groups_from,
+            group_labels=labels,
             rerandomise=args.rerandomise,
         ).round_id
     )

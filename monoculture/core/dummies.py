@@ -1,9 +1,10 @@
 """DP dummies: noisy Venn-region counts for the coordinator (the pure core; issue 12).
 
 Pure: no I/O, no network. It says how many dummies every region gets, draws them, and
-(`company_dummies`) gives the dummy ids a company adds at the level the protocol builds:
-its own region and every region of two companies. Regions of three or more companies
-(`Padding.ALL`, whose seeds must be sealed to their members) are planned here but not built.
+(`company_dummies`) gives the dummy ids a company adds: its own region, every region of two
+companies and, where the round's padding is ALL (`round_padding_level`), every region of
+three or more but the full intersection, whose seed its lowest member draws and seals to the
+other members (`SeedEnvelope`).
 
 **What is protected.** The coordinator sees, for every region R of the k-set Venn diagram
 (the ids in exactly the lists of R), a count. With dummies it sees o_R = n_R + d_R, where
@@ -48,11 +49,20 @@ anything in sampling. Its running time depends on the value drawn (it is not
 constant-time); the coordinator sees only how long a company takes to confirm its keys,
 where tens of microseconds vanish in the network's jitter.
 
-**Padding budget** (`DummyPlan.padding_for`, for the level not yet built): every region
-would be padded while a company's expected dummies, (2^(k-1) - 1) mu, stay within 10% of
-its list. Beyond that, and always in the protocol today, only the singletons and the
+**Padding budget** (`round_padding_level`): every region is padded while a company's
+expected dummies, (2^(k-1) - 1) mu, stay within 10% of the round's minimum list size (a
+public bound every party reads from JoinRound, so the choice tells nothing of any list) and
+its most dummies within MAX_DUMMIES_PER_COMPANY. Beyond that only the singletons and the
 regions of two companies are padded (k mu expected per company), and every region of three
 to k - 1 companies stays exact to the coordinator (`exact_regions`).
+
+**Seeds of regions of three or more** (`region_seed`, `SeedEnvelope`): the member of R
+first in ring order derives seed_R from its own sealed seed (so a retry gives the same one)
+and seals, for each other member b, the seeds of every such region it leads that holds b:
+AES-256-GCM under HKDF(s_ab, "monoculture/v2 region seeds" | round | sender | receiver),
+nonce zero (the key is used once), the regions' names as associated data. The envelope
+travels with its key confirmation; the coordinator, which lacks s_ab, relays it and checks
+only its exact length (`sealed_seeds_size`).
 """
 
 from __future__ import annotations
@@ -66,8 +76,10 @@ from dataclasses import dataclass
 from decimal import Decimal, localcontext
 from fractions import Fraction
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 INFO_LABEL = b"monoculture/v2 dummies"
@@ -461,6 +473,90 @@ def accepted_plan(epsilon: float, delta: float, k: int) -> DummyPlan:
 
 
 _PAIR_SEED_LABEL = b"monoculture/v2 dummy pair seed"
+_REGION_SEED_LABEL = b"monoculture/v2 dummy region seed"
+_ENVELOPE_LABEL = b"monoculture/v2 region seeds"
+_GCM_TAG = 16
+
+
+def round_padding_level(plan: DummyPlan, min_list_size: int) -> Padding:
+    """The round's padding, the same for every party: ALL when the 10% rule holds for the
+    round's (public) minimum list size and a company's most dummies stay within
+    MAX_DUMMIES_PER_COMPANY; else singletons and pairs."""
+    if plan.padding_for(min_list_size) is Padding.ALL and (
+        plan.max_dummies_per_company(Padding.ALL) <= MAX_DUMMIES_PER_COMPANY
+    ):
+        return Padding.ALL
+    return Padding.PAIRS
+
+
+def led_regions(sender: str, receiver: str, roster: Sequence[str], padding: Padding) -> list[tuple[str, ...]]:
+    """The padded regions of three or more companies whose seed `sender` draws (it is their
+    first member in ring order) and which hold `receiver`: what its envelope to `receiver` holds."""
+    names = _roster(roster)
+    return [
+        region
+        for region in padded_regions(names, padding)
+        if len(region) >= 3 and region[0] == sender and receiver in region
+    ]
+
+
+def sealed_seeds_size(sender: str, receiver: str, roster: Sequence[str], padding: Padding) -> int:
+    """The exact length of `sender`'s envelope to `receiver` (0: it sends none)."""
+    count = len(led_regions(sender, receiver, roster, padding))
+    return count * SEED_SIZE + _GCM_TAG if count else 0
+
+
+def region_seed(own_seed: bytes, round_id: str, region: tuple[str, ...]) -> bytes:
+    """seed_R of a region of three or more, drawn by its first member from its own sealed seed."""
+    info = _REGION_SEED_LABEL + noise_info(round_id, region)
+    return HKDF(algorithm=hashes.SHA256(), length=SEED_SIZE, salt=None, info=info).derive(own_seed)
+
+
+@dataclass(frozen=True)
+class SeedEnvelope:
+    """`sender`'s envelope to `receiver` in one round: the seeds of the regions of three or more
+    it leads that hold `receiver` (`led_regions`), AES-256-GCM under a key from their pair key."""
+
+    pair_key: bytes
+    round_id: str
+    sender: str
+    receiver: str
+    roster: tuple[str, ...]
+    padding: Padding
+
+    @property
+    def regions(self) -> list[tuple[str, ...]]:
+        return led_regions(self.sender, self.receiver, self.roster, self.padding)
+
+    def _aead(self) -> tuple[AESGCM, bytes]:
+        fields = (self.round_id, self.sender, self.receiver)
+        info = _ENVELOPE_LABEL + b"".join(_field(value.encode()) for value in fields)
+        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(self.pair_key)
+        return AESGCM(key), b"".join(noise_info(self.round_id, region) for region in self.regions)
+
+    def seal(self, own_seed: bytes) -> bytes:
+        """The sender's envelope (b"" when it leads no region holding the receiver)."""
+        if not self.regions:
+            return b""
+        aead, aad = self._aead()
+        plain = b"".join(region_seed(own_seed, self.round_id, region) for region in self.regions)
+        return aead.encrypt(bytes(12), plain, aad)  # zero nonce: the key is used once
+
+    def open(self, sealed: bytes) -> dict[tuple[str, ...], bytes]:
+        """The seeds by region; ValueError if `sealed` is not the envelope the round needs
+        (missing, of another length, or not sealed under the pair key for this round)."""
+        if len(sealed) != sealed_seeds_size(self.sender, self.receiver, self.roster, self.padding):
+            raise ValueError(f"the region seeds of {self.sender} are {len(sealed)} bytes, not the round's")
+        if not self.regions:
+            return {}
+        aead, aad = self._aead()
+        try:
+            plain = aead.decrypt(bytes(12), sealed, aad)
+        except InvalidTag:
+            raise ValueError(f"the region seeds of {self.sender} do not open under the pair key") from None
+        return {region: plain[n * SEED_SIZE : (n + 1) * SEED_SIZE] for n, region in enumerate(self.regions)}
+
+
 _IDS_LABEL = b"monoculture/v2 dummy ids"
 DUMMY_ID_PREFIX = "~dummy~"  # no input id starts so in practice; ids are 128 random bits besides
 
@@ -494,11 +590,15 @@ def company_dummies(
     plan: DummyPlan,
     own_seed: bytes,
     pair_keys: Mapping[int, bytes],
+    padding: Padding = Padding.PAIRS,
+    received_seeds: Mapping[tuple[str, ...], bytes] | None = None,
 ) -> list[str]:
-    """Every dummy id `company` adds to its list, at the singletons-and-pairs level: its own
-    region's d_j (from its own sealed seed) and, with each peer j, the pair region's d_R ids
-    (from a seed derived from their pair key). The same inputs give the same ids (retries);
-    no dummy is in every list (at k = 2 the pair is the full intersection and gets none)."""
+    """Every dummy id `company` adds to its list: its own region's d_j (from its own sealed
+    seed); with each peer j, the pair region's d_R ids (from a seed derived from their pair
+    key); with `padding` ALL, every region of three or more but the full intersection that
+    holds it (the seed its own, derived, where it leads the region, else from
+    `received_seeds`, opened from the leader's envelope). The same inputs give the same ids
+    (retries); no dummy is in every list (at k = 2 the pair is the full intersection)."""
     names = _roster(roster)
     ids = dummy_ids(
         own_seed, round_id, (company,), singleton_noise(own_seed, round_id, company, plan.eps_c, plan.mu)
@@ -510,5 +610,15 @@ def company_dummies(
             continue
         region = tuple(sorted((company, peer), key=names.index))
         seed = pair_seed(pair_keys[position], round_id, region)
+        ids += dummy_ids(seed, round_id, region, region_noise(seed, round_id, region, plan.eps_c, plan.mu))
+    for region in company_regions(company, names, padding):
+        if len(region) < 3:
+            continue
+        if region[0] == company:
+            seed = region_seed(own_seed, round_id, region)
+        elif received_seeds is not None and region in received_seeds:
+            seed = received_seeds[region]
+        else:
+            raise ValueError(f"no seed for the region {', '.join(region)} (its first member sends it)")
         ids += dummy_ids(seed, round_id, region, region_noise(seed, round_id, region, plan.eps_c, plan.mu))
     return ids

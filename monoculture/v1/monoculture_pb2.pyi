@@ -98,17 +98,24 @@ class KeyConfirmation(google.protobuf.message.Message):
     SENDER_FIELD_NUMBER: builtins.int
     RECEIVER_FIELD_NUMBER: builtins.int
     MAC_FIELD_NUMBER: builtins.int
+    REGION_SEEDS_FIELD_NUMBER: builtins.int
     sender: builtins.str
     receiver: builtins.str
     mac: builtins.bytes
+    region_seeds: builtins.bytes
+    """DP dummies with every region padded: the seeds of the regions of three or more companies
+    the sender leads (is first of, in ring order) that hold the receiver, AES-GCM under a key
+    from their pair key (core/dummies.py, SeedEnvelope); empty when there are none.
+    """
     def __init__(
         self,
         *,
         sender: builtins.str = ...,
         receiver: builtins.str = ...,
         mac: builtins.bytes = ...,
+        region_seeds: builtins.bytes = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["mac", b"mac", "receiver", b"receiver", "sender", b"sender"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["mac", b"mac", "receiver", b"receiver", "region_seeds", b"region_seeds", "sender", b"sender"]) -> None: ...
 
 global___KeyConfirmation = KeyConfirmation
 
@@ -123,7 +130,7 @@ class KeyConfirmations(google.protobuf.message.Message):
     round_id: builtins.str
     company: builtins.str
     list_size: builtins.int
-    """with dummies: the padded list size (else 0)"""
+    """always 0: a size comes at enrolment, or padded at hop 0"""
     @property
     def confirmations(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___KeyConfirmation]: ...
     def __init__(

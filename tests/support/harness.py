@@ -271,10 +271,13 @@ class Harness:
         deadline_seconds: float = 0,
         groups_from: str = "",
         group_labels: Iterable[str] = (),
+        min_list_size: int = 0,
+        rerandomise: bool = False,
     ) -> str:
         request = pb.OpenRoundRequest(
             companies=companies or list(self.configs), deadline_seconds=deadline_seconds,
-            groups_from=groups_from, group_labels=list(group_labels),
+            groups_from=groups_from, group_labels=list(group_labels), min_list_size=min_list_size,
+            rerandomise_tags=rerandomise,
         )  # fmt: skip
         status: pb.RoundStatus = self.auditor_servicer.OpenRound(request, _Context())
         return status.round_id
