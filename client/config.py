@@ -88,9 +88,10 @@ class ClientSection:
         default=False,
         metadata={
             "doc": "Take part only in rounds whose failure tags every relay re-randomises (auditor:\n"
-            "`round open --rerandomise`; about twice the elliptic-curve work), so the coordinator\n"
-            "together with one other company cannot link this company's ids to their final tokens.\n"
-            "Such rounds of two companies are refused too: the option gives them nothing."
+            "`round open --rerandomise`; about 4 times the wall time at a million records), so the\n"
+            "coordinator together with one other company cannot link this company's ids to their\n"
+            "final tokens.\n"
+            "Rounds of two companies are refused too: the option protects nothing there."
         },
     )
 

@@ -755,7 +755,7 @@ class OpenRoundRequest(google.protobuf.message.Message):
     ("" = none) and the group labels, in order (1 to 127 distinct, 1-64 printable characters).
     """
     rerandomise_tags: builtins.bool
-    """Re-randomised failure tags (costs about twice the elliptic-curve work): the coordinator
+    """Re-randomised failure tags (about 4 times the wall time of a round at a million records): the coordinator
     with a list's owner can then not link the owner's ids to their final tokens.
     """
     @property
