@@ -94,6 +94,15 @@ class ClientSection:
             "Rounds of two companies are refused too: the option protects nothing there."
         },
     )
+    require_padded_regions: bool = field(
+        default=False,
+        metadata={
+            "doc": "Take part only in rounds where every count the coordinator sees but the output is\n"
+            "padded with DP dummies ([release] dummy_epsilon on the coordinator): rounds without\n"
+            "dummies are refused, and so are rounds whose minimum list size is too small for the\n"
+            "10% rule, where regions of three to k - 1 companies would stay exact (README, 'Who sees what')."
+        },
+    )
 
     def check(self) -> None:
         """The company name is valid and chunks are within the wire's bounds."""
@@ -283,6 +292,7 @@ class ClientConfig:
     peers: Mapping[str, str] = field(default_factory=dict)
     allow_unpinned: bool = ClientSection.allow_unpinned
     require_rerandomised_tags: bool = ClientSection.require_rerandomised_tags
+    require_padded_regions: bool = ClientSection.require_padded_regions
 
 
 def _tls(path: Path, section: TlsSection, insecure: bool) -> TlsFiles | None:
@@ -337,6 +347,7 @@ def load_client_config(path: Path, *, insecure: bool = False) -> ClientConfig:
         peers=peers,
         allow_unpinned=client.allow_unpinned,
         require_rerandomised_tags=client.require_rerandomised_tags,
+        require_padded_regions=client.require_padded_regions,
     )
 
 
@@ -361,6 +372,7 @@ def client_sections(config: ClientConfig) -> dict[str, object]:
             workers=config.workers,
             allow_unpinned=config.allow_unpinned,
             require_rerandomised_tags=config.require_rerandomised_tags,
+            require_padded_regions=config.require_padded_regions,
         ),
         "tls": _tls_section(config.tls),
         "data": DataSection(

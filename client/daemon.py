@@ -49,6 +49,7 @@ from monoculture.client.workers import BlindingPool
 from monoculture.core.blame import COORDINATOR, RelayFault
 from monoculture.core.dataset import CompanyRecords, GroupLabelError, InputSpec, input_digest, load_records
 from monoculture.core.dummies import (
+    MAX_DUMMIES_PER_COMPANY,
     DummyPlan,
     Padding,
     SeedEnvelope,
@@ -156,7 +157,7 @@ class CompanyRound:
     def region_seeds_from(self, company: str, work: pb.BlindList) -> dict[tuple[str, ...], bytes]:
         """The seeds of the regions others lead that hold this company, opened from the envelopes
         its hop-0 work carries (ProtocolError naming the coordinator, which relayed them, if one
-        does not open: the sender sealed it under the pair key both confirmed)."""
+        does not open; a sender that sealed garbage does the same, and no one can tell which)."""
         if not self.has_dummies:
             return {}
         envelopes = {c.sender: c.region_seeds for c in work.confirmations if c.receiver == company}
@@ -167,7 +168,11 @@ class CompanyRound:
             try:
                 seeds.update(envelope.open(sealed))
             except ValueError as exc:
-                raise ProtocolError(f"{exc}: altered on its way", where=COORDINATOR) from None
+                raise ProtocolError(
+                    f"{exc}: altered on its way, or sealed wrongly by {sender} (the pair key is shared: "
+                    "no one can tell which; put on the coordinator, which relayed it, as a claim)",
+                    where=COORDINATOR,
+                ) from None
         return seeds
 
     def masking(self, company: str) -> Masking:
@@ -432,7 +437,11 @@ class CompanyDaemon:
                 round_id, "the coordinator offered a round this company already took part in", COORDINATOR
             )
             return
-        refusal = self._roster_refusal(join.round_id, join.roster) or self._tags_refusal(join)
+        refusal = (
+            self._roster_refusal(join.round_id, join.roster)
+            or self._tags_refusal(join)
+            or self._padding_refusal(join)
+        )
         if refusal:
             self._withdraw(round_id, refusal)
             return
@@ -505,6 +514,35 @@ class CompanyDaemon:
         if len(join.roster) < 3:
             return "re-randomised tags protect nothing in a round of two companies (this company needs them)"
         return ""
+
+    def _padding_refusal(self, join: pb.JoinRound) -> str:
+        """Why this company refuses the round's DP dummies ("" = it takes them): with [client]
+        require_padded_regions, a round without dummies, or one whose minimum list size leaves
+        regions of three to k - 1 companies exact (checked before anything is charged)."""
+        if not self.config.require_padded_regions:
+            return ""
+        if not _has_dummies(join):
+            return (
+                "this company takes part only in rounds with DP dummies ([client] require_padded_regions); "
+                "ask the auditor to set [release] dummy_epsilon"
+            )
+        try:
+            plan = accepted_plan(join.dummies.epsilon, join.dummies.delta, len(join.roster))
+        except ValueError:
+            return ""  # refused, with the reason, where the dummy policy is checked
+        if len(join.roster) < 4 or round_padding_level(plan, join.min_list_size) is Padding.ALL:
+            return ""
+        k, needed = len(join.roster), 10 * plan.expected_dummies_per_company(Padding.ALL)
+        why = (
+            f"a minimum list size of {needed} would pad every region"
+            if plan.max_dummies_per_company(Padding.ALL) <= MAX_DUMMIES_PER_COMPANY
+            else f"no minimum pads every region at k = {k} (a company would add over a million dummies)"
+        )
+        return (
+            f"the round leaves the overlaps of three to {k - 1} companies exact to the coordinator "
+            f"(its minimum list size is {join.min_list_size}; {why}), and this company requires every "
+            "region padded ([client] require_padded_regions)"
+        )
 
     def _roster_refusal(self, round_id: str, roster: Sequence[str]) -> str:
         """Why this company refuses a round's roster ("" = it accepts): not a valid ring, or a

@@ -132,6 +132,9 @@ class RoundState:
         if target not in TRANSITIONS[self.phase]:
             raise ProtocolError(f"round {self.round_id} cannot go from {self.phase} to {target}")
         self.phase = target
+        if target in TERMINAL_PHASES:  # needed only until hop 0: not kept beyond the round
+            self.confirmations.clear()
+            self.region_seeds.clear()
 
     def fail(self, reason: str, party: str = "") -> None:
         if self.phase in TERMINAL_PHASES:
@@ -260,6 +263,8 @@ class RoundState:
             )
         if (owner, hop) in self.done:
             raise ProtocolError(f"list of {owner} at hop {hop} was already uploaded", where=sender)
+        if hop > 0 and (owner, hop - 1) not in self.done:  # (with dummies its size is not known yet)
+            raise ProtocolError(f"list of {owner} at hop {hop - 1} has not been uploaded yet", where=sender)
         if hop == 0 and self.sizes_at_hop_0 and owner not in self.list_sizes:
             self._check_size(owner, list_size)  # the padded size, first seen here
             if max_list_size is not None and list_size > max_list_size:

@@ -354,3 +354,53 @@ def test_a_padded_size_below_the_minimum_or_above_the_limit_fails_the_round_at_h
     status = harness.status(round_id)
     assert "above the limit of 81" in status.failure_reason and status.failed_party in POPULATION
     harness.close()
+
+
+def test_a_company_can_require_every_region_padded(tmp_path: Path) -> None:
+    """Review of ed117dd: the coordinator chooses the minimum list size, and with it whether the
+    regions of three or more are padded. A company that needs them padded says so ([client]
+    require_padded_regions) and refuses, before any charge, rounds without dummies and rounds
+    whose minimum leaves those regions exact; a round that pads every region runs."""
+    from dataclasses import replace
+
+    four = {name: rows for name, rows in FOUR.items()}
+    harness = Harness(tmp_path, four, dummies=(8.0, 1e-6))
+    try:
+        harness.configs["beta"] = replace(harness.configs["beta"], require_padded_regions=True)
+        harness.restart_company("beta")
+        low = harness.open_round(min_list_size=279)
+        assert harness.run(low) == RoundPhase.FAILED
+        reason = harness.status(low).failure_reason
+        assert "require_padded_regions" in reason and "a minimum list size of 280 would pad" in reason
+        assert not harness.daemons["beta"]._ledger.knows(low)  # refused before any charge
+        good = harness.open_round(min_list_size=280)
+        assert harness.run(good) == RoundPhase.COMPLETE
+    finally:
+        harness.close()
+    plain = Harness(tmp_path / "plain", four)
+    try:
+        plain.configs["beta"] = replace(plain.configs["beta"], require_padded_regions=True)
+        plain.restart_company("beta")
+        round_id = plain.open_round()
+        assert plain.run(round_id) == RoundPhase.FAILED
+        assert "only in rounds with DP dummies" in plain.status(round_id).failure_reason
+    finally:
+        plain.close()
+
+
+def test_an_upload_before_its_previous_hop_is_refused_naming_the_sender(tmp_path: Path) -> None:
+    """Review of ed117dd: with dummies a list's size is unknown until its hop-0 upload; an upload
+    of a later hop before that raised KeyError (gRPC UNKNOWN). It is a protocol error naming
+    the sender, and the round is left as it was."""
+    from monoculture.core.errors import ProtocolError
+
+    harness = Harness(tmp_path, POPULATION, dummies=(1.0, 1e-6))
+    try:
+        round_id = harness.open_round()
+        harness.start_relaying()
+        state = harness.book._rounds[round_id].state
+        with pytest.raises(ProtocolError, match="hop 0 has not been uploaded yet") as caught:
+            state.check_upload("beta", "alpha", 1, 100)
+        assert caught.value.where == "beta" and state.phase == RoundPhase.RELAYING
+    finally:
+        harness.close()

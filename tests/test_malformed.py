@@ -29,6 +29,7 @@ from monoculture.auditor import AuditorClient
 from monoculture.coordinator.config import Limits
 from monoculture.core.dataset import InputSpec, load_records
 from monoculture.core.errors import InputError, RoundFailed
+from monoculture.core.protocol import PROTOCOL_VERSION as V
 from monoculture.core.psi_crypto import POINT_SIZE, TAG_SIZE, encode_points
 from monoculture.core.relay import RelayKeys, RelayPeer
 from monoculture.research.simulate import CompanyInput, start_company, start_coordinator
@@ -163,7 +164,7 @@ MESSAGE_CASES: list[tuple[str, Callable[[RawCompany, str], object], grpc.StatusC
                                                  .SerializeToString()),
      grpc.StatusCode.INVALID_ARGUMENT, "evil speaks protocol v1"),
     ("unknown round", lambda c, r: c.stub.Enroll(pb.EnrollRequest(round_id="r-0000000000000000",
-                                                                  company="evil", protocol_version=2)),
+                                                                  company="evil", protocol_version=V)),
      grpc.StatusCode.NOT_FOUND, "unknown round 'r-0000000000000000'"),
     ("malformed round id", lambda c, r: c.stub.Enroll(pb.EnrollRequest(round_id="../../etc", company="evil")),
      grpc.StatusCode.INVALID_ARGUMENT, "malformed round id '../../etc'"),
@@ -178,10 +179,10 @@ MESSAGE_CASES: list[tuple[str, Callable[[RawCompany, str], object], grpc.StatusC
     ("bad key signature", lambda c, r: c.stub.Enroll(pb.EnrollRequest(
         round_id=r, company="evil", list_size=100, relay_public_key=b"\x07" * 32, tag_public_key=b"\x07" * 32,
         signature=b"\x30\x06\x02\x01\x01\x02\x01\x01", certificate_pem=c.material.certificate_pem,
-        protocol_version=2)),
+        protocol_version=V)),
      grpc.StatusCode.INVALID_ARGUMENT, "the keys of evil are not signed for this round and roster"),
     ("a v1 daemon", lambda c, r: c.stub.Enroll(pb.EnrollRequest(round_id=r, company="evil", list_size=100)),
-     grpc.StatusCode.INVALID_ARGUMENT, "evil speaks protocol v1; this side speaks v2"),
+     grpc.StatusCode.INVALID_ARGUMENT, "evil speaks protocol v1; this side speaks v3"),
 ]  # fmt: skip
 
 

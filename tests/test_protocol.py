@@ -213,3 +213,15 @@ def test_state_survives_json() -> None:
     state.fail("late", "c2")
     again = RoundState.from_json(state.to_json())
     assert again == state
+
+
+def test_a_v2_party_is_refused_by_name() -> None:
+    """v3 moved a padded list size from the key confirmations to the hop-0 upload: a v2 daemon
+    and a v3 coordinator (or the reverse) must refuse each other at once, not stall in
+    CONFIRMING until the deadline (review of ed117dd)."""
+    from monoculture.core.errors import MalformedRequest
+    from monoculture.core.protocol import PROTOCOL_VERSION, check_protocol_version
+
+    assert PROTOCOL_VERSION == 3
+    with pytest.raises(MalformedRequest, match="beta speaks protocol v2; this side speaks v3"):
+        check_protocol_version(2, "beta")

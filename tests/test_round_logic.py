@@ -520,4 +520,4 @@ def test_a_round_stored_under_protocol_v1_fails_on_resume(harness: Harness) -> N
     harness.restart_coordinator()
     status = harness.status(round_id)
     assert status.phase == RoundPhase.FAILED and status.failed_party == "coordinator"
-    assert "opened under protocol v1; this coordinator speaks v2" in status.failure_reason
+    assert "opened under protocol v1; this coordinator speaks v3" in status.failure_reason

@@ -46,8 +46,8 @@ each field length-prefixed (`noise_key`). The key is unique to (seed, round, reg
 every member of R computes the same d_R, a retry of the same round reproduces it, and a
 different seed, round or region gives an independent draw. No floating point decides
 anything in sampling. Its running time depends on the value drawn (it is not
-constant-time); the coordinator sees only how long a company takes to confirm its keys,
-where tens of microseconds vanish in the network's jitter.
+constant-time); it runs in the company's hop-0 step, where tens of microseconds vanish in
+the elliptic-curve work of the list and the network's jitter.
 
 **Padding budget** (`round_padding_level`): every region is padded while a company's
 expected dummies, (2^(k-1) - 1) mu, stay within 10% of the round's minimum list size (a
@@ -59,10 +59,18 @@ to k - 1 companies stays exact to the coordinator (`exact_regions`).
 **Seeds of regions of three or more** (`region_seed`, `SeedEnvelope`): the member of R
 first in ring order derives seed_R from its own sealed seed (so a retry gives the same one)
 and seals, for each other member b, the seeds of every such region it leads that holds b:
-AES-256-GCM under HKDF(s_ab, "monoculture/v2 region seeds" | round | sender | receiver),
-nonce zero (the key is used once), the regions' names as associated data. The envelope
-travels with its key confirmation; the coordinator, which lacks s_ab, relays it and checks
-only its exact length (`sealed_seeds_size`).
+AES-256-GCM under HKDF(s_ab, "monoculture/v2 region seeds" | round | sender | receiver |
+the roster in ring order), nonce zero (the key is used once), the regions' names as
+associated data. The envelope travels with its key confirmation; the coordinator, which lacks
+s_ab, relays it and checks only its exact length (`sealed_seeds_size`).
+
+What the seeds do not give (review of ed117dd): the leader alone chooses seed_R, so it can
+seal different seeds to different members, or any member can leave out the region's dummies,
+which leaves that region exact to the coordinator (nothing detects it); a leader trying seeds
+can also push a member's padded size across a round's size bounds, failing the round with
+the member named. And an envelope that does not open is put on the coordinator as a claim,
+though a sender sealing garbage causes it too: s_ab is shared, so the receiver cannot show
+which (as for a key confirmation that does not match).
 """
 
 from __future__ import annotations
@@ -218,7 +226,8 @@ class DummyPlan:
         """Regions one company adds dummies to, its singleton included:
         2^(k-1) - 1 with every region padded (the 2^(k-1) - 2 shared ones, the full
         intersection excluded, and {j}); k with singletons and pairs ({j} and k - 1 pairs)."""
-        return (1 << (self.k - 1)) - 1 if padding is Padding.ALL else self.k
+        every = (1 << (self.k - 1)) - 1
+        return every if padding is Padding.ALL else min(self.k, every)  # k = 2: the pair is the output
 
     def expected_dummies_per_company(self, padding: Padding = Padding.ALL) -> int:
         """E[dummies one company adds] = mu per region (E[d] = mu)."""
@@ -273,7 +282,7 @@ def padded_regions(companies: Sequence[str], padding: Padding) -> list[tuple[str
     k (k - 1) / 2 regions of two companies.
     """
     roster = _roster(companies)
-    largest = len(roster) - 1 if padding is Padding.ALL else 2
+    largest = len(roster) - 1 if padding is Padding.ALL else min(2, len(roster) - 1)
     return [r for r in _all_regions(roster) if len(r) <= largest]
 
 
@@ -529,7 +538,7 @@ class SeedEnvelope:
         return led_regions(self.sender, self.receiver, self.roster, self.padding)
 
     def _aead(self) -> tuple[AESGCM, bytes]:
-        fields = (self.round_id, self.sender, self.receiver)
+        fields = (self.round_id, self.sender, self.receiver, *self.roster)  # the roster in ring order
         info = _ENVELOPE_LABEL + b"".join(_field(value.encode()) for value in fields)
         key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(self.pair_key)
         return AESGCM(key), b"".join(noise_info(self.round_id, region) for region in self.regions)

@@ -14,9 +14,11 @@ from enum import StrEnum
 
 from monoculture.core.errors import MalformedRequest, ProtocolError
 
-# The protocol this code speaks (docs/PROTOCOL.md): 2 = masked failure tags. A v1 party sends
-# no version (0) and is refused by name.
-PROTOCOL_VERSION = 2
+# The protocol this code speaks (docs/PROTOCOL.md): 2 = masked failure tags; 3 = with DP
+# dummies a list's padded size comes with its hop-0 upload and the seeds of regions of three
+# or more with the key confirmations (and re-randomised tags as a round option). A v1 party
+# sends no version (0); every other version is refused by name.
+PROTOCOL_VERSION = 3
 MAX_PARTIES = 16
 COMPANY_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
 # A group code travels in the groups company's failure tags as plaintext byte = bit | code << 1
@@ -47,7 +49,7 @@ def check_protocol_version(version: int, party: str) -> None:
     if version != PROTOCOL_VERSION:
         spoken = f"v{version}" if version else "v1"
         raise MalformedRequest(
-            f"{party} speaks protocol {spoken}; this side speaks v{PROTOCOL_VERSION} (masked tags)",
+            f"{party} speaks protocol {spoken}; this side speaks v{PROTOCOL_VERSION}",
             where=party,
             hint="run the same monoculture release on the coordinator and every company",
         )

@@ -19,7 +19,7 @@ from monoculture.client.company import ListInTransit, ListReceiver
 from monoculture.client.daemon import round_settings
 from monoculture.core.blame import RelayFault
 from monoculture.core.masks import pair_keys as derive_pair_keys
-from monoculture.core.protocol import RoundPhase
+from monoculture.core.protocol import PROTOCOL_VERSION, RoundPhase
 from monoculture.core.relay import RelayKeys
 from monoculture.core.wire import ListAddress, sealed_size
 from monoculture.v1 import monoculture_pb2 as pb
@@ -155,7 +155,7 @@ def test_a_v1_coordinator_is_refused_by_name_before_anything_is_sent(harness: Ha
     assert harness.network.calls[len(before) :] == ["Withdraw"]  # no Enroll
     status = harness.status(round_id)
     assert status.phase == RoundPhase.FAILED and status.failed_party == "coordinator"
-    assert "alpha withdrew: the coordinator speaks protocol v1; this side speaks v2" in status.failure_reason
+    assert "alpha withdrew: the coordinator speaks protocol v1; this side speaks v3" in status.failure_reason
 
 
 def _pair_keys_work(harness: Harness, round_id: str) -> pb.PairKeys:
@@ -212,7 +212,7 @@ def test_a_peer_key_altered_on_its_way_is_put_on_the_coordinator(harness: Harnes
 def test_what_the_coordinator_announced_is_bound_into_the_transcript() -> None:
     """Two companies told different groups (or policies) derive different transcripts, so their
     key confirmations fail before any list moves."""
-    base = pb.JoinRound(round_id="r-0123456789abcdef", roster=["a", "b"], protocol_version=2)
+    base = pb.JoinRound(round_id="r-0123456789abcdef", roster=["a", "b"], protocol_version=PROTOCOL_VERSION)
     grouped = pb.JoinRound()
     grouped.CopyFrom(base)
     grouped.groups_from, grouped.group_labels[:] = "a", ["north", "south"]
