@@ -33,8 +33,10 @@ import json
 import random
 import re
 import sqlite3
+import subprocess
+import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import cached_property
@@ -105,8 +107,17 @@ class Truth:
         return sorted({x for rows in self.rows.values() for x, _ in rows})
 
 
-def _population() -> Truth:
-    rng = random.Random(SEED)
+def build_population(
+    roster: Sequence[str],
+    region_sizes: Mapping[tuple[str, ...], int],
+    fails: Mapping[tuple[str, tuple[str, ...]], int],
+    patterns: Mapping[str, int],
+    seed: int,
+) -> Truth:
+    """Every region of `region_sizes` (outside the full intersection) gets that many fresh ids,
+    failed by each member as `fails` says; the full intersection gets `patterns[p]` ids with
+    failure pattern p (one bit per company, in roster order); every list is shuffled."""
+    rng = random.Random(seed)
     taken: set[str] = set()
 
     def fresh_id() -> str:
@@ -116,22 +127,26 @@ def _population() -> Truth:
                 taken.add(candidate)
                 return candidate
 
-    rows: dict[str, list[tuple[str, int]]] = {name: [] for name in COMPANIES}
-    for region, size in REGION_SIZES.items():
+    rows: dict[str, list[tuple[str, int]]] = {name: [] for name in roster}
+    for region, size in region_sizes.items():
         for _ in range(size):
             person = fresh_id()
             for name in region:
-                rows[name].append((person, FAILS[(name, region)]))
-    for pattern, count in PATTERNS.items():
+                rows[name].append((person, fails[(name, region)]))
+    for pattern, count in patterns.items():
         for _ in range(count):
             person = fresh_id()
-            for name, bit in zip(COMPANIES, pattern, strict=True):
+            for name, bit in zip(roster, pattern, strict=True):
                 rows[name].append((person, int(bit)))
-    for name in COMPANIES:
+    for name in roster:
         rng.shuffle(rows[name])
-    regions = dict(REGION_SIZES)
-    regions[FULL] = sum(PATTERNS.values())
+    regions = dict(region_sizes)
+    regions[tuple(roster)] = sum(patterns.values())
     return Truth(rows, regions)
+
+
+def _population() -> Truth:
+    return build_population(COMPANIES, REGION_SIZES, FAILS, PATTERNS, SEED)
 
 
 # ------------------------------------------------------------------ the coordinator's view
@@ -141,6 +156,7 @@ def _population() -> Truth:
 class CoordinatorView:
     """Everything the coordinator recorded and kept for the round, and its own tag key."""
 
+    roster: tuple[str, ...]  # the ring order
     round_id: str
     tag_private_key: bytes  # read from its store while the round ran
     recorded: list[tuple[str, bytes]]  # record_dir/stored.bin: (kind, payload)
@@ -161,7 +177,8 @@ class CoordinatorView:
     def final_list(self, owner: str) -> tuple[list[bytes], list[bytes]]:
         """The fully blinded list of `owner` as it arrived: its tokens and their tags, in order."""
         final = sorted(
-            (c for c in self.chunks if c.list_owner == owner and c.hop == K - 1), key=lambda c: c.chunk_index
+            (c for c in self.chunks if c.list_owner == owner and c.hop == len(self.roster) - 1),
+            key=lambda c: c.chunk_index,
         )
         tokens = [p for chunk in final for p in chunk_content(chunk)]
         tags = [t for chunk in final for t in split_tags(chunk.tags)]
@@ -201,34 +218,78 @@ def truth() -> Truth:
     return _population()
 
 
-@pytest.fixture(scope="module")
-def view(tmp_path_factory: pytest.TempPathFactory, truth: Truth) -> CoordinatorView:
-    folder = tmp_path_factory.mktemp("coordinator-view")
+def _round_state(database: Path, round_id: str) -> dict:
+    db = _read_only(database)
+    try:
+        (state,) = db.execute("SELECT state FROM rounds WHERE round_id = ?", (round_id,)).fetchone()
+    finally:
+        db.close()
+    return json.loads(state)
+
+
+def _failed_round(folder: Path, roster: Sequence[str], why: str) -> AssertionError:
+    logs = [folder / f"client-{name}.log" for name in roster] + [folder / "coordinator.log"]
+    tails = "\n".join(f"--- {log.name}\n{log.read_text()[-2000:]}" for log in logs if log.exists())
+    return AssertionError(f"{why}\n{tails}")
+
+
+def run_round(
+    folder: Path,
+    roster: Sequence[str],
+    rows: Mapping[str, list[tuple[str, int]]],
+    *,
+    dummy_epsilon: float,
+    min_list_size: int = 1,
+    while_open: Callable[[str, Mapping[str, subprocess.Popen[bytes]]], None] | None = None,
+    once_all_started: Callable[[str], None] | None = None,
+) -> CoordinatorView:
+    """A real round over mTLS (a coordinator with `record_dir` and `dummy_epsilon`, one client
+    process per company, the auditor opening it with `min_list_size`), and what the coordinator
+    recorded and kept. `while_open(round_id, processes)`, if given, runs once every company but
+    the last has enrolled (the round waits in OPEN for the last one), before the last one starts;
+    `once_all_started(round_id)` once every company has started, before the round is waited for."""
+    roster = tuple(roster)
     certs = folder / "certs"
-    local_deployment(certs, list(COMPANIES))
+    local_deployment(certs, list(roster))
     record_dir = folder / "recorded"
     database = folder / "coordinator-state" / "coordinator.sqlite"
     with ExitStack() as stack:
         coordinator_tls = tls_files(certs, Identity(Role.COORDINATOR, "127.0.0.1"))
         address = start_coordinator(
-            folder, stack, tls=coordinator_tls, record_dir=record_dir, dummy_epsilon=1.0
+            folder, stack, tls=coordinator_tls, record_dir=record_dir, dummy_epsilon=dummy_epsilon
         )
         with AuditorClient(address, tls_files(certs, Identity(Role.AUDITOR, "auditor"))) as auditor:
-            round_id = auditor.open_round(list(COMPANIES)).round_id
+            round_id = auditor.open_round(list(roster), min_list_size=min_list_size).round_id
             # No company runs yet: the round waits in OPEN, its tag key sealed in the store.
             tag_private_key = _tag_private_key(database, round_id)
-            for name in COMPANIES:
-                spec = InputSpec(write_csv(folder / f"{name}.csv", truth.rows[name]))
-                start_company(
+
+            processes: dict[str, subprocess.Popen[bytes]] = {}
+
+            def start(name: str) -> None:
+                spec = InputSpec(write_csv(folder / f"{name}.csv", rows[name]))
+                processes[name] = start_company(
                     CompanyInput(name, spec), address, folder, stack,
                     tls=tls_files(certs, Identity(Role.COMPANY, name)), chunk_elements=CHUNK_ELEMENTS,
                 )  # fmt: skip
+
+            first = roster[:-1] if while_open else roster
+            for name in first:
+                start(name)
+            if while_open:
+                deadline = time.monotonic() + 120
+                while not set(first) <= set(_round_state(database, round_id)["enrolled"]):
+                    if time.monotonic() > deadline:
+                        raise _failed_round(folder, roster, f"{', '.join(first)} did not all enrol")
+                    time.sleep(0.05)
+                assert _round_state(database, round_id)["phase"] == "OPEN"
+                while_open(round_id, processes)
+                start(roster[-1])
+            if once_all_started:
+                once_all_started(round_id)
             try:
                 auditor.wait(round_id, timeout=240)
             except RoundFailed as exc:
-                logs = [folder / f"client-{name}.log" for name in COMPANIES] + [folder / "coordinator.log"]
-                tails = "\n".join(f"--- {log.name}\n{log.read_text()[-2000:]}" for log in logs)
-                raise AssertionError(f"the round failed: {exc}\n{tails}") from None
+                raise _failed_round(folder, roster, f"the round failed: {exc}") from None
             result = auditor.result(round_id)
     # Every process has stopped: the database folder holds what the coordinator keeps.
     files = {"recorded/stored.bin": (record_dir / "stored.bin").read_bytes()}
@@ -249,6 +310,7 @@ def view(tmp_path_factory: pytest.TempPathFactory, truth: Truth) -> CoordinatorV
     finally:
         db.close()
     return CoordinatorView(
+        roster=roster,
         round_id=round_id,
         tag_private_key=tag_private_key,
         recorded=_read_records(files["recorded/stored.bin"]),
@@ -263,21 +325,29 @@ def view(tmp_path_factory: pytest.TempPathFactory, truth: Truth) -> CoordinatorV
     )
 
 
+@pytest.fixture(scope="module")
+def view(tmp_path_factory: pytest.TempPathFactory, truth: Truth) -> CoordinatorView:
+    folder = tmp_path_factory.mktemp("coordinator-view")
+    return run_round(folder, COMPANIES, truth.rows, dummy_epsilon=1.0)
+
+
 def _final_tokens(view: CoordinatorView) -> dict[str, list[bytes]]:
-    return {name: view.final_list(name)[0] for name in COMPANIES}
+    return {name: view.final_list(name)[0] for name in view.roster}
 
 
-def _regions(members: dict[str, set[bytes]] | dict[str, set[str]]) -> dict[tuple[str, ...], int]:
+def _regions(
+    members: dict[str, set[bytes]] | dict[str, set[str]], roster: Sequence[str] = COMPANIES
+) -> dict[tuple[str, ...], int]:
     """How many elements each exact set of holders has (the Venn regions), every region keyed."""
     counts: Counter[tuple[str, ...]] = Counter()
     everything: set = set().union(*members.values())
     for x in everything:
-        counts[tuple(name for name in COMPANIES if x in members[name])] += 1
-    return {region: counts.get(region, 0) for region in _all_regions()}
+        counts[tuple(name for name in roster if x in members[name])] += 1
+    return {region: counts.get(region, 0) for region in _all_regions(roster)}
 
 
-def _all_regions() -> list[tuple[str, ...]]:
-    return [r for size in range(1, K + 1) for r in itertools.combinations(COMPANIES, size)]
+def _all_regions(roster: Sequence[str] = COMPANIES) -> list[tuple[str, ...]]:
+    return [r for size in range(1, len(roster) + 1) for r in itertools.combinations(roster, size)]
 
 
 # ------------------------------------------------------------------ 1. no id
@@ -324,16 +394,20 @@ class Haystack:
         self.blob = blob
         data = np.frombuffer(blob, dtype=np.uint8)
         if len(data) < 8:
-            self._windows = np.zeros(0, dtype=">u8")
+            self._windows = np.zeros(0, dtype=np.uint64)
             return
         windows = np.lib.stride_tricks.sliding_window_view(data, 8)
-        self._windows = np.unique(np.ascontiguousarray(windows).view(">u8").ravel())
+        # Sorted, duplicates kept (np.unique is several times slower on megabytes of windows).
+        self._windows = np.sort(np.ascontiguousarray(windows).view(">u8").ravel().astype(np.uint64))
 
     def found(self, needles: Sequence[bytes]) -> list[int]:
         """Indices of the needles (8 bytes or more) that occur."""
         assert all(len(n) >= 8 for n in needles)
-        prefixes = np.frombuffer(b"".join(n[:8] for n in needles), dtype=">u8")
-        maybe = np.flatnonzero(np.isin(prefixes, self._windows))
+        if not len(self._windows) or not needles:
+            return []
+        prefixes = np.frombuffer(b"".join(n[:8] for n in needles), dtype=">u8").astype(np.uint64)
+        at = np.minimum(np.searchsorted(self._windows, prefixes), len(self._windows) - 1)
+        maybe = np.flatnonzero(self._windows[at] == prefixes)
         return [int(i) for i in maybe if needles[i] in self.blob]
 
 
@@ -375,19 +449,12 @@ def test_no_id_nor_any_encoding_or_hash_of_one_is_in_any_recorded_byte(
 # ------------------------------------------------------------------ 2. padded list sizes
 
 
-def test_every_list_size_the_coordinator_sees_is_padded(view: CoordinatorView, truth: Truth) -> None:
-    """Enrolment (0 with dummies), key confirmations (the round's state), every chunk header of
-    every hop, the final lists' lengths and the released list_sizes: one padded size per company,
-    the true size plus a singleton's and k - 1 pairs' dummies."""
-    padded = {name: int(view.state["list_sizes"][name]) for name in COMPANIES}  # from key confirmations
-    # Enrolment tells no size at all (with dummies the padded size comes with the confirmations).
-    assert sorted(detail for _, action, detail in view.audit if action == "enrolled") == ["list size 0"] * K
-    assert re.findall(r"enrolled with a list of (\d+)", view.log) == ["0"] * K
-    # Every chunk header of every hop, and the chunk layout, follow from the padded size alone.
+def assert_headers_follow_the_padded_sizes(view: CoordinatorView, padded: Mapping[str, int]) -> None:
+    """Every chunk header of every hop, and the chunk layout, follow from the padded size alone."""
     by_list: dict[tuple[str, int], list[pb.ListChunk]] = {}
     for chunk in view.chunks:
         by_list.setdefault((chunk.list_owner, chunk.hop), []).append(chunk)
-    assert set(by_list) == {(name, hop) for name in COMPANIES for hop in range(K)}
+    assert set(by_list) == {(name, hop) for name in padded for hop in range(len(padded))}
     for (owner, hop), chunks in by_list.items():
         size = padded[owner]
         assert {c.list_size for c in chunks} == {size}, (owner, hop)
@@ -395,6 +462,18 @@ def test_every_list_size_the_coordinator_sees_is_padded(view: CoordinatorView, t
         assert {c.chunk_count for c in chunks} == {-(-size // CHUNK_ELEMENTS)}
         elements = [c.chunk_elements for c in sorted(chunks, key=lambda c: c.chunk_index)]
         assert sum(elements) == size and set(elements[:-1]) <= {CHUNK_ELEMENTS}
+
+
+def test_every_list_size_the_coordinator_sees_is_padded(view: CoordinatorView, truth: Truth) -> None:
+    """Enrolment (0 with dummies), the hop-0 uploads (the round's state), every chunk header of
+    every hop, the final lists' lengths and the released list_sizes: one padded size per company,
+    the true size plus a singleton's and k - 1 pairs' dummies."""
+    padded = {name: int(view.state["list_sizes"][name]) for name in COMPANIES}  # from the hop-0 uploads
+    # Enrolment tells no size at all (with dummies the padded size comes with the hop-0 upload).
+    assert sorted(detail for _, action, detail in view.audit if action == "enrolled") == ["list size 0"] * K
+    assert re.findall(r"enrolled with a list of (\d+)", view.log) == ["0"] * K
+    # Every chunk header of every hop, and the chunk layout, follow from the padded size alone.
+    assert_headers_follow_the_padded_sizes(view, padded)
     # The fully blinded lists it counts, and the sizes it releases.
     assert {name: len(tokens) for name, tokens in _final_tokens(view).items()} == padded
     assert view.result["list_sizes"] == padded
@@ -441,7 +520,7 @@ def _opened(view: CoordinatorView) -> Values:
     """Every final tag opened with the coordinator's tag key, as the coordinator can."""
     opener = TagOpener(view.tag_private_key)
     values: Values = {}
-    for name in COMPANIES:
+    for name in view.roster:
         tokens, tags = view.final_list(name)
         tags_of = opener.opener_for(view.round_id, name, view.tag_public_keys[name])
         for token, row in zip(tokens, tags_of.open(tags), strict=True):
@@ -463,13 +542,13 @@ def _v1_view(view: CoordinatorView, truth: Truth) -> Values:
     return values
 
 
-def _shift(name: str) -> int:
+def _shift(name: str, roster: Sequence[str] = COMPANIES) -> int:
     """Where company `name`'s 2-bit lane sits in a value (company 0 holds the highest lane)."""
-    return 2 * (K - 1 - COMPANIES.index(name))
+    return 2 * (len(roster) - 1 - list(roster).index(name))
 
 
-def _lane(value: int, name: str) -> int:
-    return (value >> _shift(name)) & 3
+def _lane(value: int, name: str, roster: Sequence[str] = COMPANIES) -> int:
+    return (value >> _shift(name, roster)) & 3
 
 
 def _uniform_p(observed: Sequence[int] | np.ndarray, cells: int) -> float:
@@ -486,19 +565,28 @@ def _same_p(first: Sequence[int], second: Sequence[int], cells: int) -> float:
     return float(stats.chi2_contingency(table).pvalue)
 
 
-def _uniformity(values: Values) -> dict[str, float]:
-    """p-values of every check that the values of tokens outside the full intersection are
-    uniform and alike for failed and not-failed ids; small p: a failure bit shows."""
+def grouped_values(
+    values: Values, roster: Sequence[str]
+) -> tuple[dict[tuple[str, tuple[str, ...]], list[int]], dict[tuple[str, ...], list[int]]]:
+    """The values of tokens outside the full intersection, by (company, region), and the sums the
+    coordinator can form (every value of a token held by two or more companies), by region."""
     by: dict[tuple[str, tuple[str, ...]], list[int]] = {}
     sums: dict[tuple[str, ...], list[int]] = {}
     for held in values.values():
-        region = tuple(name for name in COMPANIES if name in held)
-        if region == FULL:
+        region = tuple(name for name in roster if name in held)
+        if region == tuple(roster):
             continue
         for name, value in held.items():
             by.setdefault((name, region), []).append(value)
         if len(region) > 1:  # what the coordinator adds up: every value of the token
             sums.setdefault(region, []).append(sum(held.values()) % 2**128)
+    return by, sums
+
+
+def _uniformity(values: Values) -> dict[str, float]:
+    """p-values of every check that the values of tokens outside the full intersection are
+    uniform and alike for failed and not-failed ids; small p: a failure bit shows."""
+    by, sums = grouped_values(values, COMPANIES)
     p: dict[str, float] = {}
     for (name, region), found in by.items():
         p[f"{name}'s lane over region {region}"] = _uniform_p([_lane(v, name) for v in found], 4)
@@ -564,30 +652,36 @@ def test_the_released_result_is_the_plaintext_computation(view: CoordinatorView,
 # ------------------------------------------------------------------ what is kept
 
 
-def test_what_the_coordinator_records_and_keeps_is_the_result_and_padded_sizes(
-    view: CoordinatorView, truth: Truth
-) -> None:
-    """Beyond the released result and the padded counts, the recorded lists are sealed (between
-    companies) or fully blinded (the last hop), and after the round the store keeps no list and
-    no tag key: the final tags can never be opened again from what it keeps."""
+def assert_keeps_nothing_of_the_lists(view: CoordinatorView, k: int, records: int) -> None:
+    """The recorded lists are sealed (between companies) or fully blinded (the last hop), and after
+    the round its store keeps no chunk, no tag key and not a byte of any list it relayed or
+    counted (`records`: the true records of every list, a floor on how much is searched)."""
     assert {kind for kind, _ in view.recorded} == {"list-chunk", "result"}
     for chunk in view.chunks:
         assert chunk.round_id == view.round_id
-        if chunk.hop < K - 1:
+        if chunk.hop < k - 1:
             assert chunk.sealed and not chunk.points and not chunk.tags
         else:
             assert not chunk.sealed
     assert view.state["phase"] == "COMPLETE"
     assert view.chunks_after == 0
     assert view.sealed_tag_key_after == b""
-    # Not a byte of any list it relayed or counted is left in its database folder.
     relayed: list[bytes] = []
     for chunk in view.chunks:
         if chunk.sealed:
             relayed += [chunk.sealed[at : at + 32] for at in range(0, len(chunk.sealed) - 32, 512)]
         else:
             relayed += chunk_content(chunk) + [t[NONCE_SIZE:] for t in split_tags(chunk.tags)]
-    assert len(relayed) > 2 * sum(truth.sizes.values())
+    assert len(relayed) > 2 * records
     for where, blob in view.files.items():
         if where.startswith("coordinator-state/"):
             assert Haystack(blob).found(relayed) == [], where
+
+
+def test_what_the_coordinator_records_and_keeps_is_the_result_and_padded_sizes(
+    view: CoordinatorView, truth: Truth
+) -> None:
+    """Beyond the released result and the padded counts, the recorded lists are sealed (between
+    companies) or fully blinded (the last hop), and after the round the store keeps no list and
+    no tag key: the final tags can never be opened again from what it keeps."""
+    assert_keeps_nothing_of_the_lists(view, K, sum(truth.sizes.values()))
