@@ -371,3 +371,16 @@ def test_a_company_can_require_rerandomised_tags(tmp_path: Path) -> None:
         assert harness.result(good)["pattern_counts"] == expected
     finally:
         harness.close()
+
+
+def test_decryption_over_threads_equals_one_thread() -> None:
+    bits = np.random.default_rng(12).integers(0, 2, size=(3, 37))
+    key, columns, _, _ = _three_party_tags(bits)
+    broken = bytearray(columns[2])
+    broken[rr.POINT_BYTES : rr.ELGAMAL_TAG_SIZE] = rr.times_base(1)  # one sum that fails
+    columns = [columns[0], columns[1], bytes(broken)]
+    table = rr.SumTable(3)
+    one = key.decrypt_sums(columns, table, threads=1)
+    assert one[2] == 1 and one[0][0] == -1
+    for threads in (2, 3, 5, 64):
+        assert key.decrypt_sums(columns, table, threads=threads) == one
