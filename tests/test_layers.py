@@ -148,6 +148,12 @@ def test_only_the_crypto_wrapper_imports_openmined_psi() -> None:
     assert importers == {"monoculture.core.psi_crypto"}
 
 
+def test_only_the_rerandomised_tags_import_pynacl() -> None:
+    """libsodium's edwards25519 operations stay behind one module (docs/ARCHITECTURE.md)."""
+    importers = {imp.importer for imp in _all_imports() if imp.imported.split(".")[0] == "nacl"}
+    assert importers == {"monoculture.core.rerandomise"}
+
+
 @pytest.mark.parametrize("module", ["monoculture.client", "monoculture.coordinator"])
 def test_the_roles_import_from_any_directory(tmp_path: Path, module: str) -> None:
     done = subprocess.run(
