@@ -135,19 +135,27 @@ class ListInTransit:
         return points, tags
 
 
-def _collect(parts: Iterable[bytes], into: bytearray, progress: Progress) -> bytearray:
-    """Blinded batches written one after another into `into` (allocated once, no growth copies;
-    it may be the buffer the batches were read from: a batch is read before it is written)."""
-    size = len(into) // POINT_SIZE
+def _collect(
+    parts: Iterable[bytes],
+    into: bytearray,
+    progress: Progress,
+    width: int = POINT_SIZE,
+    work: str = "blinding",
+    unit: str = "points",
+) -> bytearray:
+    """Batches of `width`-byte results (blinded points, or tags) written one after another into
+    `into` (allocated once, no growth copies; it may be the buffer the batches were read from: a
+    batch is read before it is written)."""
+    size = len(into) // width
     filled = 0
     for part in parts:
         if filled + len(part) > len(into):  # slice assignment past the end would grow the buffer
-            raise ProtocolError(f"blinding returned more than the {size} points of the list")
+            raise ProtocolError(f"{work} returned more than the {size} {unit} of the list")
         into[filled : filled + len(part)] = part
         filled += len(part)
-        progress(filled // POINT_SIZE, size)
+        progress(filled // width, size)
     if filled != len(into):
-        raise ProtocolError(f"blinding returned {filled // POINT_SIZE} of {size} points")
+        raise ProtocolError(f"{work} returned {filled // width} of {size} {unit}")
     return into
 
 
@@ -250,14 +258,8 @@ def _encrypted_tags(
             yield rr.scalars(values), rr.scalars(rr.randomisers(seed, label, end - start))
 
     tags = bytearray(len(u) * rr.ELGAMAL_TAG_SIZE)
-    filled = 0
-    for part in blinder.encrypt(masking.rerandomise_key, batches()):
-        tags[filled : filled + len(part)] = part
-        filled += len(part)
-        progress(filled // rr.ELGAMAL_TAG_SIZE, len(u))
-    if filled != len(tags):
-        raise ProtocolError(f"encryption returned {filled // rr.ELGAMAL_TAG_SIZE} of {len(u)} tags")
-    return tags
+    parts = blinder.encrypt(masking.rerandomise_key, batches())
+    return _collect(parts, tags, progress, rr.ELGAMAL_TAG_SIZE, "encryption", "tags")
 
 
 def _id_batches(
@@ -335,13 +337,9 @@ def _rerandomise_tags(
                 shifts = rr.scalars(masks)
             yield bytes(tags[start * width : end * width]), randomness, shifts
 
-    filled = 0
-    for part in blinder.rerandomise(how.public_key, batches()):
-        tags[filled : filled + len(part)] = part  # batch n is read before it is written
-        filled += len(part)
-        progress(filled // width, size)
-    if filled != len(tags):
-        raise ProtocolError(f"re-randomisation returned {filled // width} of {size} tags")
+    _collect(
+        blinder.rerandomise(how.public_key, batches()), tags, progress, width, "re-randomisation", "tags"
+    )
 
 
 class ListReceiver:

@@ -66,6 +66,11 @@ class RoundRecord:
     result_json: str = ""
     counting: bool = False
 
+    @property
+    def elgamal_key(self) -> CoordinatorKey:
+        """The round's key for re-randomised tags, derived from its tag key (core/rerandomise.py)."""
+        return CoordinatorKey(self.tag_opener.private_bytes())
+
 
 @dataclass(frozen=True)
 class _ExpectedUpload:
@@ -337,11 +342,7 @@ class RoundBook:
                         if state.sizes_at_hop_0
                         else None
                     ),
-                    rerandomise_public_key=(
-                        CoordinatorKey(record.tag_opener.private_bytes()).public_key
-                        if state.rerandomise
-                        else b""
-                    ),
+                    rerandomise_public_key=(record.elgamal_key.public_key if state.rerandomise else b""),
                 )
             )
         if work.confirm:
@@ -620,9 +621,8 @@ class RoundBook:
             finals = (self._final_list(round_id, owner, state.ring.final_hop) for owner in state.ring.roster)
             group_tables = None
             if state.rerandomise:
-                key = CoordinatorKey(record.tag_opener.private_bytes())
                 counted = count_rerandomised(
-                    state.ring.roster, finals, key, state.groups_from, state.group_labels
+                    state.ring.roster, finals, record.elgamal_key, state.groups_from, state.group_labels
                 )
                 table, group_tables = counted.table, (counted.groups if state.group_labels else None)
             elif state.group_labels:

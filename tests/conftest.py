@@ -24,19 +24,23 @@ def tmp(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def stored_chunks(stored: bytes) -> list[pb.ListChunk]:
-    """The list chunks in a coordinator's record_dir/stored.bin."""
-    chunks, offset = [], 0
+def recorded(stored: bytes) -> list[tuple[str, bytes]]:
+    """A coordinator's record_dir/stored.bin (StoreRecorder): (2-byte kind length, kind, 8-byte
+    payload length, payload)*, as (kind, payload) pairs."""
+    records, offset = [], 0
     while offset < len(stored):
         kind_len = int.from_bytes(stored[offset : offset + 2], "big")
         kind = stored[offset + 2 : offset + 2 + kind_len].decode()
         offset += 2 + kind_len
         size = int.from_bytes(stored[offset : offset + 8], "big")
-        payload = stored[offset + 8 : offset + 8 + size]
+        records.append((kind, stored[offset + 8 : offset + 8 + size]))
         offset += 8 + size
-        if kind == "list-chunk":
-            chunks.append(pb.ListChunk.FromString(payload))
-    return chunks
+    return records
+
+
+def stored_chunks(stored: bytes) -> list[pb.ListChunk]:
+    """The list chunks in a coordinator's record_dir/stored.bin."""
+    return [pb.ListChunk.FromString(payload) for kind, payload in recorded(stored) if kind == "list-chunk"]
 
 
 EXACT_KEYS = (

@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_same_integers, stored_chunks, write_csv
+from conftest import assert_same_integers, recorded, stored_chunks, write_csv
 from scipy import stats
 
 from monoculture.analysis.metrics import result_dict
@@ -185,19 +185,6 @@ class CoordinatorView:
         return tokens, tags
 
 
-def _read_records(stored: bytes) -> list[tuple[str, bytes]]:
-    """The StoreRecorder's file: (2-byte kind length, kind, 8-byte payload length, payload)*."""
-    records, offset = [], 0
-    while offset < len(stored):
-        kind_len = int.from_bytes(stored[offset : offset + 2], "big")
-        kind = stored[offset + 2 : offset + 2 + kind_len].decode()
-        offset += 2 + kind_len
-        size = int.from_bytes(stored[offset : offset + 8], "big")
-        records.append((kind, stored[offset + 8 : offset + 8 + size]))
-        offset += 8 + size
-    return records
-
-
 def _read_only(database: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{database}?mode=ro", uri=True)
 
@@ -313,7 +300,7 @@ def run_round(
         roster=roster,
         round_id=round_id,
         tag_private_key=tag_private_key,
-        recorded=_read_records(files["recorded/stored.bin"]),
+        recorded=recorded(files["recorded/stored.bin"]),
         files=files,
         state=json.loads(state_json),
         audit=[(a, b, c) for a, b, c in audit],

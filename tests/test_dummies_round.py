@@ -361,13 +361,11 @@ def test_a_company_can_require_every_region_padded(tmp_path: Path) -> None:
     regions of three or more are padded. A company that needs them padded says so ([client]
     require_padded_regions) and refuses, before any charge, rounds without dummies and rounds
     whose minimum leaves those regions exact; a round that pads every region runs."""
-    from dataclasses import replace
 
     four = {name: rows for name, rows in FOUR.items()}
     harness = Harness(tmp_path, four, dummies=(8.0, 1e-6))
     try:
-        harness.configs["beta"] = replace(harness.configs["beta"], require_padded_regions=True)
-        harness.restart_company("beta")
+        harness.reconfigure("beta", require_padded_regions=True)
         low = harness.open_round(min_list_size=279)
         assert harness.run(low) == RoundPhase.FAILED
         reason = harness.status(low).failure_reason
@@ -379,8 +377,7 @@ def test_a_company_can_require_every_region_padded(tmp_path: Path) -> None:
         harness.close()
     plain = Harness(tmp_path / "plain", four)
     try:
-        plain.configs["beta"] = replace(plain.configs["beta"], require_padded_regions=True)
-        plain.restart_company("beta")
+        plain.reconfigure("beta", require_padded_regions=True)
         round_id = plain.open_round()
         assert plain.run(round_id) == RoundPhase.FAILED
         assert "only in rounds with DP dummies" in plain.status(round_id).failure_reason

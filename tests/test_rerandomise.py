@@ -343,7 +343,6 @@ def test_a_company_can_require_rerandomised_tags(tmp_path: Path) -> None:
     """Review of 31cb398: the option protects against the coordinator, which opens the rounds; a
     company that needs it says so ([client] require_rerandomised_tags) and refuses rounds without
     it, and rounds of two, before anything is sent. The daemons' round with the option is exact."""
-    from dataclasses import replace
 
     from support.harness import Harness
 
@@ -356,8 +355,7 @@ def test_a_company_can_require_rerandomised_tags(tmp_path: Path) -> None:
     }
     harness = Harness(tmp_path, {n: [(x, int(f)) for x, f in rows] for n, rows in population.items()})
     try:
-        harness.configs["beta"] = replace(harness.configs["beta"], require_rerandomised_tags=True)
-        harness.restart_company("beta")
+        harness.reconfigure("beta", require_rerandomised_tags=True)
         plain = harness.open_round()
         assert harness.run(plain) == RoundPhase.FAILED
         assert "require_rerandomised_tags" in harness.status(plain).failure_reason

@@ -90,6 +90,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from monoculture.core.keystream import random_bytes
+
 INFO_LABEL = b"monoculture/v2 dummies"
 SEED_SIZE = 32  # bytes of a fresh seed (`new_seed`); at least MIN_SEED_SIZE are accepted
 MIN_SEED_SIZE = 16
@@ -584,11 +586,7 @@ def dummy_ids(seed: bytes, round_id: str, region: tuple[str, ...], count: int) -
     in those lists alone."""
     if len(seed) < MIN_SEED_SIZE:
         raise ValueError(f"a seed has at least {MIN_SEED_SIZE} bytes, not {len(seed)}")
-    key = HKDF(
-        algorithm=hashes.SHA256(), length=32, salt=None, info=_IDS_LABEL + noise_info(round_id, region)
-    )
-    stream = Cipher(algorithms.AES(key.derive(seed)), modes.CTR(bytes(16))).encryptor()
-    raw = stream.update(bytes(16 * count))
+    raw = random_bytes(seed, _IDS_LABEL + noise_info(round_id, region), 16 * count)
     return [DUMMY_ID_PREFIX + raw[16 * i : 16 * (i + 1)].hex() for i in range(count)]
 
 

@@ -310,7 +310,8 @@ def sub_values(a: Values, b: Values) -> Values:
 # ------------------------------------------------------------------ masks and lanes
 
 
-def _parties(position: int, pair_keys: Mapping[int, bytes]) -> int:
+def check_pair_keys(position: int, pair_keys: Mapping[int, bytes]) -> int:
+    """k, when `pair_keys` holds one KEY_SIZE key for every position but `position` (ValueError else)."""
     k = len(pair_keys) + 1
     if not 2 <= k <= MAX_PARTIES or set(pair_keys) != set(range(k)) - {position} or position not in range(k):
         raise ValueError(
@@ -340,7 +341,7 @@ def masks(position: int, pair_keys: Mapping[int, bytes], u: Digests) -> Values:
     """m_i(x) = sum over j != i of sgn(j - i) * AES-256_{s_ij}(u(x)) mod 2^128, for company i at
     ring `position`, with `pair_keys` its key with every other position j (`pair_keys`). The k
     masks of one id sum to 0 mod 2^128."""
-    _parties(position, pair_keys)
+    check_pair_keys(position, pair_keys)
     total = np.zeros((len(u), 2), dtype=np.uint64)
     for peer, key in sorted(pair_keys.items()):
         (_add_into if peer > position else _sub_into)(total, prf(key, u))
@@ -380,7 +381,7 @@ def masked_values(
 ) -> bytes:
     """v_i(x) = lane + mask mod 2^128 for every element, 16 bytes big-endian each, in the order
     of `u` and `bits`: what company i's v2 failure tags seal. k is len(pair_keys) + 1."""
-    k = _parties(position, pair_keys)
+    k = check_pair_keys(position, pair_keys)
     values = lane_values(position, k, bits, group_codes)
     if len(values) != len(u):
         raise ValueError(f"{len(values)} bits for {len(u)} ids")

@@ -21,7 +21,6 @@ thread (or process) that uses it; build another from `key_bytes` elsewhere.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -30,12 +29,12 @@ import private_set_intersection.python as psi
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from google.protobuf.message import DecodeError
 
 from monoculture.core.errors import MalformedRequest, ProtocolError
+from monoculture.core.keystream import random_bytes
 from monoculture.core.protocol import MAX_GROUP_LABELS
 
 POINT_SIZE = 33  # compressed P-256 point
@@ -158,12 +157,7 @@ def random_permutation(size: int, seed: bytes | None = None, label: bytes = b"")
     HKDF(seed, label): a company that restarts mid-round shuffles the same way
     again, so a re-sent list is byte for byte the list first sent.
     """
-    if seed is None:
-        raw = os.urandom(8 * size)
-    else:
-        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"monoculture/v1 shuffle|" + label)
-        stream = Cipher(algorithms.AES(key.derive(seed)), modes.CTR(b"\x00" * 16)).encryptor()
-        raw = stream.update(bytes(8 * size))  # CTR: the keystream itself; finalize adds nothing
+    raw = random_bytes(seed, b"monoculture/v1 shuffle|" + label, 8 * size)
     keys = np.frombuffer(raw, dtype="<u8")  # little-endian on every machine: the same shuffle
     return np.argsort(keys, kind="stable").astype(np.int64, copy=False)
 

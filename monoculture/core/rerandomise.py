@@ -76,13 +76,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import nacl.bindings as sodium
 import numpy as np
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from nacl.exceptions import RuntimeError as SodiumError
 
 from monoculture.core.errors import ProtocolError
-from monoculture.core.masks import Digests, lane_values, values_to_ints
+from monoculture.core.keystream import random_bytes
+from monoculture.core.masks import Digests, check_pair_keys, lane_values, values_to_ints
 from monoculture.core.protocol import MAX_GROUP_LABELS, MAX_PARTIES
 from monoculture.core.psi_crypto import InvalidPoint
 
@@ -169,16 +168,8 @@ def _prf(pair_key: bytes, label: bytes, blocks: bytes) -> list[int]:
     return [int.from_bytes(row.tobytes(), "big") % GROUP_ORDER for row in rows]
 
 
-def _check_keys(position: int, pair_keys: Mapping[int, bytes]) -> None:
-    k = len(pair_keys) + 1
-    if not 2 <= k <= MAX_PARTIES or set(pair_keys) != set(range(k)) - {position}:
-        raise ValueError(
-            f"position {position} needs one key for every other position, got {sorted(pair_keys)}"
-        )
-
-
 def _pairwise(position: int, pair_keys: Mapping[int, bytes], label: bytes, blocks: bytes) -> list[int]:
-    _check_keys(position, pair_keys)
+    check_pair_keys(position, pair_keys)
     total = [0] * (len(blocks) // 16)
     for peer, key in sorted(pair_keys.items()):
         sign = 1 if peer > position else -1
@@ -225,11 +216,7 @@ def exponent_values(
 def randomisers(seed: bytes | None, label: bytes, count: int) -> list[int]:
     """`count` scalars uniform mod L: from os.urandom, or, with the round's secret `seed`, the
     same every time (a restarted company sends the same bytes), under HKDF(seed, label)."""
-    if seed is None:
-        raw = os.urandom(64 * count)
-    else:
-        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_RANDOM_LABEL + label).derive(seed)
-        raw = Cipher(algorithms.AES(key), modes.CTR(bytes(16))).encryptor().update(bytes(64 * count))
+    raw = random_bytes(seed, _RANDOM_LABEL + label, 64 * count)
     return [int.from_bytes(raw[at : at + 64], "big") % GROUP_ORDER for at in range(0, len(raw), 64)]
 
 

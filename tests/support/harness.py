@@ -259,6 +259,11 @@ class Harness:
         self.coordinator_restarts += 1
         self._start_coordinator()
 
+    def reconfigure(self, name: str, **changes: Any) -> None:
+        """Change a company's config ([client] keys) and restart its daemon on it."""
+        self.configs[name] = replace(self.configs[name], **changes)
+        self.restart_company(name)
+
     def restart_company(self, name: str) -> None:
         """A company's daemon crashes and starts again on its state folder."""
         self.daemons[name] = self._daemon(name)
