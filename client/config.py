@@ -168,7 +168,8 @@ class ReleaseFloorSection:
     "Release policy"). Every round announces its policy when the company joins; a round whose
     policy is weaker, or that would take this company over its budget, is refused before
     anything is sent, and fails naming this company and the rule. The defaults accept any
-    policy and set no budget. A sensible floor: min_shared_individuals = 100,
+    policy and cap the epsilon spent per roster at 10, and over every roster together at 10
+    (analysis/budget.py says why). A sensible floor: min_shared_individuals = 100,
     min_cell_count = 10, allow_exact_release = false, max_epsilon_per_round = 1.0,
     max_epsilon_per_roster = 10.0."""
 
@@ -200,8 +201,20 @@ class ReleaseFloorSection:
         default=ReleaseFloor.max_epsilon_per_roster,
         metadata={
             "doc": "Refuse a round that would take the epsilon this company has spent on rounds with\n"
-            "the same roster (the same set of companies) above this (e.g. 10.0; inf = no limit).\n"
-            "Kept in state_dir/privacy-ledger.json, charged when the company enrols (never refunded)."
+            "the same roster (the same set of companies) above this (10 by default, as the auditor's\n"
+            "cap; inf = no limit). Kept in state_dir/privacy-ledger.json, charged when the company\n"
+            "enrols, every attempt, never refunded: it is what stops failed rounds with DP dummies\n"
+            "from being repeated until their padded sizes average out to the exact size."
+        },
+    )
+
+    max_epsilon_total: float = field(
+        default=ReleaseFloor.max_epsilon_total,
+        metadata={
+            "doc": "Refuse a round that would take the epsilon this company has spent on every round,\n"
+            "over every roster together, above this (10 by default; inf = no limit). The people this\n"
+            "company holds, its list size and its overlaps with each peer are in every roster it is\n"
+            "on, so rounds over different rosters add up for them. Same ledger file."
         },
     )
 
@@ -213,6 +226,7 @@ class ReleaseFloorSection:
             self.allow_exact_release,
             self.max_epsilon_per_round,
             self.max_epsilon_per_roster,
+            self.max_epsilon_total,
         )
 
     @classmethod
@@ -224,6 +238,7 @@ class ReleaseFloorSection:
             floor.allow_exact_release,
             floor.max_epsilon_per_round,
             floor.max_epsilon_per_roster,
+            floor.max_epsilon_total,
         )
 
     def check(self) -> None:

@@ -47,7 +47,14 @@ from monoculture.client.ledger import PrivacyLedger
 from monoculture.client.state import RoundSecrets, SecretStore
 from monoculture.client.workers import BlindingPool
 from monoculture.core.blame import COORDINATOR, RelayFault
-from monoculture.core.dataset import CompanyRecords, GroupLabelError, InputSpec, input_digest, load_records
+from monoculture.core.dataset import (
+    CompanyRecords,
+    GroupLabelError,
+    InputSpec,
+    input_digest,
+    load_records,
+    reading_digest,
+)
 from monoculture.core.dummies import (
     MAX_DUMMIES_PER_COMPANY,
     DummyPlan,
@@ -112,6 +119,15 @@ class CompanyRound:
                 "changed since this company joined the round; the round cannot resume over another input",
                 where=str(data.path),
                 hint="restore the file as it was at join, or let this round fail and join the next one",
+            )
+        if self.secrets.input_reading and reading_digest(data) != self.secrets.input_reading:
+            raise InputError(
+                "is read with other [data] settings than when this company joined the round (a column, "
+                "the format, the duplicate policy or the id length limit changed); the round cannot "
+                "resume over other records",
+                where=str(data.path),
+                hint="restore the [data] settings as they were at join, or let this round fail and join "
+                "the next one",
             )
         return load_records(data, groups=bool(self.secrets.group_labels))
 
@@ -220,15 +236,20 @@ class CompanyRound:
         roster: tuple[str, ...],
         digest: str = "",
         settings: bytes = b"",
+        chunk_elements: int = 0,
+        reading: str = "",
     ) -> CompanyRound:
         """`group_labels`: the round's, when it takes its groups from this company; `roster`:
-        the ring as JoinRound gave it (signed into the enrolment); `digest`: the input's."""
+        the ring as JoinRound gave it (signed into the enrolment); `digest`: the input's;
+        `chunk_elements`: the chunk size of every list this company sends in the round;
+        `reading`: how its input is read (core.dataset.reading_digest)."""
         tag_key = TagSealer(round_id, company, coordinator_public_key).private_key
         blinding_key = BlindingKey.fresh().key_bytes
         relay_key = RelayKeys().private_bytes()
         secrets = RoundSecrets(
             round_id, blinding_key, tag_key, relay_key, os.urandom(32), coordinator_public_key, group_labels,
-            input_digest=digest, roster=roster, settings=settings,
+            input_digest=digest, roster=roster, settings=settings, chunk_elements=chunk_elements,
+            input_reading=reading,
         )  # fmt: skip
         return cls.from_secrets(secrets, company)
 
@@ -318,7 +339,8 @@ class CompanyDaemon:
         self._poll_failures = 0
         self._rounds: dict[str, CompanyRound] = {}
         self._secrets = SecretStore(config.state_dir, config.company)
-        self._ledger = PrivacyLedger(config.state_dir, config.release_floor.max_epsilon_per_roster)
+        floor = config.release_floor
+        self._ledger = PrivacyLedger(config.state_dir, floor.max_epsilon_per_roster, floor.max_epsilon_total)
         workers = config.workers or os.cpu_count() or 1
         self._blinder: Blinder = BlindingPool(workers) if workers > 1 else INLINE
         self._rounds_ended = 0
@@ -462,6 +484,7 @@ class CompanyDaemon:
             company_round = CompanyRound.fresh(
                 round_id, self.company, join.coordinator_public_key, labels, roster=tuple(join.roster),
                 digest=input_digest(self.config.data.path), settings=round_settings(join),
+                chunk_elements=self.config.chunk_elements, reading=reading_digest(self.config.data),
             )  # fmt: skip
             if join.rerandomise_public_key:
                 company_round.secrets = replace(
@@ -622,8 +645,9 @@ class CompanyDaemon:
             cost = RoundCost(max(cost.epsilon, charge.epsilon), max(cost.delta, charge.delta))
         roster = roster_key(join.roster)
         ledger = self._roster_ledger(join, roster)
-        over = ledger.violation(cost, roster, self.company)
-        reasons = floor_violations(policy, floor, self.company, cost) + ([over] if over else [])
+        over = [ledger.violation(cost, roster, self.company),
+                self._ledger.total(excluding=join.round_id).violation(cost, "", self.company)]  # fmt: skip
+        reasons = floor_violations(policy, floor, self.company, cost) + [text for text in over if text]
         if not reasons:
             log.info(
                 "%s: round %s releases with %s (epsilon %g, delta %g); %s has spent epsilon %g on "
@@ -857,9 +881,10 @@ class CompanyDaemon:
 
         def upload() -> pb.UploadReceipt:
             sent[0] = 0
-            chunks = outgoing_chunks(
-                target, self.company, outgoing, sealer, self.config.chunk_elements, self._signer
-            )
+            # The round's chunk size, sealed at join (not the live setting): chunk indices are
+            # AES-GCM nonces under a key that survives restarts.
+            per_chunk = company_round.secrets.chunk_elements or self.config.chunk_elements
+            chunks = outgoing_chunks(target, self.company, outgoing, sealer, per_chunk, self._signer)
             receipt: pb.UploadReceipt = self._stub.UploadList(measured(chunks))
             return receipt
 

@@ -28,13 +28,14 @@ _VERSION = 1
 class PrivacyLedger:
     """The rounds this company has been charged for, by roster (`analysis.budget.roster_key`)."""
 
-    def __init__(self, folder: Path, cap: float = math.inf) -> None:
+    def __init__(self, folder: Path, cap: float = math.inf, total_cap: float = math.inf) -> None:
         """Reads the ledger in `folder` (none yet: empty); `cap` is [release_floor]
-        max_epsilon_per_roster. A file that cannot be read is a ConfigError: a daemon that
-        lost count must not go on spending."""
+        max_epsilon_per_roster, `total_cap` max_epsilon_total. A file that cannot be read is a
+        ConfigError: a daemon that lost count must not go on spending."""
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.path = folder / LEDGER_FILE
         self._cap = cap
+        self._total_cap = total_cap
         self._lock = threading.Lock()
         self._rosters = self._read()
 
@@ -69,6 +70,17 @@ class PrivacyLedger:
         return Ledger(
             spent=math.fsum(e["epsilon"] for e in rounds),
             cap=self._cap,
+            spent_delta=math.fsum(e["delta"] for e in rounds),
+            rounds=len(rounds),
+        )
+
+    def total(self, *, excluding: str = "") -> Ledger:
+        """What this company has spent over every roster together, against `total_cap`."""
+        with self._lock:
+            rounds = [e for rs in self._rosters.values() for r, e in rs.items() if r != excluding]
+        return Ledger(
+            spent=math.fsum(e["epsilon"] for e in rounds),
+            cap=self._total_cap,
             spent_delta=math.fsum(e["delta"] for e in rounds),
             rounds=len(rounds),
         )

@@ -62,13 +62,23 @@ class RoundSecrets:
     rerandomise_key: bytes = b""
     # DP dummies: which regions get them (core.dummies.Padding's value; "" without dummies).
     dummy_padding: str = ""
+    # Elements per relay chunk, fixed at join ([client] chunk_elements then): a chunk's AES-GCM
+    # nonce is its index under a key that survives restarts, so a daemon restarted under another
+    # chunk size must still cut its lists as before, or it would seal other elements under an
+    # index already sent. 0 in state written before it was recorded (the live setting is used).
+    chunk_elements: int = 0
+    # Hex SHA-256 of how the input is read (core.dataset.reading_digest: the [data] settings
+    # but the path); "" in state written before it was recorded.
+    input_reading: str = ""
 
     def to_json(self) -> bytes:
         fields = asdict(self)
         labels = fields.pop("group_labels")
         roster, relayed = fields.pop("roster"), fields.pop("relayed")
         pair_keys = fields.pop("pair_keys")
-        numbers = {key: fields.pop(key) for key in ("dummy_epsilon", "dummy_delta", "list_size")}
+        numbers = {
+            key: fields.pop(key) for key in ("dummy_epsilon", "dummy_delta", "list_size", "chunk_elements")
+        }
         out: dict[str, object] = {k: v if isinstance(v, str) else v.hex() for k, v in fields.items()}
         if labels:
             out["group_labels"] = list(labels)
@@ -102,6 +112,7 @@ class RoundSecrets:
             transcript, pairs, settings, float(raw.get("dummy_epsilon", 0.0)),
             float(raw.get("dummy_delta", 0.0)), dummy_seed, int(raw.get("list_size", 0)),
             bytes.fromhex(raw.get("rerandomise_key", "")), str(raw.get("dummy_padding", "")),
+            int(raw.get("chunk_elements", 0)), str(raw.get("input_reading", "")),
         )  # fmt: skip
 
 

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from monoculture.analysis.budget import amount, round_cost
+from monoculture.analysis.budget import DEFAULT_MAX_EPSILON_PER_ROSTER, amount, round_cost
 from monoculture.analysis.release import ReleasePolicy
 from monoculture.core.config import (
     TlsPaths,
@@ -25,7 +25,6 @@ from monoculture.core.errors import ConfigError
 from monoculture.transport import TlsFiles
 
 MIN_WORKERS = 4  # below this, long polls could hold every gRPC thread
-DEFAULT_MAX_EPSILON_PER_ROSTER = 10.0  # see ReleaseSection.max_epsilon_per_roster
 
 
 @dataclass(frozen=True)
@@ -176,8 +175,9 @@ class ReleaseSection:
             "doc": "Privacy budget of a roster: the most epsilon all rounds with the same set of companies\n"
             "may spend together (they release figures about the same people, so their epsilons add up).\n"
             "Opening a round that would go above it is refused; a round that fails is refunded (it\n"
-            "published nothing). 10 by default, so that DP rounds cannot repeat without bound (ten\n"
-            "rounds at epsilon 1); inf = no cap, only when the auditor keeps this account elsewhere.\n"
+            "published nothing), except for its DP dummies' share once it was relaying (padded sizes\n"
+            "could reach the coordinator). 10 by default, so that DP rounds cannot repeat without bound\n"
+            "(ten rounds at epsilon 1); inf = no cap, only when the auditor keeps this account elsewhere.\n"
             "Rounds without noise cost nothing here (they promise nothing). `monoculture round budget`."
         },
     )

@@ -21,13 +21,20 @@ from pathlib import Path
 
 import numpy as np
 
-from monoculture.analysis.budget import Ledger, RoundCost, amount, roster_key, round_cost
+from monoculture.analysis.budget import (
+    DEFAULT_MAX_EPSILON_PER_ROSTER,
+    Ledger,
+    RoundCost,
+    amount,
+    roster_key,
+    round_cost,
+)
 from monoculture.analysis.groups import group_round_cost, with_groups
 from monoculture.analysis.release import ReleasePolicy, release
-from monoculture.analysis.table import PatternTable
-from monoculture.coordinator.config import DEFAULT_MAX_EPSILON_PER_ROSTER, Limits
+from monoculture.coordinator.config import Limits
 from monoculture.coordinator.counting import (
     FinalList,
+    GroupedCounts,
     count_group_patterns,
     count_patterns,
     count_rerandomised,
@@ -99,6 +106,16 @@ class StoreRecorder:
 
 def _daemon_thread(work: Callable[[], None]) -> None:
     threading.Thread(target=work, daemon=True).start()
+
+
+def _released_before_failing(state: RoundState) -> RoundCost | None:
+    """What a round about to fail has released: with DP dummies, once it is RELAYING every
+    company may upload its hop 0, whose header carries its padded size, so the dummies' (epsilon,
+    delta) is spent whatever happens next (refunding it would let failed rounds be repeated and
+    their padded sizes averaged). Before RELAYING no size has been told: None, refund it all."""
+    if not state.sizes_at_hop_0 or state.phase not in (RoundPhase.RELAYING, RoundPhase.COUNTING):
+        return None
+    return RoundCost(state.dummy_epsilon, state.dummy_delta)
 
 
 def _entry_message(entry: BudgetEntry) -> pb.BudgetEntry:
@@ -214,7 +231,8 @@ class RoundBook:
             if ledger.would_exceed(cost):
                 hint = (
                     "rounds over the same companies release figures about the same people, so their "
-                    "epsilons add up; wait for rounds in flight to end (a failed round is refunded), lower "
+                    "epsilons add up; wait for rounds in flight to end (a failed round is refunded, but for "
+                    "its DP dummies' share once it was relaying), lower "
                     "[release] dp_epsilon, or raise [release] max_epsilon_per_roster if a larger total is "
                     f"acceptable (`monoculture round budget --companies {roster}` shows the ledger)"
                 )
@@ -619,26 +637,23 @@ class RoundBook:
             state = record.state
         try:
             finals = (self._final_list(round_id, owner, state.ring.final_hop) for owner in state.ring.roster)
-            group_tables = None
             if state.rerandomise:
                 counted = count_rerandomised(
                     state.ring.roster, finals, record.elgamal_key, state.groups_from, state.group_labels
                 )
-                table, group_tables = counted.table, (counted.groups if state.group_labels else None)
             elif state.group_labels:
                 counted = count_group_patterns(
                     state.ring.roster, finals, record.company_tags, state.groups_from, state.group_labels
                 )
-                table, group_tables = counted.table, counted.groups
             else:
-                table = count_patterns(state.ring.roster, finals, record.company_tags)
+                counted = count_patterns(state.ring.roster, finals, record.company_tags)
         except ProtocolError as exc:
             self._fail_round(round_id, f"counting failed: {exc}", exc.where)
             return
         finally:
             record.counting = False
         try:
-            result_json = self._released(round_id, state, table, group_tables)
+            result_json = self._released(round_id, state, counted)
         except Exception:  # a bug must end the round with a reason, not leave it counting forever
             log.exception("round %s: releasing the result failed", round_id)
             reason = "the coordinator could not release the result (an internal error; see its log)"
@@ -654,19 +669,14 @@ class RoundBook:
             self._changed.notify_all()
         log.info("round %s complete", round_id)
 
-    def _released(
-        self,
-        round_id: str,
-        state: RoundState,
-        table: PatternTable,
-        group_tables: dict[str, PatternTable] | None,
-    ) -> str:
-        """The result JSON the release policy allows. Only the released form is kept; the exact
-        table ends with the counting call."""
+    def _released(self, round_id: str, state: RoundState, counted: GroupedCounts) -> str:
+        """The result JSON the release policy allows (the sums that did not decode are one more
+        cell under it). Only the released form is kept; the exact table ends with the counting
+        call."""
         policy = self._policy(round_id)
-        result = release(table, policy)
-        if group_tables is not None:  # one released table per group, linked to the overall one
-            result = with_groups(result, table, group_tables, policy)
+        result = release(counted.table, policy, undecodable=counted.undecodable)
+        if state.group_labels:  # one released table per group, linked to the overall one
+            result = with_groups(result, counted.table, counted.groups, policy)
         result["round_id"] = round_id
         result["privacy_budget"] = self._budget_summary(state.ring.roster)
         if policy.mechanism == "none":
@@ -731,8 +741,15 @@ class RoundBook:
     def _fail(self, record: RoundRecord, reason: str, party: str) -> None:
         if record.state.phase in TERMINAL_PHASES:
             return
+        spent = _released_before_failing(record.state)
         record.state.fail(reason, party)
-        self._store.fail(record.state)
+        self._store.fail(record.state, spent)
         self._store.audit(record.state.round_id, COORDINATOR, "failed", f"{party}: {reason}")
+        if spent is not None:
+            self._store.audit(
+                record.state.round_id, COORDINATOR, "budget spent",
+                f"the DP dummies' epsilon {amount(spent.epsilon)}, delta {amount(spent.delta)}: padded "
+                "sizes could reach the coordinator; the release's share is refunded",
+            )  # fmt: skip
         log.warning("round %s failed: %s", record.state.round_id, reason)
         self._changed.notify_all()

@@ -6,7 +6,8 @@ list chunks, keyed by round, list, hop and index so a re-sent chunk is stored
 once), audit (append-only: who did what, when — never data), privacy_budget (the
 ledger: each round's release policy and what it spends, by roster; "reserved" when
 the round opens, "spent" in the transaction that stores its result, "refunded" in
-the one that fails it).
+the one that fails it, except for a round with DP dummies that failed once padded sizes could
+reach the coordinator: the dummies' share is then "spent" and only the release's refunded).
 
 `secure_delete` overwrites deleted rows, so a list dropped after its hop (and
 every final list after counting) does not linger in free pages, and a WAL
@@ -275,9 +276,11 @@ class RoundStore:
             self._db.execute("COMMIT")
             self._checkpoint()
 
-    def fail(self, state: RoundState) -> None:
-        """Store the failed state, drop the round's chunks, erase its tag key and refund its
-        reservation (nothing was published), atomically; then empty the WAL of them."""
+    def fail(self, state: RoundState, spent: RoundCost | None = None) -> None:
+        """Store the failed state, drop the round's chunks, erase its tag key and settle its
+        reservation, atomically; then empty the WAL of them. `spent`: what the round released
+        before it failed (the DP dummies' share, once padded sizes could reach the coordinator),
+        kept as spent; None: nothing was released, the reservation is refunded."""
         with self._lock:
             self._db.execute("BEGIN")
             self._db.execute(
@@ -285,7 +288,14 @@ class RoundStore:
                 (state.to_json(), b"", state.round_id),
             )
             self._db.execute("DELETE FROM chunks WHERE round_id = ?", (state.round_id,))
-            self._settle_budget(state.round_id, REFUNDED)
+            if spent is None:
+                self._settle_budget(state.round_id, REFUNDED)
+            else:
+                self._db.execute(
+                    "UPDATE privacy_budget SET epsilon = ?, delta = ? WHERE round_id = ? AND status = ?",
+                    (spent.epsilon, spent.delta, state.round_id, RESERVED),
+                )
+                self._settle_budget(state.round_id, SPENT)
             self._db.execute("COMMIT")
             self._checkpoint()
 

@@ -229,3 +229,30 @@ def test_two_rounds_differing_by_one_person_differ_by_at_most_epsilon() -> None:
         if first[value] > 1500 and second[value] > 1500:
             ratio = abs(math.log(first[value] / second[value]))
             assert ratio <= epsilon + 0.12, (value, ratio)
+
+
+def test_undecodable_sums_are_noised_in_the_same_draw_as_the_pattern_cells(monkeypatch) -> None:
+    """The round's undecodable sums are one more cell of the vector the mechanism noises (one
+    person added or removed still moves one cell by one); they enter neither N nor any figure."""
+    drawn: list[list[int]] = []
+
+    def noisy(self: NoiseMechanism, counts: list[int]) -> list[int]:
+        drawn.append(list(counts))
+        return [c + 100 for c in counts]  # a recognisable "noise"
+
+    monkeypatch.setattr(NoiseMechanism, "noisy", noisy)
+    policy = ReleasePolicy(mechanism="discrete-laplace", epsilon=1.0)
+    result = release(DIGIT, policy, undecodable=3)
+    assert drawn == [[*DIGIT.counts, 3]]  # one draw, the undecodable cell last
+    assert result["undecodable_sums"] == 103
+    assert result["shared_individuals"] == DIGIT.shared_individuals + 8 * 100  # the pattern cells alone
+
+
+def test_an_exact_release_never_publishes_the_undecodable_sums() -> None:
+    """Honest rounds have none: an exact 0, 1 or withheld figure would be the bit a company
+    shifting another company's lane probes for (tests/adversarial/test_round_oracle.py)."""
+    for undecodable in (0, 1, 7, 500):
+        for policy in (ReleasePolicy(), ReleasePolicy(min_cell_count=5)):
+            result = release(DIGIT, policy, undecodable=undecodable)
+            assert result["undecodable_sums"] is None and "undecodable_sums_note" in result
+            assert result["shared_individuals"] == DIGIT.shared_individuals

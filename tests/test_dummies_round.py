@@ -7,13 +7,16 @@ The in-process harness runs the real RoundBook and the real daemons (real crypto
 from __future__ import annotations
 
 import itertools
+import math
+import re
 from pathlib import Path
 
+import grpc
 import pytest
 from conftest import assert_same_integers
-from support.harness import Harness, keep_final_lists
+from support.harness import Harness, LinkError, keep_final_lists
 
-from monoculture.analysis.budget import ReleaseFloor, roster_key
+from monoculture.analysis.budget import DEFAULT_MAX_EPSILON_PER_ROSTER, ReleaseFloor, roster_key
 from monoculture.analysis.metrics import result_dict
 from monoculture.analysis.release import ReleasePolicy
 from monoculture.analysis.table import plaintext_table
@@ -363,7 +366,12 @@ def test_a_company_can_require_every_region_padded(tmp_path: Path) -> None:
     whose minimum leaves those regions exact; a round that pads every region runs."""
 
     four = {name: rows for name, rows in FOUR.items()}
-    harness = Harness(tmp_path, four, dummies=(8.0, 1e-6))
+    # Each company charges every round it enrols in: two rounds at epsilon 8 need more than the
+    # default cap of 10 per roster.
+    floors = {
+        name: ReleaseFloor(max_epsilon_per_roster=math.inf, max_epsilon_total=math.inf) for name in four
+    }
+    harness = Harness(tmp_path, four, dummies=(8.0, 1e-6), floors=floors)
     try:
         harness.reconfigure("beta", require_padded_regions=True)
         low = harness.open_round(min_list_size=279)
@@ -401,3 +409,89 @@ def test_an_upload_before_its_previous_hop_is_refused_naming_the_sender(tmp_path
         assert caught.value.where == "beta" and state.phase == RoundPhase.RELAYING
     finally:
         harness.close()
+
+
+def _failed_attempts(harness: Harness, attempts: int) -> list[list[int]]:
+    """Open up to `attempts` rounds that each fail at the first hop-0 upload (the round's minimum
+    is far above every padded size), until the auditor's cap refuses to open one. Returns, per
+    round, the padded sizes of alpha the coordinator saw (the refusal quotes them)."""
+    seen = []
+    for _ in range(attempts):
+        try:
+            round_id = harness.open_round(min_list_size=1_000_000)
+        except LinkError as exc:
+            assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "budget of roster" in exc.details()
+            break
+        assert harness.run(round_id) == RoundPhase.FAILED
+        reason = harness.status(round_id).failure_reason
+        seen.append(
+            [int(size) for size in re.findall(r"hop-0 list of alpha refused: list of (\d+) records", reason)]
+        )
+    return seen
+
+
+def test_failed_rounds_spend_the_dummies_and_stop_at_the_auditors_cap(tmp_path: Path) -> None:
+    """Before: a failed round was refunded whole, although the coordinator had seen a padded size
+    at its hop-0 upload: 25 failed rounds left the ledger at 0 of a cap of 1.5, and the 25 padded
+    sizes averaged to alpha's exact size. Now the dummies' share of a round that failed while
+    relaying is spent (the release's is refunded): the cap stops the attempts."""
+    harness = Harness(tmp_path, POPULATION, dummies=(1.0, 1e-6), max_epsilon_per_roster=3.0)
+    seen = _failed_attempts(harness, 25)
+    assert len(seen) == 3  # 3 of the cap's epsilon 3, at the dummies' epsilon 1 each
+    assert all(len(sizes) == 1 for sizes in seen)  # one padded size per round, alpha's
+    budget = harness.budget()
+    assert budget.spent_epsilon == pytest.approx(3.0) and budget.spent_delta == pytest.approx(3e-6)
+    assert [entry.status for entry in budget.rounds] == ["spent"] * 3
+    audit = harness.audit_actions(budget.rounds[0].round_id)
+    assert any(action == "budget spent" and "DP dummies" in detail for _, action, detail in audit)
+    harness.close()
+
+
+def test_a_round_that_fails_before_relaying_is_refunded_even_with_dummies(tmp_path: Path) -> None:
+    """No size has reached the coordinator before RELAYING (with dummies, enrolments carry none)."""
+    floors = {"gamma": ReleaseFloor(allow_exact_release=False)}  # gamma withdraws at join
+    harness = Harness(tmp_path, POPULATION, dummies=(1.0, 1e-6), floors=floors)
+    round_id = harness.open_round()
+    assert harness.run(round_id) == RoundPhase.FAILED
+    assert [(e.status, e.epsilon) for e in harness.budget().rounds] == [("refunded", 1.0)]
+    harness.close()
+
+
+def test_each_companys_default_cap_stops_failed_rounds_under_a_coordinator_without_one(
+    tmp_path: Path,
+) -> None:
+    """A coordinator whose ledger has no cap (or forgets it) cannot repeat failed rounds without
+    bound: each company charges every round it enrols in and, by default, stops at an epsilon of
+    10 per roster. At the dummies' epsilon 2.5 that is four rounds: the coordinator sees four
+    padded sizes of alpha, and from the fifth round on the companies withdraw at join."""
+    harness = Harness(tmp_path, POPULATION, dummies=(2.5, 1e-6), max_epsilon_per_roster=math.inf)
+    seen = _failed_attempts(harness, 6)
+    assert len(seen) == 6  # the coordinator never refuses
+    assert [len(sizes) for sizes in seen] == [1, 1, 1, 1, 0, 0]
+    assert DEFAULT_MAX_EPSILON_PER_ROSTER == ReleaseFloor().max_epsilon_per_roster == 10.0
+    for name in POPULATION:
+        assert harness.daemons[name]._ledger.ledger(roster_key(POPULATION)).spent == pytest.approx(10.0)
+    last = harness.budget().rounds[-1]
+    assert last.status == "refunded"  # withdrawn at join: no size seen
+    harness.close()
+
+
+def test_a_companys_total_over_every_roster_stops_failed_rounds_across_rosters(tmp_path: Path) -> None:
+    """Found by an attacker review: the ledgers were per roster, but alpha's list size is the same
+    in every roster holding it. Failed rounds over {alpha, beta}, {alpha, gamma} and all three,
+    each up to its roster's cap, gave 30 padded sizes that averaged to alpha's exact size (80.4
+    +- 0.6 for 80). Each company now also caps what it spends over every roster together (10 by
+    default): at a dummy epsilon of 2.5, alpha takes part in four rounds in all."""
+    harness = Harness(tmp_path, POPULATION, dummies=(2.5, 1e-6), max_epsilon_per_roster=math.inf)
+    rosters = [["alpha", "beta"], ["alpha", "gamma"], ["alpha", "beta", "gamma"]]
+    sizes_of_alpha, reasons = [], []
+    for attempt in range(9):
+        round_id = harness.open_round(companies=rosters[attempt % 3], min_list_size=1_000_000)
+        assert harness.run(round_id) == RoundPhase.FAILED
+        reason = harness.status(round_id).failure_reason
+        sizes_of_alpha += re.findall(r"hop-0 list of alpha refused: list of (\d+) records", reason)
+        reasons.append(reason)
+    assert len(sizes_of_alpha) == 4  # 10 / 2.5, over the three rosters together
+    assert all("total alpha spends over every roster" in reason for reason in reasons[4:])
+    assert harness.daemons["alpha"]._ledger.total().spent == pytest.approx(10.0)
+    harness.close()

@@ -339,6 +339,57 @@ def test_a_last_relays_torsion_is_named_by_the_coordinator() -> None:
     assert caught.value.where == "alpha"  # the last relay of beta's list (its ring predecessor)
 
 
+def test_a_torsion_point_on_a_token_no_one_else_holds_is_named_all_the_same() -> None:
+    """The coordinator used to check the points of failed sums only, so whether a last relay's
+    mark failed the round told it whether the marked token was shared. Every point of every final
+    list is checked now: a mark on a token in one list alone names the last relay the same way."""
+    from monoculture.coordinator.counting import FinalList, count_rerandomised
+
+    bits = np.random.default_rng(9).integers(0, 2, size=(3, 12))
+    key, columns, _, _ = _three_party_tags(bits)
+    tokens = b"".join(rr_point_p256() for _ in range(12))
+    roster = ("alpha", "beta", "gamma")
+    lonely = rr.encrypt(key.public_key, rr.scalars([5]), rr.scalars(rr.randomisers(None, b"x", 1)))
+    marked = lonely[: rr.POINT_BYTES] + sodium.crypto_core_ed25519_add(lonely[rr.POINT_BYTES :], TORSION_2)
+    extra = {"beta": (rr_point_p256(), marked)}  # a token only beta's final list holds
+
+    def finals(with_mark: bool) -> list[FinalList]:
+        out = []
+        for owner, column in zip(roster, columns, strict=True):
+            add_token, add_tag = extra[owner] if with_mark and owner in extra else (b"", b"")
+            tags = np.frombuffer(bytes(column) + add_tag, np.uint8).reshape(-1, rr.ELGAMAL_TAG_SIZE)
+            out.append(FinalList(owner, tokens + add_token, tags))
+        return out
+
+    assert count_rerandomised(roster, finals(False), key).undecodable == 0
+    with pytest.raises(ProtocolError, match="prime-order") as caught:
+        count_rerandomised(roster, finals(True), key)
+    assert caught.value.where == "alpha"
+
+
+def test_an_undecodable_sum_is_counted_not_failed() -> None:
+    """A ciphertext replaced by a valid one of another value: the sum of that token is not in the
+    table of valid sums. It is counted apart (`undecodable`), the rest of the table exact."""
+    from monoculture.coordinator.counting import FinalList, count_rerandomised
+
+    bits = np.random.default_rng(9).integers(0, 2, size=(3, 12))
+    key, columns, _, _ = _three_party_tags(bits)
+    tokens = b"".join(rr_point_p256() for _ in range(12))
+    roster = ("alpha", "beta", "gamma")
+    shifted = bytearray(columns[2])
+    shifted[: rr.ELGAMAL_TAG_SIZE] = rr.rerandomise(
+        key.public_key, bytes(shifted[: rr.ELGAMAL_TAG_SIZE]), rr.scalars([3]), rr.scalars([2 * 4**0])
+    )  # 2 more in gamma's lane of token 0
+    finals = [FinalList(o, tokens, np.frombuffer(bytes(c), np.uint8).reshape(12, -1))
+              for o, c in zip(roster, [columns[0], columns[1], shifted], strict=True)]  # fmt: skip
+    counted = count_rerandomised(roster, finals, key)
+    assert counted.undecodable == 1
+    expected = [
+        sum(1 for b in bits.T[1:] if int(b[0]) * 4 + int(b[1]) * 2 + int(b[2]) == p) for p in range(8)
+    ]
+    assert list(counted.table.counts) == expected
+
+
 def test_a_company_can_require_rerandomised_tags(tmp_path: Path) -> None:
     """Review of 31cb398: the option protects against the coordinator, which opens the rounds; a
     company that needs it says so ([client] require_rerandomised_tags) and refuses rounds without

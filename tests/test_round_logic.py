@@ -521,3 +521,56 @@ def test_a_round_stored_under_protocol_v1_fails_on_resume(harness: Harness) -> N
     status = harness.status(round_id)
     assert status.phase == RoundPhase.FAILED and status.failed_party == "coordinator"
     assert "opened under protocol v1; this coordinator speaks v3" in status.failure_reason
+
+
+class _Crash(BaseException):
+    """The daemon's process dies (nothing in the daemon catches it)."""
+
+
+@pytest.mark.parametrize("hop", [0, 1])
+def test_a_restart_under_another_chunk_size_never_seals_two_bodies_under_one_nonce(
+    harness: Harness, population: dict, monkeypatch: pytest.MonkeyPatch, hop: int
+) -> None:
+    """A relay chunk's AES-GCM nonce is its index, under a key that survives restarts (its
+    sender, receiver, list and hop). A daemon that dies mid-upload and comes back with another
+    [client] chunk_elements must not seal other elements under an index it has already sent:
+    the coordinator would hold two bodies under one (key, nonce). Every chunk the coordinator
+    receives is checked."""
+    received: dict[tuple[str, str, str, str, int, int], set[bytes]] = {}
+    original = harness.company_servicer.UploadList
+    crash_after: dict[str, int] = {}
+
+    def upload(chunks, context):
+        def watched():
+            for sent, chunk in enumerate(chunks):
+                key = (
+                    chunk.round_id,
+                    chunk.sender,
+                    chunk.receiver,
+                    chunk.list_owner,
+                    chunk.hop,
+                    chunk.chunk_index,
+                )
+                if chunk.receiver:  # sealed to the next company (the last hop goes open)
+                    received.setdefault(key, set()).add(chunk.sealed)
+                if crash_after.get(chunk.sender) == sent + 1 and chunk.hop == hop:
+                    del crash_after[chunk.sender]
+                    raise _Crash
+                yield chunk
+
+        return original(watched(), context)
+
+    monkeypatch.setattr(harness.company_servicer, "UploadList", upload)
+    round_id = harness.open_round()
+    harness.start_relaying()
+    crasher = harness.daemons["alpha"]._round(round_id).secrets.roster[hop]  # blinds alpha's list at `hop`
+    crash_after[crasher] = 2
+    with pytest.raises(_Crash):
+        for _ in range(2 * hop + 2):
+            harness.step_all()
+    harness.reconfigure(crasher, chunk_elements=7)  # was 16
+    assert harness.run(round_id) == RoundPhase.COMPLETE
+    _assert_exact(harness, round_id, population)
+    assert received and all(len(bodies) == 1 for bodies in received.values()), [
+        key for key, bodies in received.items() if len(bodies) > 1
+    ]

@@ -965,6 +965,7 @@ def test_every_kind_of_released_result_validates_against_the_schema(case: str) -
         (lambda r: r.update(homogenization_ci95=[4.2]), "fewer than 2 items"),
         (lambda r: r.update(suppressed=True), "suppressed"),
         (lambda r: r.update(noisy=0), "noisy"),
+        (lambda r: r.update(undecodable_sums=1), "undecodable_sums"),  # exact: never published
     ],
 )
 def test_schema_refuses_a_result_with_a_missing_key_or_a_wrong_type(

@@ -20,11 +20,27 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 from monoculture.analysis.release import ReleasePolicy
 from monoculture.core.errors import ConfigError
+
+# The default cap on the epsilon spent on one roster, for the coordinator's [release] and each
+# company's [release_floor] alike, so neither binds before the other by default. A total of 10
+# is about five rounds at a release epsilon of 1 with DP dummies at 1, or ten failed attempts
+# with dummies at 1; past it a DP guarantee (a likelihood ratio of e^10, about 22,000) says
+# little. A company's cap must be finite by default: its ledger is what stops repeated rounds
+# from averaging its padded list size, even under a coordinator that forgets its own ledger.
+DEFAULT_MAX_EPSILON_PER_ROSTER = 10.0
+
+# The default cap on the epsilon one company spends over every roster together (its floor's
+# max_epsilon_total; the coordinator's [release] max_epsilon_per_company). A person a company
+# holds is in every roster the company is on, and so are its list size and the overlaps with
+# each peer: rounds over different rosters add up for them. Without it, failed rounds with DP
+# dummies over each roster holding a company gave as many padded sizes per roster, averaged
+# together to its exact size (an attacker review: three rosters, 30 sizes, 80.4 +- 0.6 for 80).
+DEFAULT_MAX_EPSILON_TOTAL = 10.0
 
 # Sums of floats drift (0.1 + 0.2 > 0.3): a total this close to its cap is at the cap, not over it.
 RELATIVE_SLACK = 1e-9
@@ -65,29 +81,38 @@ def amount(value: float) -> str:
 class ReleaseFloor:
     """The weakest release policy one company accepts, and its privacy budget.
 
-    The defaults accept every policy and set no budget.
+    The defaults accept every policy and cap the epsilon spent per roster at
+    DEFAULT_MAX_EPSILON_PER_ROSTER (10), and over every roster together at
+    DEFAULT_MAX_EPSILON_TOTAL (10).
     """
 
     min_shared_individuals: int = 0
     min_cell_count: int = 0
     allow_exact_release: bool = True  # a release without differential privacy
     max_epsilon_per_round: float = math.inf
-    max_epsilon_per_roster: float = math.inf  # the sum over every round with the same roster
+    max_epsilon_per_roster: float = DEFAULT_MAX_EPSILON_PER_ROSTER  # the sum over rounds with one roster
+    max_epsilon_total: float = DEFAULT_MAX_EPSILON_TOTAL  # the sum over every round, every roster
 
     def check(self) -> None:
         if self.min_shared_individuals < 0 or self.min_cell_count < 0:
             raise ConfigError("min_shared_individuals and min_cell_count must be non-negative")
-        for name in ("max_epsilon_per_round", "max_epsilon_per_roster"):
+        for name in ("max_epsilon_per_round", "max_epsilon_per_roster", "max_epsilon_total"):
             value = getattr(self, name)
             if math.isnan(value) or value <= 0:
                 raise ConfigError(
                     f"{name} must be above 0 (got {value:g})",
-                    hint="inf (the default) accepts any epsilon",
+                    hint="inf accepts any epsilon",
                 )
 
     @property
     def accepts_anything(self) -> bool:
-        return self == ReleaseFloor()
+        """Whether it accepts every release policy (its budget aside)."""
+        unbudgeted = replace(
+            self,
+            max_epsilon_per_roster=DEFAULT_MAX_EPSILON_PER_ROSTER,
+            max_epsilon_total=DEFAULT_MAX_EPSILON_TOTAL,
+        )
+        return unbudgeted == ReleaseFloor()
 
 
 def floor_violations(
@@ -145,12 +170,18 @@ class Ledger:
         return Ledger(self.spent + cost.epsilon, self.cap, self.spent_delta + cost.delta, self.rounds + 1)
 
     def violation(self, cost: RoundCost, roster: str, company: str = "this company") -> str | None:
-        """Why charging `cost` is refused, in words, or None when it fits under the cap."""
+        """Why charging `cost` is refused, in words, or None when it fits under the cap. `roster`:
+        the roster's ledger name, or "" for a company's total over every roster."""
         if not self.would_exceed(cost):
             return None
         earlier = "round" if self.rounds == 1 else "rounds"
+        what = (
+            f"the total for the roster {roster}"
+            if roster
+            else f"the total {company} spends over every roster"
+        )
         return (
-            f"the round's epsilon {amount(cost.epsilon)} would bring the total for the roster {roster} "
+            f"the round's epsilon {amount(cost.epsilon)} would bring {what} "
             f"to {amount(self.total_after(cost))}, above the {amount(self.cap)} {company} accepts "
             f"(already spent: {amount(self.spent)} over {self.rounds} earlier {earlier})"
         )

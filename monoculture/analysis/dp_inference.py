@@ -449,17 +449,28 @@ def noisy_result(
 
 
 def noisy_release(
-    companies: Sequence[str], true_cells: Sequence[int], mechanism: NoiseMechanism, min_shared: int
+    companies: Sequence[str],
+    true_cells: Sequence[int],
+    mechanism: NoiseMechanism,
+    min_shared: int,
+    undecodable: int | None = None,
 ) -> dict[str, Any]:
     """Noise every cell once (OpenDP), then publish estimates, or only the roster when the noisy
     N could come from a population below `min_shared`.
+
+    `undecodable`: the shared individuals whose sum did not decode (a round's count; None for a
+    table alone). It is one more cell of the same vector, noised in the same call: one individual
+    added or removed still moves one cell by one, so the release spends what it spent before. It
+    is published as `undecodable_sums` and enters neither N nor any figure.
 
     The threshold is applied to what noise cannot fake: the noisy N minus a margin that the
     sum of 2^k noise draws exceeds with probability at most THRESHOLD_FAILURE_PROBABILITY.
     So a population below the threshold is published with at most that probability, and the
     decision, made from noisy counts only, is itself covered by the release's epsilon.
     """
-    noisy = mechanism.noisy(true_cells)
+    cells = [*true_cells] if undecodable is None else [*true_cells, undecodable]
+    drawn = mechanism.noisy(cells)
+    noisy = drawn[: len(true_cells)]
     margin = mechanism.sum_upper_tail(len(noisy))
     if min_shared > 0 and sum(noisy) - margin < min_shared:
         return {
@@ -472,4 +483,6 @@ def noisy_release(
         }
     result = noisy_result(companies, noisy, mechanism)
     result["noise_margin"] = margin
+    if undecodable is not None:
+        result["undecodable_sums"] = drawn[-1]
     return result

@@ -272,11 +272,15 @@ def group_homogenization(
     weights = {
         label: Fraction(int(group["shared_individuals"])) ** len(companies) for label, group in used.items()
     }
-    avg = sum((weights[g] * products[g] for g in used), Fraction(0)) / (expected * sum(weights.values()))
+    avg: Fraction | None = None
+    if sum(weights.values()):
+        avg = sum((weights[g] * products[g] for g in used), Fraction(0)) / (expected * sum(weights.values()))
+    else:  # noisy group sizes can be negative: at odd k their weights N_g^k can cancel out
+        notes.append("avg undefined: the groups' weights N_g^k add up to 0 (noisy group sizes)")
     unif = sum(products.values(), Fraction(0)) / len(products) / expected
     worst_group = max(used, key=lambda label: products[label])  # the first of equals, in declared order
     return {
-        "avg": float(avg),
+        "avg": None if avg is None else float(avg),
         "unif": float(unif),
         "worst": float(products[worst_group] / expected),
         "worst_group": worst_group,

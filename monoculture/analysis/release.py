@@ -9,6 +9,13 @@ Exact releases (no DP):
    differ in it by at least `min_cell_count`; figures that need a withheld
    count go with it.
 
+A round's shared individuals whose masked sum did not decode (a tag swapped, replayed or
+shifted by a company) are one more cell, `undecodable_sums`, beside the 2^k pattern cells
+(`exact_cells`), in no figure. Under DP it is noised with the pattern cells, in the same
+vector, and published. Exact releases never publish it, not even 0: its honest value is known
+to be 0, so any exact figure (or a withheld one, which would mean "1 to min_cell_count - 1")
+would be the very bit a company shifting another's lane probes for (an attacker review).
+
 Under DP (`privacy`, `dp_inference`): every cell is noised once by OpenDP;
 estimates come from the unclamped noisy cells; the threshold applies to the
 noisy N less a margin noise cannot exceed but with probability 1e-9;
@@ -28,6 +35,12 @@ from monoculture.analysis.metrics import result_dict
 from monoculture.analysis.privacy import MECHANISMS, NoiseMechanism
 from monoculture.analysis.table import PatternTable
 from monoculture.core.errors import ConfigError
+
+EXACT_UNDECODABLE_NOTE = (
+    "not published in an exact release: honest rounds have none, so an exact count would tell a "
+    "company that shifted another company's failure value whether that company failed the person; "
+    "under differential privacy it is published with noise"
+)
 
 
 @functools.lru_cache(maxsize=64)
@@ -75,10 +88,20 @@ class ReleasePolicy:
         return out
 
 
-def release(table: PatternTable, policy: ReleasePolicy) -> dict[str, Any]:
-    """The result JSON the auditor may publish under `policy`."""
+def exact_cells(table: PatternTable, undecodable: int = 0) -> list[int]:
+    """The vector a release policy is applied to: the 2^k pattern cells in pattern order, then
+    the shared individuals whose sum did not decode."""
+    if undecodable < 0:
+        raise ValueError(f"{undecodable} undecodable sums")
+    return [*table.counts, undecodable]
+
+
+def release(table: PatternTable, policy: ReleasePolicy, undecodable: int = 0) -> dict[str, Any]:
+    """The result JSON the auditor may publish under `policy`; `undecodable`: the round's shared
+    individuals whose sum did not decode (module docstring)."""
+    cells = exact_cells(table, undecodable)
     if policy.mechanism != "none":
-        return _noisy_release(table, policy)
+        return _noisy_release(table, policy, cells[-1])
     published = table
     n = published.shared_individuals
     if n < policy.min_shared_individuals:
@@ -105,19 +128,23 @@ def release(table: PatternTable, policy: ReleasePolicy) -> dict[str, Any]:
         }
     result = result_dict(published)
     apply_suppression(result, published, plan, policy.min_cell_count)
+    result["undecodable_sums"] = None
+    result["undecodable_sums_note"] = EXACT_UNDECODABLE_NOTE
     result["suppressed"] = False
     result["noisy"] = False
     result["release_policy"] = policy.describe()
     return result
 
 
-def _noisy_release(table: PatternTable, policy: ReleasePolicy) -> dict[str, Any]:
+def _noisy_release(table: PatternTable, policy: ReleasePolicy, undecodable: int) -> dict[str, Any]:
     """Under DP: every cell noised once by OpenDP, estimates from the unclamped noisy cells,
     the N threshold applied to what noise cannot fake, intervals that include the noise.
     No cell is suppressed: the noise protects every cell, and withholding noisy cells would
     only bias the published figures."""
     mechanism = policy.noise()
-    result = noisy_release(table.companies, table.counts, mechanism, policy.min_shared_individuals)
+    result = noisy_release(
+        table.companies, table.counts, mechanism, policy.min_shared_individuals, undecodable=undecodable
+    )
     if not result.get("suppressed"):
         result["suppressed"] = False
         result["noisy"] = True

@@ -189,6 +189,20 @@ def parse_failure(value: str) -> int | None:
     return None
 
 
+def reading_digest(spec: InputSpec) -> str:
+    """Hex SHA-256 of how `spec` reads its file (every setting but the path): with the file's
+    digest, what fixes the records a company seals. A restarted company reading the same file
+    with another failure column, id column, format, duplicate policy, id length limit or group
+    column would seal other records under the round's keys and nonces."""
+    settings = [spec.id_column, spec.failure_column, spec.file_format, str(spec.duplicates),
+                str(spec.max_id_length), spec.group_column or ""]  # fmt: skip
+    digest = hashlib.sha256(b"monoculture/v1 input reading")
+    for value in settings:
+        data = value.encode("utf-8")
+        digest.update(len(data).to_bytes(4, "big") + data)
+    return digest.hexdigest()
+
+
 def input_digest(path: Path) -> str:
     """Hex SHA-256 of the file's bytes, read 1 MiB at a time: what a company's sealed round
     state is bound to, so that a changed input is noticed before a resume re-seals it."""

@@ -165,7 +165,7 @@ def _run_round(
     elif groups_from:
         observed.counts = count_group_patterns(names, finals, company_tags, groups_from, group_labels)
     else:
-        observed.counts = GroupedCounts(count_patterns(names, finals, company_tags))
+        observed.counts = count_patterns(names, finals, company_tags)
     return observed
 
 

@@ -20,13 +20,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
-from monoculture.analysis.budget import round_cost
+from monoculture.analysis.budget import DEFAULT_MAX_EPSILON_PER_ROSTER, round_cost
 from monoculture.analysis.groups import group_round_cost
 from monoculture.analysis.release import ReleasePolicy
 from monoculture.auditor import AuditorClient
 from monoculture.client.config import ClientConfig, client_sections
 from monoculture.coordinator.config import (
-    DEFAULT_MAX_EPSILON_PER_ROSTER,
     CoordinatorConfig,
     Limits,
     coordinator_sections,

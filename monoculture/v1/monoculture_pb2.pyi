@@ -184,7 +184,9 @@ class JoinRound(google.protobuf.message.Message):
     a label of its data that is not declared makes its daemon withdraw.
     """
     protocol_version: builtins.int
-    """The protocol the coordinator speaks: 2 (masked tags). 0 = a v1 coordinator."""
+    """The protocol the coordinator speaks: 3 (docs/PROTOCOL.md). 0 = a v1 coordinator, 2 = a v2 one:
+    refused by name.
+    """
     rerandomise_public_key: builtins.bytes
     """Re-randomised tags (docs/PROTOCOL.md, "Re-randomised tags"): the coordinator's round key
     on edwards25519 the failure tags are ElGamal ciphertexts to; empty = masked tags sealed
@@ -482,7 +484,7 @@ class EnrollRequest(google.protobuf.message.Message):
     """see Peer"""
     certificate_pem: builtins.bytes
     protocol_version: builtins.int
-    """2; 0 = a v1 daemon"""
+    """3 (docs/PROTOCOL.md); 0 = a v1 daemon, 2 = a v2 one: refused by name"""
     def __init__(
         self,
         *,

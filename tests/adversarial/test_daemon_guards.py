@@ -118,6 +118,28 @@ def test_an_input_changed_between_join_and_a_restart_refuses_the_resume(harness:
     assert log_hint in status.failure_reason
 
 
+def test_input_read_with_other_settings_after_a_restart_refuses_the_resume(harness: Harness) -> None:
+    """Found by an attacker review: the sealed state bound only the file's bytes, so a daemon
+    restarted mid-round with another [data] failure_column over the same file re-sealed other
+    bits under the round's chunk keys and nonces (the coordinator saw both bodies of chunk 0)."""
+    data = harness.configs["beta"].data.path
+    data.write_text(
+        "\n".join(f"{line},{line.split(',')[1] if n else 'other'}" for n, line in
+                  enumerate(data.read_text(encoding="utf-8").splitlines())) + "\n",
+        encoding="utf-8",
+    )  # fmt: skip  # a second failure column, the same bits
+    round_id = harness.open_round()
+    harness.start_relaying()
+    spec = harness.configs["beta"].data
+    harness.reconfigure("beta", data=replace(spec, failure_column="other"))
+    before = uploads(harness)
+    harness.step("beta")
+    status = harness.status(round_id)
+    assert status.phase == RoundPhase.FAILED and status.failed_party == "beta"
+    assert uploads(harness) == before
+    assert "its input was refused by its daemon" in status.failure_reason
+
+
 def test_a_list_size_no_sender_signed_allocates_nothing() -> None:
     """Before: the daemon allocated what the first chunk's `list_size` asked for (3.1 GB for
     50 million) before it checked anything."""

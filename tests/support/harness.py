@@ -28,11 +28,11 @@ from typing import Any, NoReturn
 
 import grpc
 
-from monoculture.analysis.budget import ReleaseFloor
+from monoculture.analysis.budget import DEFAULT_MAX_EPSILON_PER_ROSTER, ReleaseFloor
 from monoculture.analysis.release import ReleasePolicy
 from monoculture.client.config import ClientConfig
 from monoculture.client.daemon import CompanyDaemon
-from monoculture.coordinator.config import DEFAULT_MAX_EPSILON_PER_ROSTER, Limits
+from monoculture.coordinator.config import Limits
 from monoculture.coordinator.counting import FinalList
 from monoculture.coordinator.rounds import RoundBook
 from monoculture.coordinator.service import AuditorServicer, Authenticator, CompanyServicer
