@@ -157,12 +157,14 @@ def start_company(
     chunk_elements: int | None = None,
     workers: int = 1,
     peers: Mapping[str, str] | None = None,
+    program: list[str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start `monoculture client run` for one company (`tls` None: --insecure).
 
     `chunk_elements` None: the default; `workers`: blinding processes, 1 by default, since
     here every company shares one machine. `peers`: its [peers]; None pins every company
     certificate beside its own (a one-machine deployment, where one folder holds them all).
+    `program`: another Python entry point taking the same arguments (tests: a cheating daemon).
     """
     workdir = workdir.resolve()  # the file's relative paths would be read from its own folder
     settings = ClientConfig(
@@ -180,7 +182,8 @@ def start_company(
     )
     config = workdir / f"client-{company.name}.toml"
     config.write_text(render_toml(client_sections(settings), comments=False), encoding="utf-8")
-    args = ["-m", "monoculture", "client", "run", "--config", str(config), *_insecure_flag(tls)]
+    entry = program or ["-m", "monoculture"]
+    args = [*entry, "client", "run", "--config", str(config), *_insecure_flag(tls)]
     return _spawn(args, workdir / f"client-{company.name}.log", stack)
 
 
