@@ -114,6 +114,13 @@ class CompanyRound:
         records, self.joined_records = self.joined_records, None
         if records is not None:
             return records
+        self.check_input(data)
+        return load_records(data, groups=bool(self.secrets.group_labels))
+
+    def check_input(self, data: InputSpec) -> None:
+        """Refuse (InputError) an input file, or [data] settings, other than at join: whatever
+        reads the records again for this round (a restart, a JoinRound offered again) would seal
+        other records under the round's keys, tag nonces and chunk nonces."""
         if self.secrets.input_digest and input_digest(data.path) != self.secrets.input_digest:
             raise InputError(
                 "changed since this company joined the round; the round cannot resume over another input",
@@ -129,7 +136,6 @@ class CompanyRound:
                 hint="restore the [data] settings as they were at join, or let this round fail and join "
                 "the next one",
             )
-        return load_records(data, groups=bool(self.secrets.group_labels))
 
     @property
     def ring(self) -> Ring:
@@ -446,6 +452,8 @@ class CompanyDaemon:
         log.info("%s: joining round %s (ring %s)", self.company, round_id, ", ".join(join.roster))
         try:
             check_protocol_version(join.protocol_version, "the coordinator")
+            if not join.HasField("release_policy"):  # every v3 coordinator announces one
+                raise ProtocolError("the coordinator announced no release policy: nothing could be charged")
             check_x25519_public_key(join.coordinator_public_key, "tag public key", "the coordinator")
             if join.rerandomise_public_key:
                 check_rerandomise_key(join.rerandomise_public_key)
@@ -472,6 +480,9 @@ class CompanyDaemon:
             return
         labels = self._group_labels(join)
         if labels is None:
+            return
+        held = self._round(round_id)
+        if held is not None and not self._rejoin_allowed(held):
             return
         # With dummies the coordinator checks the minimum against the padded size: a check here on
         # the exact size would answer, by a withdrawal, whether it is below any minimum asked.
@@ -512,7 +523,7 @@ class CompanyDaemon:
             round_id=round_id,
             company=self.company,
             tag_public_key=company_round.tags.public_key,
-            # With dummies the size comes, padded, with the key confirmations.
+            # With dummies the size comes, padded, with the hop-0 upload.
             list_size=0 if company_round.has_dummies else len(records),
             relay_public_key=signed.relay_public_key,
             signature=signed.signature,
@@ -523,6 +534,24 @@ class CompanyDaemon:
         # cost includes the dummies' (the sizes the coordinator sees are another release).
         self._ledger.charge(roster_key(join.roster), round_id, cost, self._clock.time())
         self._retrying("enrol", lambda: self._stub.Enroll(request))
+
+    def _rejoin_allowed(self, held: CompanyRound) -> bool:
+        """A JoinRound for a round this company holds state for: a restart before its enrolment
+        went through may join again with the sealed keys, over the same input read the same way
+        (else it would re-seal other records under the round's nonces). Once it has confirmed
+        its pair keys, the round is past enrolment: a JoinRound then is off the protocol."""
+        if held.secrets.transcript:
+            self._withdraw(
+                held.round_id, "the coordinator offered to join a round whose keys this company has "
+                "already confirmed", COORDINATOR,
+            )  # fmt: skip
+            return False
+        try:
+            held.check_input(self.config.data)
+        except InputError as exc:
+            self._withdraw(held.round_id, self._input_refused(held.round_id, exc))
+            return False
+        return True
 
     def _tags_refusal(self, join: pb.JoinRound) -> str:
         """Why this company refuses the round's failure tags ("" = it takes them): with [client]
@@ -613,12 +642,10 @@ class CompanyDaemon:
     def _release_refusals(self, join: pb.JoinRound) -> tuple[RoundCost, list[str]]:
         """The round's cost and every reason this company refuses it (none: it accepts)."""
         floor = self.config.release_floor
-        if not join.HasField("release_policy"):  # a coordinator older than release floors
-            if floor.accepts_anything:
-                return RoundCost(0.0, 0.0), []
-            return RoundCost(0.0, 0.0), [
-                f"the coordinator announced no release policy, and {self.company} sets a release floor"
-            ]
+        if not join.HasField("release_policy"):
+            # Refused at join already (an attacker review found such a round accepted at no charge,
+            # with dummies at an epsilon that left the padded size exact); never taken as free.
+            return RoundCost(0.0, 0.0), ["the coordinator announced no release policy"]
         announced = join.release_policy
         policy = ReleasePolicy(
             announced.min_shared_individuals, announced.min_cell_count, announced.dp_mechanism,

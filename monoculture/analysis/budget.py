@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from monoculture.analysis.release import ReleasePolicy
@@ -103,16 +103,6 @@ class ReleaseFloor:
                     f"{name} must be above 0 (got {value:g})",
                     hint="inf accepts any epsilon",
                 )
-
-    @property
-    def accepts_anything(self) -> bool:
-        """Whether it accepts every release policy (its budget aside)."""
-        unbudgeted = replace(
-            self,
-            max_epsilon_per_roster=DEFAULT_MAX_EPSILON_PER_ROSTER,
-            max_epsilon_total=DEFAULT_MAX_EPSILON_TOTAL,
-        )
-        return unbudgeted == ReleaseFloor()
 
 
 def floor_violations(

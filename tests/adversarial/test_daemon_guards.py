@@ -262,3 +262,51 @@ def test_work_the_daemon_cannot_handle_ends_its_round_not_the_daemon(harness: Ha
     status = harness.status(round_id)
     assert status.phase == RoundPhase.FAILED and status.failed_party == "alpha"
     assert "alpha's daemon could not handle its blind_list work" in status.failure_reason
+
+
+def test_a_round_announced_without_a_release_policy_is_refused_before_any_charge(harness: Harness) -> None:
+    """Found by an attacker review: a JoinRound without a release policy took an old branch that
+    charged nothing and checked no dummies, so a coordinator could repeat failed rounds with
+    dummies at any epsilon (1e6: the padded size exact) past every cap."""
+    round_id = harness.open_round()
+    join = harness.book.poll_work("alpha", 0).join_round
+    join.ClearField("release_policy")
+    join.dummies.CopyFrom(pb.DummyPolicy(epsilon=1e6, delta=1e-6))
+    before = list(harness.network.calls)
+    harness.daemons["alpha"]._join(join)
+    assert harness.network.calls[len(before) :] == ["Withdraw"]
+    status = harness.status(round_id)
+    assert status.phase == RoundPhase.FAILED and "no release policy" in status.failure_reason
+    assert not harness.daemons["alpha"]._ledger.knows(round_id)
+
+
+def test_a_join_offered_again_after_the_keys_are_confirmed_is_refused(harness: Harness) -> None:
+    """Found by an attacker review: a JoinRound offered again re-read the input with the live file
+    and settings, unchecked, and the hop 0 that followed re-sealed other records under the chunk
+    keys and nonces already used. Past enrolment (pair keys confirmed) it is refused, naming the
+    coordinator."""
+    round_id = harness.open_round()
+    join = harness.book.poll_work("beta", 0).join_round
+    harness.start_relaying()
+    before = list(harness.network.calls)
+    harness.daemons["beta"]._join(join)
+    assert harness.network.calls[len(before) :] == ["Withdraw"]
+    status = harness.status(round_id)
+    assert status.phase == RoundPhase.FAILED and "already confirmed" in status.failure_reason
+
+
+def test_a_join_offered_again_over_a_changed_input_is_refused(harness: Harness) -> None:
+    """Before its pair keys are confirmed a restarted company may join again with its sealed keys
+    (its enrolment may not have gone through), but only over the input it joined with."""
+    round_id = harness.open_round()
+    join = harness.book.poll_work("beta", 0).join_round
+    harness.daemons["beta"]._join(join)  # enrolled; the round waits for the others
+    data = harness.configs["beta"].data.path
+    data.write_text(data.read_text().replace("person-12,1", "person-12,0"), encoding="utf-8")
+    harness.restart_company("beta")
+    before = list(harness.network.calls)
+    harness.daemons["beta"]._join(join)
+    assert harness.network.calls[len(before) :] == ["Withdraw"]
+    status = harness.status(round_id)
+    assert status.phase == RoundPhase.FAILED and status.failed_party == "beta"
+    assert "its input was refused by its daemon" in status.failure_reason
