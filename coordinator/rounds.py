@@ -271,6 +271,17 @@ class RoundBook:
             record = self._record(round_id)
             return record.state, record.result_json
 
+    def history(self, companies: list[str]) -> list[tuple[RoundState, str]]:
+        """Every round over the set `companies` (any ring order), oldest first, each with its
+        released result ("" unless complete): the coordinator keeps every released result."""
+        Ring(tuple(sorted(companies)))  # refuses an empty, repeated or malformed name
+        wanted = set(companies)
+        with self._changed:
+            rounds = [
+                (r.state, r.result_json) for r in self._rounds.values() if set(r.state.ring.roster) == wanted
+            ]
+        return sorted(rounds, key=lambda pair: pair[0].opened_at)
+
     def _ledger(self, roster: str, excluding: str = "") -> Ledger:
         """What `roster` has spent or reserved (refunded rounds cost nothing), against the cap."""
         charged = [

@@ -312,6 +312,20 @@ class AuditorServicer(pb_grpc.AuditorServiceServicer):
         with self._admit(context):
             return self._book.budget(list(request.companies))
 
+    @answers_errors(default=grpc.StatusCode.INVALID_ARGUMENT)
+    def ListRounds(self, request: pb.PrivacyBudgetRequest, context: Any) -> pb.RoundHistory:
+        with self._admit(context):
+            return history_message(self._book.history(list(request.companies)))
+
+
+def history_message(rounds: list[tuple[RoundState, str]]) -> pb.RoundHistory:
+    return pb.RoundHistory(
+        rounds=[
+            pb.RoundEntry(status=status_message(state), opened_at=state.opened_at, result_json=result_json)
+            for state, result_json in rounds
+        ]
+    )
+
 
 def status_message(state: RoundState) -> pb.RoundStatus:
     return pb.RoundStatus(

@@ -98,6 +98,21 @@ class AuditorClient:
         reply: pb.PrivacyBudget = self._call(self._stub.GetPrivacyBudget, request)
         return budget_dict(reply)
 
+    def history(self, companies: list[str]) -> list[dict[str, Any]]:
+        """Every round of a roster (any order), oldest first: id, phase, opened_at, the failure
+        reason of a failed one and the released result of a completed one (None otherwise)."""
+        reply: pb.RoundHistory = self._call(
+            self._stub.ListRounds, pb.PrivacyBudgetRequest(companies=companies)
+        )
+        return [
+            {
+                "round_id": entry.status.round_id, "phase": entry.status.phase, "opened_at": entry.opened_at,
+                "failure_reason": entry.status.failure_reason or None,
+                "result": json.loads(entry.result_json) if entry.result_json else None,
+            }
+            for entry in reply.rounds
+        ]  # fmt: skip
+
     def wait(
         self,
         round_id: str,

@@ -821,7 +821,8 @@ def inference_note(counts: Counts, names: list[str], null: NullDistribution | No
             "two-sided 95% interval for H covers more than 95%, because the outcomes with no one or "
             "almost no one failed by everyone, most of them, must be covered; H gets a one-sided 95% "
             "upper bound instead (homogenization_upper95, where H is defined), which covers at least "
-            "95%, and S's interval covers more than 95% too"
+            "95%, and S's interval is conservative: as any interval that is not randomised, it must "
+            "cover more than 95% there"
         )
     elif null is not None and counts.systemic < SMALL_COUNT and counts.null_mean < SMALL_COUNT:
         notes.append(

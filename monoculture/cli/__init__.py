@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from monoculture import __version__
-from monoculture.cli import bench, certs, daemons, plaintext, round, simulate
+from monoculture.cli import bench, certs, daemons, plaintext, report, research, round, simulate
 from monoculture.cli.common import EXIT_ERROR
 from monoculture.core.errors import MonocultureError
 
@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     round.add_parser(commands)
     bench.add_parser(commands)
     plaintext.add_parser(commands)
+    report.add_parser(commands)
+    research.add_parsers(commands)
     return parser
 
 

@@ -1,4 +1,4 @@
-"""`monoculture round open|status|result|budget`: round administration by the auditor."""
+"""`monoculture round open|status|result|budget|history|compare`: round administration by the auditor."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ def add_parser(commands: Commands) -> None:
         "status": ("a round's phase and progress", _status),
         "result": ("a round's result JSON", _result),
         "budget": ("the privacy budget a roster has spent (the coordinator's ledger)", _budget),
+        "history": ("every round of a roster, oldest first, with N, S and H of each released one", _history),
+        "compare": ("the change in each company's failure rate, S and H between two rounds", _compare),
     }
     for name, (text, handler) in handlers.items():
         sub = actions.add_parser(name, help=text)
@@ -34,7 +36,21 @@ def add_parser(commands: Commands) -> None:
         )
         add_insecure(sub)
         sub.set_defaults(handler=_with_auditor(handler))
-    open_parser, status_parser, result_parser, budget_parser = (actions.choices[n] for n in handlers)
+    open_parser, status_parser, result_parser, budget_parser, history_parser, compare_parser = (
+        actions.choices[n] for n in handlers
+    )
+    history_parser.add_argument(
+        "--companies", required=True, help="comma-separated company names of the roster (any order)"
+    )
+    history_parser.add_argument("--json", action="store_true", help="print the rounds as JSON")
+    compare_parser.add_argument("old", help="the earlier round's id")
+    compare_parser.add_argument("new", help="the later round's id")
+    compare_parser.add_argument(
+        "--upstream-improved", action="store_true",
+        help="the shared upstream component improved on its own objective between the rounds: flag a "
+        "company whose failure rate then rose significantly (a self-defeating improvement)",
+    )  # fmt: skip
+    compare_parser.add_argument("--json", action="store_true", help="print the comparison as JSON")
     open_parser.add_argument(
         "--companies", required=True, help="comma-separated company names; their order is the pattern order"
     )
@@ -123,4 +139,43 @@ def _result(auditor: AuditorClient, args: argparse.Namespace) -> int:
     else:
         print(format_summary(result))
         write_result(result, args.out)
+    return 0
+
+
+def _history(auditor: AuditorClient, args: argparse.Namespace) -> int:
+    rounds = auditor.history(_companies(args))
+    if args.json:
+        print(json.dumps(rounds, indent=2))
+        return 0
+    if not rounds:
+        print(f"no rounds of the roster {', '.join(sorted(_companies(args)))}")
+        return 0
+    from datetime import UTC, datetime
+
+    print(f"{'round':<20} {'opened (UTC)':<20} {'phase':<10} {'N':>8} {'S':>8} {'H':>8}")
+    for entry in rounds:
+        opened = datetime.fromtimestamp(entry["opened_at"], UTC).strftime("%Y-%m-%d %H:%M:%S")
+        result = entry["result"] or {}
+        figures = [result.get(k) for k in ("shared_individuals", "systemic_failure_rate", "homogenization")]
+        shown = ["" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v)) for v in figures]
+        line = f"{entry['round_id']:<20} {opened:<20} {entry['phase']:<10} " + " ".join(
+            f"{v:>8}" for v in shown
+        )
+        if entry["failure_reason"]:
+            line += f"  ({entry['failure_reason']})"
+        print(line)
+    return 0
+
+
+def _compare(auditor: AuditorClient, args: argparse.Namespace) -> int:
+    from monoculture.analysis.compare import compare_results
+    from monoculture.report import format_comparison
+
+    try:
+        comparison = compare_results(
+            auditor.result(args.old), auditor.result(args.new), args.upstream_improved
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    print(json.dumps(comparison, indent=2) if args.json else format_comparison(comparison))
     return 0

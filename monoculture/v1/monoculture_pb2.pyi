@@ -723,6 +723,47 @@ class WithdrawResponse(google.protobuf.message.Message):
 global___WithdrawResponse = WithdrawResponse
 
 @typing.final
+class RoundHistory(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ROUNDS_FIELD_NUMBER: builtins.int
+    @property
+    def rounds(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___RoundEntry]: ...
+    def __init__(
+        self,
+        *,
+        rounds: collections.abc.Iterable[global___RoundEntry] | None = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["rounds", b"rounds"]) -> None: ...
+
+global___RoundHistory = RoundHistory
+
+@typing.final
+class RoundEntry(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: builtins.int
+    OPENED_AT_FIELD_NUMBER: builtins.int
+    RESULT_JSON_FIELD_NUMBER: builtins.int
+    opened_at: builtins.float
+    """Unix time"""
+    result_json: builtins.str
+    """the released result; empty unless COMPLETE"""
+    @property
+    def status(self) -> global___RoundStatus: ...
+    def __init__(
+        self,
+        *,
+        status: global___RoundStatus | None = ...,
+        opened_at: builtins.float = ...,
+        result_json: builtins.str = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["status", b"status"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["opened_at", b"opened_at", "result_json", b"result_json", "status", b"status"]) -> None: ...
+
+global___RoundEntry = RoundEntry
+
+@typing.final
 class PrivacyBudgetRequest(google.protobuf.message.Message):
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 

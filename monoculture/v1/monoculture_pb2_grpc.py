@@ -408,6 +408,11 @@ class AuditorServiceStub(object):
                 request_serializer=monoculture_dot_v1_dot_monoculture__pb2.PrivacyBudgetRequest.SerializeToString,
                 response_deserializer=monoculture_dot_v1_dot_monoculture__pb2.PrivacyBudget.FromString,
                 _registered_method=True)
+        self.ListRounds = channel.unary_unary(
+                '/monoculture.v1.AuditorService/ListRounds',
+                request_serializer=monoculture_dot_v1_dot_monoculture__pb2.PrivacyBudgetRequest.SerializeToString,
+                response_deserializer=monoculture_dot_v1_dot_monoculture__pb2.RoundHistory.FromString,
+                _registered_method=True)
 
 
 class AuditorServiceServicer(object):
@@ -441,6 +446,14 @@ class AuditorServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListRounds(self, request, context):
+        """Every round of a roster (any order of the names; the same set of companies), oldest first:
+        its status, when it opened, and the released result of each completed one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuditorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -463,6 +476,11 @@ def add_AuditorServiceServicer_to_server(servicer, server):
                     servicer.GetPrivacyBudget,
                     request_deserializer=monoculture_dot_v1_dot_monoculture__pb2.PrivacyBudgetRequest.FromString,
                     response_serializer=monoculture_dot_v1_dot_monoculture__pb2.PrivacyBudget.SerializeToString,
+            ),
+            'ListRounds': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRounds,
+                    request_deserializer=monoculture_dot_v1_dot_monoculture__pb2.PrivacyBudgetRequest.FromString,
+                    response_serializer=monoculture_dot_v1_dot_monoculture__pb2.RoundHistory.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -576,6 +594,33 @@ class AuditorService(object):
             '/monoculture.v1.AuditorService/GetPrivacyBudget',
             monoculture_dot_v1_dot_monoculture__pb2.PrivacyBudgetRequest.SerializeToString,
             monoculture_dot_v1_dot_monoculture__pb2.PrivacyBudget.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRounds(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/monoculture.v1.AuditorService/ListRounds',
+            monoculture_dot_v1_dot_monoculture__pb2.PrivacyBudgetRequest.SerializeToString,
+            monoculture_dot_v1_dot_monoculture__pb2.RoundHistory.FromString,
             options,
             channel_credentials,
             insecure,

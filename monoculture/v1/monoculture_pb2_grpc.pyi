@@ -238,6 +238,14 @@ class AuditorServiceStub:
     ]
     """The privacy ledger of a roster (any order of the names)."""
 
+    ListRounds: grpc.UnaryUnaryMultiCallable[
+        monoculture.v1.monoculture_pb2.PrivacyBudgetRequest,
+        monoculture.v1.monoculture_pb2.RoundHistory,
+    ]
+    """Every round of a roster (any order of the names; the same set of companies), oldest first:
+    its status, when it opened, and the released result of each completed one.
+    """
+
 class AuditorServiceAsyncStub:
     """----------------------------------------------------------------- auditor
 
@@ -264,6 +272,14 @@ class AuditorServiceAsyncStub:
         monoculture.v1.monoculture_pb2.PrivacyBudget,
     ]
     """The privacy ledger of a roster (any order of the names)."""
+
+    ListRounds: grpc.aio.UnaryUnaryMultiCallable[
+        monoculture.v1.monoculture_pb2.PrivacyBudgetRequest,
+        monoculture.v1.monoculture_pb2.RoundHistory,
+    ]
+    """Every round of a roster (any order of the names; the same set of companies), oldest first:
+    its status, when it opened, and the released result of each completed one.
+    """
 
 class AuditorServiceServicer(metaclass=abc.ABCMeta):
     """----------------------------------------------------------------- auditor
@@ -299,5 +315,15 @@ class AuditorServiceServicer(metaclass=abc.ABCMeta):
         context: _ServicerContext,
     ) -> typing.Union[monoculture.v1.monoculture_pb2.PrivacyBudget, collections.abc.Awaitable[monoculture.v1.monoculture_pb2.PrivacyBudget]]:
         """The privacy ledger of a roster (any order of the names)."""
+
+    @abc.abstractmethod
+    def ListRounds(
+        self,
+        request: monoculture.v1.monoculture_pb2.PrivacyBudgetRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[monoculture.v1.monoculture_pb2.RoundHistory, collections.abc.Awaitable[monoculture.v1.monoculture_pb2.RoundHistory]]:
+        """Every round of a roster (any order of the names; the same set of companies), oldest first:
+        its status, when it opened, and the released result of each completed one.
+        """
 
 def add_AuditorServiceServicer_to_server(servicer: AuditorServiceServicer, server: typing.Union[grpc.Server, grpc.aio.Server]) -> None: ...

@@ -122,3 +122,30 @@ def format_truth_comparison(measured: dict[str, Any], truth: dict[str, Any], mod
     lines.append(f"  pattern table identical: {'yes' if identical else 'NO'}")
     lines.append(f"  H of the generating model (expected value): {_fmt(model_h)}")
     return "\n".join(lines)
+
+
+def _change_line(label: str, change: dict[str, Any]) -> str:
+    if change["change"] is None:
+        return f"  {label:<24} undefined"
+    ci = change["ci95"]
+    interval = f" (95% CI {ci[0]:+.4g} to {ci[1]:+.4g})" if ci else ""
+    mark = {"up": "  significant rise", "down": "  significant fall"}.get(change["significant"] or "", "")
+    return (
+        f"  {label:<24} {change['old']:.4g} -> {change['new']:.4g}: {change['change']:+.4g}{interval}{mark}"
+    )
+
+
+def format_comparison(comparison: dict[str, Any]) -> str:
+    """Two results side by side (analysis.compare.compare_results), with the flags."""
+    lines = [f"round {comparison['old_round'] or 'old'} -> round {comparison['new_round'] or 'new'}:"]
+    lines += [
+        _change_line(f"failure rate of {c}", comparison["failure_rates"][c]) for c in comparison["companies"]
+    ]
+    lines.append(_change_line("S (failed by all)", comparison["systemic_failure_rate"]))
+    lines.append(_change_line("H", comparison["homogenization"]))
+    for flag in comparison["self_defeating"]:
+        lines.append(f"SELF-DEFEATING ({flag['kind']}): {flag['reason']}")
+    if not comparison["self_defeating"]:
+        lines.append("no self-defeating improvement flagged")
+    lines.append(f"note: {comparison['method']}")
+    return "\n".join(lines)
