@@ -81,7 +81,7 @@ from monoculture.core.rerandomise import check_public_key as check_rerandomise_k
 from monoculture.core.timing import POLL_BACKOFF, SYSTEM_CLOCK, Clock, retry
 from monoculture.core.wire import ListAddress, round_tag_size
 from monoculture.memory import peak_rss_bytes
-from monoculture.transport import channel, warn_insecure
+from monoculture.transport import channel, named_retry_delay, warn_insecure
 from monoculture.v1 import monoculture_pb2 as pb
 from monoculture.v1 import monoculture_pb2_grpc as pb_grpc
 
@@ -706,7 +706,8 @@ class CompanyDaemon:
 
     def _retrying(self, what: str, call: Callable[[], T]) -> T:
         """Run `call`, retrying with backoff and jitter while the coordinator is unreachable
-        (for `retry_seconds`); from the second retry on, over a fresh connection."""
+        (for `retry_seconds`); from the second retry on, over a fresh connection. A rate refusal
+        that names its delay is waited out and the call made again, within the same time."""
 
         def on_retry(attempt: int, error: Exception, delay: float) -> None:
             if attempt >= 2:
@@ -718,7 +719,7 @@ class CompanyDaemon:
         give_up_at = self._clock.monotonic() + self.config.retry_seconds
         return retry(
             call, retryable=_retryable, give_up_at=give_up_at, clock=self._clock, stop=self._stop,
-            on_retry=on_retry,
+            on_retry=on_retry, named_delay=named_retry_delay,
         )  # fmt: skip
 
     def _group_labels(self, join: pb.JoinRound) -> tuple[str, ...] | None:

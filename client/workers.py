@@ -113,7 +113,7 @@ class BlindingPool:
     def __init__(self, workers: int) -> None:
         self._processes = [
             subprocess.Popen(
-                [sys.executable, "-m", "monoculture.client.workers"],
+                [sys.executable, "-P", "-m", "monoculture.client.workers"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
             )

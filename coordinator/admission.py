@@ -100,6 +100,7 @@ class AdmissionGate:
                     f"(bursts of {quota.burst}) allows",
                     where=party,
                     hint=f"slow down: retry in {wait:.2f} s or later",
+                    retry_after=wait,
                 )
             usage.tokens -= 1.0
             usage.calls += 1

@@ -33,7 +33,7 @@ from monoculture.core.errors import (
     UnknownRound,
 )
 from monoculture.core.identity import Identity, Role, identity_of
-from monoculture.core.protocol import RoundPhase
+from monoculture.core.protocol import RETRY_AFTER_METADATA, RoundPhase
 from monoculture.core.psi_crypto import InvalidPoint
 from monoculture.core.wire import ListAddress
 from monoculture.v1 import monoculture_pb2 as pb
@@ -65,6 +65,12 @@ def _details(error: MonocultureError) -> str:
     return f"{error}; what to do: {error.hint}" if error.hint else str(error)
 
 
+def _name_retry_delay(context: grpc.ServicerContext, exc: MonocultureError) -> None:
+    """A rate refusal says, in trailing metadata, when the call would be admitted."""
+    if isinstance(exc, LimitExceeded) and exc.retry_after is not None:
+        context.set_trailing_metadata(((RETRY_AFTER_METADATA, f"{exc.retry_after:.3f}"),))
+
+
 def answers_errors(
     default: grpc.StatusCode = grpc.StatusCode.FAILED_PRECONDITION,
 ) -> Callable[[Method], Method]:
@@ -82,6 +88,7 @@ def answers_errors(
                 try:
                     yield from method(self, request, context)
                 except MonocultureError as exc:
+                    _name_retry_delay(context, exc)
                     context.abort(status_code(exc, default), _details(exc))
 
             return cast(Method, streaming)
@@ -91,6 +98,7 @@ def answers_errors(
             try:
                 return method(self, request, context)
             except MonocultureError as exc:
+                _name_retry_delay(context, exc)
                 context.abort(status_code(exc, default), _details(exc))
 
         return cast(Method, unary)

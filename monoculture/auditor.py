@@ -13,9 +13,11 @@ import grpc
 from monoculture.core.errors import MonocultureError, RoundFailed
 from monoculture.core.protocol import TERMINAL_PHASES, RoundPhase
 from monoculture.core.timing import SYSTEM_CLOCK, Clock, retry
-from monoculture.transport import TlsFiles, channel, warn_insecure
+from monoculture.transport import TlsFiles, channel, named_retry_delay, warn_insecure
 from monoculture.v1 import monoculture_pb2 as pb
 from monoculture.v1 import monoculture_pb2_grpc as pb_grpc
+
+RATE_PATIENCE = 30.0  # seconds the auditor's client waits out rate refusals before it reports one
 
 
 def _unavailable(error: Exception) -> bool:
@@ -42,14 +44,21 @@ class AuditorClient:
         self.close()
 
     def _call(self, method: Callable[..., Any], request: Any, retry_until: float = 0.0) -> Any:
-        """One call; UNAVAILABLE is retried until `retry_until` (monotonic), e.g. across a restart."""
-        try:
-            return retry(
-                lambda: method(request, timeout=30), retryable=_unavailable, give_up_at=retry_until,
-                clock=self._clock,
-            )  # fmt: skip
-        except grpc.RpcError as exc:
-            self._explain(exc)
+        """One call; UNAVAILABLE is retried until `retry_until` (monotonic), e.g. across a restart.
+        A rate refusal (RESOURCE_EXHAUSTED naming its delay) is waited out and the call made again,
+        for up to RATE_PATIENCE seconds or until `retry_until`, whichever is later."""
+        patience = max(retry_until, self._clock.monotonic() + RATE_PATIENCE)
+        while True:
+            try:
+                return retry(
+                    lambda: method(request, timeout=30), retryable=_unavailable, give_up_at=retry_until,
+                    clock=self._clock,
+                )  # fmt: skip
+            except grpc.RpcError as exc:
+                delay = named_retry_delay(exc)
+                if delay is None or self._clock.monotonic() + delay > patience:
+                    self._explain(exc)
+                self._clock.sleep(delay)
 
     def _explain(self, exc: grpc.RpcError) -> NoReturn:
         """Turn a gRPC error into one a person can act on."""

@@ -12,6 +12,7 @@ from google.protobuf.message import DecodeError
 
 from monoculture.core.errors import ConfigError
 from monoculture.core.identity import read_pem
+from monoculture.core.protocol import RETRY_AFTER_METADATA
 from monoculture.core.wire import MAX_MESSAGE_BYTES
 
 log = logging.getLogger("monoculture.transport")
@@ -103,3 +104,18 @@ def server_credentials(tls: TlsFiles) -> grpc.ServerCredentials:
     return grpc.ssl_server_credentials(
         [(tls.key_pem(), tls.cert_pem())], root_certificates=tls.ca_pem(), require_client_auth=True
     )
+
+
+def named_retry_delay(error: Exception) -> float | None:
+    """The seconds a RESOURCE_EXHAUSTED refusal names before the same call is admitted (a rate
+    limit: coordinator/admission.py), or None."""
+    if not isinstance(error, grpc.RpcError) or error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return None
+    for key, value in error.trailing_metadata() or ():
+        if key == RETRY_AFTER_METADATA:
+            try:
+                delay = float(value)
+            except ValueError:
+                return None
+            return delay if 0 <= delay <= 60 else None
+    return None

@@ -238,7 +238,13 @@ def test_brute_force_adversary_cannot_narrow_any_withheld_figure(parties: int) -
         minimum = rng.randint(2, 5)
         result = release(table, ReleasePolicy(min_cell_count=minimum))
         if result["suppressed"]:
-            assert set(result) == {"companies", "suppressed", "suppression_reason", "release_policy"}
+            assert set(result) == {
+                "schema_version",
+                "companies",
+                "suppressed",
+                "suppression_reason",
+                "release_policy",
+            }
             continue
         _withheld_figures_are_consistent(result, table)
         values = integer_values(result)
@@ -309,7 +315,13 @@ def test_a_release_that_cannot_be_protected_is_withheld_whole() -> None:
     # N = 3 < 5: whatever is withheld, every cell lies in [0, 3].
     result = release(PatternTable(("a", "b"), (1, 1, 0, 1)), ReleasePolicy(min_cell_count=5))
     assert result["suppressed"] is True
-    assert set(result) == {"companies", "suppressed", "suppression_reason", "release_policy"}
+    assert set(result) == {
+        "schema_version",
+        "companies",
+        "suppressed",
+        "suppression_reason",
+        "release_policy",
+    }
     assert not plan_suppression(PatternTable(("a", "b"), (1, 1, 0, 1)), 5).protected
 
 

@@ -74,7 +74,9 @@ def test_kill_a_company_mid_relay_and_restart_it(tmp_path: Path) -> None:
         with AuditorClient(address, pki.auditor()) as auditor:
             round_id = auditor.open_round([c.name for c in companies]).round_id
             # Every own list is in: the relays are running. Kill the victim in the middle of one.
-            _wait_for(lambda: auditor.status(round_id).hops_done >= 3, interval=0.01)
+            _wait_for(
+                lambda: auditor.status(round_id).hops_done >= 3, interval=0.06
+            )  # under [limits] calls_per_second_per_company = 20
             daemons[victim.name].kill()
             daemons[victim.name].wait()
             hops_at_kill = auditor.status(round_id).hops_done
@@ -99,7 +101,9 @@ def test_kill_the_coordinator_mid_round_and_restart_it(tmp_path: Path) -> None:
             start_company(c, address, tmp_path, stack, tls=pki.company(c.name))
         auditor = stack.enter_context(AuditorClient(address, pki.auditor()))
         round_id = auditor.open_round([c.name for c in companies]).round_id
-        _wait_for(lambda: auditor.status(round_id).hops_done >= 4, interval=0.01)
+        _wait_for(
+            lambda: auditor.status(round_id).hops_done >= 4, interval=0.06
+        )  # under [limits] calls_per_second_per_company = 20
         processes = [p for p in _children(tmp_path / "coordinator.toml")]
         assert processes, "coordinator process not found"
         for pid in processes:
@@ -131,7 +135,9 @@ def test_a_company_that_never_returns_fails_the_round_by_its_deadline(tmp_path: 
                    for c in companies}  # fmt: skip
         with AuditorClient(address, pki.auditor()) as auditor:
             round_id = auditor.open_round([c.name for c in companies], deadline_seconds=4).round_id
-            _wait_for(lambda: auditor.status(round_id).phase == "RELAYING", interval=0.01)
+            _wait_for(
+                lambda: auditor.status(round_id).phase == "RELAYING", interval=0.06
+            )  # under [limits] calls_per_second_per_company = 20
             daemons[victim.name].kill()
             killed_at = time.monotonic()
             with pytest.raises(RoundFailed) as failed:

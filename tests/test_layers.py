@@ -194,3 +194,45 @@ def test_the_wheel_holds_monoculture_alone_with_every_module(tmp_path: Path) -> 
         n.removesuffix(".py").replace("/", ".").removesuffix(".__init__") for n in names if n.endswith(".py")
     }
     assert set(_modules()) - shipped == set()
+
+
+@pytest.mark.e2e
+def test_a_plain_install_runs_simulate_from_the_checkouts_root(tmp_path: Path) -> None:
+    """Before: after `pip install .` (not -e), `monoculture simulate` started in the repository's
+    root died with ModuleNotFoundError: its spawned `python -m monoculture` took the checkout's own
+    monoculture/ folder, which lacks the role packages, from the current folder. The daemons are
+    now started so the current folder cannot shadow the installed package (python -P)."""
+    import site
+    import venv
+
+    wheels = tmp_path / "wheels"
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(wheels)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr[-2000:]
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=False).create(env_dir)
+    python = env_dir / "bin" / "python"
+    (target,) = (env_dir / "lib").glob("python3*/site-packages")
+    (wheel,) = wheels.glob("monoculture-*.whl")
+    installed = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--target", str(target),
+         str(wheel)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stderr[-2000:]
+    # The dependencies from this environment; its editable install of monoculture is not activated
+    # (a path listed in a .pth file is not itself searched for .pth files).
+    (target / "dependencies.pth").write_text("\n".join(site.getsitepackages()) + "\n", encoding="utf-8")
+    # `-P` as the console script would run it (its folder is bin/, not the current one).
+    args = [str(python), "-P", "-m", "monoculture", "simulate", "--out", str(tmp_path / "r.json")]
+    for name in ("google", "microsoft", "ibm"):
+        args += ["--company", f"{name}=examples/api-predictions/digit/{name}.csv"]
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "H = 4.6676" in done.stdout or "4.6676" in done.stdout
+    where = subprocess.run([str(python), "-P", "-c", "import monoculture; print(monoculture.__file__)"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert str(target) in where.stdout  # the installed package, not the checkout's folder

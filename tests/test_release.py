@@ -37,7 +37,13 @@ def test_below_min_shared_nothing_but_the_roster() -> None:
     small = PatternTable(("a", "b"), (3, 1, 0, 2))
     result = release(small, ReleasePolicy(min_shared_individuals=10))
     assert result["suppressed"] is True
-    assert set(result) == {"companies", "suppressed", "suppression_reason", "release_policy"}
+    assert set(result) == {
+        "schema_version",
+        "companies",
+        "suppressed",
+        "suppression_reason",
+        "release_policy",
+    }
     assert "minimum of 10" in result["suppression_reason"]
 
 

@@ -52,7 +52,14 @@ class UnknownRound(ProtocolError):
 
 
 class LimitExceeded(ProtocolError):
-    """A configured limit (list size, chunks, rounds in flight) would be exceeded."""
+    """A configured limit (list size, chunks, rounds in flight) would be exceeded. `retry_after`:
+    seconds after which the same call would be admitted (a rate limit), or None."""
+
+    def __init__(
+        self, message: str, *, where: str = "", hint: str = "", retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, where=where, hint=hint)
+        self.retry_after = retry_after
 
 
 class RoundFailed(MonocultureError):

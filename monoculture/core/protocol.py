@@ -19,6 +19,9 @@ from monoculture.core.errors import MalformedRequest, ProtocolError
 # or more with the key confirmations (and re-randomised tags as a round option). A v1 party
 # sends no version (0); every other version is refused by name.
 PROTOCOL_VERSION = 3
+# gRPC trailing metadata of a RESOURCE_EXHAUSTED refusal that names when the same call would be
+# admitted (a rate limit): seconds, as text. Clients wait that long and call again.
+RETRY_AFTER_METADATA = "monoculture-retry-after-s"
 MAX_PARTIES = 16
 COMPANY_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
 # A group code travels in the groups company's failure tags as plaintext byte = bit | code << 1

@@ -91,12 +91,15 @@ def retry(
     backoff: Backoff = RECONNECT_BACKOFF,
     stop: threading.Event | None = None,
     on_retry: Callable[[int, Exception, float], None] | None = None,
+    named_delay: Callable[[Exception], float | None] | None = None,
 ) -> T:
     """Run `call`; while it raises a retryable error, wait by `backoff` and try again.
 
     Gives up (re-raises) on an error that is not retryable, once `clock.monotonic()`
     has passed `give_up_at`, or when `stop` is set. `on_retry(attempt, error, delay)`
-    is told before each wait (to log it, or to open a fresh connection).
+    is told before each wait (to log it, or to open a fresh connection). `named_delay`: the
+    wait an error itself names (a rate refusal), waited out before calling again, as long as
+    the call is then still before `give_up_at`.
     """
     attempt = 0
     while True:
@@ -104,6 +107,10 @@ def retry(
             return call()
         except Exception as exc:
             stopped = stop is not None and stop.is_set()
+            named = named_delay(exc) if named_delay is not None else None
+            if named is not None and not stopped and clock.monotonic() + named < give_up_at:
+                clock.sleep(named, stop)
+                continue
             if not retryable(exc) or clock.monotonic() >= give_up_at or stopped:
                 raise
             attempt += 1

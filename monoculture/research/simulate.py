@@ -58,11 +58,13 @@ class SimulationRun:
 
 
 def _spawn(args: list[str], log_path: Path, stack: ExitStack) -> subprocess.Popen[bytes]:
-    """Start `python ARGS` with its output in `log_path`; stopped when `stack` closes."""
+    """Start `python -P ARGS` with its output in `log_path`; stopped when `stack` closes. `-P`:
+    the current folder is not put on the module path, so a checkout's own monoculture/ folder
+    (started from the repository's root) cannot shadow the installed package."""
     log_file: IO[bytes] = stack.enter_context(log_path.open("ab"))
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     process = subprocess.Popen(
-        [sys.executable, *args],
+        [sys.executable, "-P", *args],
         stdout=log_file,
         stderr=subprocess.STDOUT,
         env=env,

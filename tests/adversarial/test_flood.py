@@ -43,6 +43,7 @@ from monoculture.coordinator.server import concurrent_calls
 from monoculture.coordinator.service import AuditorServicer, Authenticator, CompanyServicer
 from monoculture.core.errors import ConfigError, LimitExceeded
 from monoculture.core.identity import CertifiedKey, Identity, Role, create_ca, issue, read_certified_key
+from monoculture.core.protocol import RETRY_AFTER_METADATA
 from monoculture.research.simulate import start_coordinator
 from monoculture.transport import TlsFiles
 from monoculture.v1 import monoculture_pb2 as pb
@@ -174,9 +175,13 @@ class _SecureContext:
 
     def __init__(self, certificate_pem: bytes) -> None:
         self._certificate = certificate_pem
+        self.trailing: tuple[tuple[str, str], ...] = ()
 
     def auth_context(self) -> dict[str, list[bytes]]:
         return {"x509_pem_cert": [self._certificate]}
+
+    def set_trailing_metadata(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        self.trailing = tuple(metadata)
 
     def abort(self, code: grpc.StatusCode, details: str) -> None:
         raise _Aborted(code, details)
@@ -225,6 +230,8 @@ def test_auditor_calls_pass_their_own_gate() -> None:
         servicer.GetPrivacyBudget(pb.PrivacyBudgetRequest(companies=["a", "b"]), auditor)
     assert caught.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "auditor auditor calls faster than" in str(caught.value)
+    ((key, seconds),) = auditor.trailing  # the refusal names when the call would be admitted
+    assert key == RETRY_AFTER_METADATA and 0 < float(seconds) <= 1.0
 
 
 # ------------------------------------------------- the flood, real processes

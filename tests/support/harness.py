@@ -71,10 +71,16 @@ class FakeClock:
 class LinkError(grpc.RpcError):
     """What a gRPC stub raises: a status code and its details."""
 
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+    def __init__(
+        self, code: grpc.StatusCode, details: str, trailing: tuple[tuple[str, str], ...] = ()
+    ) -> None:
         super().__init__(details)
         self._code = code
         self._details = details
+        self._trailing = trailing
+
+    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
+        return self._trailing
 
     def code(self) -> grpc.StatusCode:
         return self._code
@@ -86,8 +92,14 @@ class LinkError(grpc.RpcError):
 class _Context:
     """The part of grpc.ServicerContext the servicers use (insecure mode: no certificates)."""
 
+    def __init__(self) -> None:
+        self._trailing: tuple[tuple[str, str], ...] = ()
+
+    def set_trailing_metadata(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        self._trailing = tuple(metadata)
+
     def abort(self, code: grpc.StatusCode, details: str) -> NoReturn:
-        raise LinkError(code, details)
+        raise LinkError(code, details, self._trailing)
 
     def auth_context(self) -> dict[str, list[bytes]]:
         return {}
