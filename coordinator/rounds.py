@@ -118,6 +118,20 @@ def _released_before_failing(state: RoundState) -> RoundCost | None:
     return RoundCost(state.dummy_epsilon, state.dummy_delta)
 
 
+def _how_made(state: RoundState) -> dict[str, object]:
+    """How a round's result was made, published with it: the protocol, the failure tags and the
+    DP dummies on the sizes the coordinator saw (the release policy is `release_policy`)."""
+    padding = state.padding
+    return {
+        "protocol_version": PROTOCOL_VERSION,
+        "failure_tags": "re-randomised" if state.rerandomise else "masked",
+        "dummies": None if padding is None else {
+            "epsilon": state.dummy_epsilon, "delta": state.dummy_delta, "padded_regions": padding.value,
+        },
+        "min_list_size": state.min_list_size,
+    }  # fmt: skip
+
+
 def _entry_message(entry: BudgetEntry) -> pb.BudgetEntry:
     return pb.BudgetEntry(
         round_id=entry.round_id, epsilon=entry.cost.epsilon, delta=entry.cost.delta, status=entry.status,
@@ -272,15 +286,28 @@ class RoundBook:
             return record.state, record.result_json
 
     def history(self, companies: list[str]) -> list[tuple[RoundState, str]]:
-        """Every round over the set `companies` (any ring order), oldest first, each with its
-        released result ("" unless complete): the coordinator keeps every released result."""
-        Ring(tuple(sorted(companies)))  # refuses an empty, repeated or malformed name
+        """Every round over the set `companies` (any ring order; none: every round), oldest first,
+        each with its released result ("" unless complete): the coordinator keeps every released
+        result."""
+        if companies:
+            Ring(tuple(sorted(companies)))  # refuses a repeated or malformed name
         wanted = set(companies)
         with self._changed:
             rounds = [
-                (r.state, r.result_json) for r in self._rounds.values() if set(r.state.ring.roster) == wanted
-            ]
+                (r.state, r.result_json) for r in self._rounds.values()
+                if not wanted or set(r.state.ring.roster) == wanted
+            ]  # fmt: skip
         return sorted(rounds, key=lambda pair: pair[0].opened_at)
+
+    def cancel(self, round_id: str) -> RoundState:
+        """End a round in flight on the auditor's word: it fails naming the auditor (the companies
+        hear it ended and forget its keys; its dummies' share is spent once it was relaying)."""
+        with self._changed:
+            record = self._record(round_id)
+            if record.state.phase in TERMINAL_PHASES:
+                raise ProtocolError(f"round {round_id} has already ended ({record.state.phase})")
+            self._fail(record, "cancelled by the auditor", "auditor")
+            return record.state
 
     def _ledger(self, roster: str, excluding: str = "") -> Ledger:
         """What `roster` has spent or reserved (refunded rounds cost nothing), against the cap."""
@@ -672,6 +699,7 @@ class RoundBook:
             return
         with self._changed:
             state.advance(RoundPhase.COMPLETE)
+            state.ended_at = self._clock.time()
             self._store.complete(state, result_json)
             self._store.audit(round_id, COORDINATOR, "completed")
             record.result_json = result_json
@@ -689,6 +717,7 @@ class RoundBook:
         if state.group_labels:  # one released table per group, linked to the overall one
             result = with_groups(result, counted.table, counted.groups, policy)
         result["round_id"] = round_id
+        result["round"] = _how_made(state)
         result["privacy_budget"] = self._budget_summary(state.ring.roster)
         if policy.mechanism == "none":
             result["list_sizes"] = dict(state.list_sizes)
@@ -754,6 +783,7 @@ class RoundBook:
             return
         spent = _released_before_failing(record.state)
         record.state.fail(reason, party)
+        record.state.ended_at = self._clock.time()
         self._store.fail(record.state, spent)
         self._store.audit(record.state.round_id, COORDINATOR, "failed", f"{party}: {reason}")
         if spent is not None:

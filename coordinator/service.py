@@ -325,11 +325,21 @@ class AuditorServicer(pb_grpc.AuditorServiceServicer):
         with self._admit(context):
             return history_message(self._book.history(list(request.companies)))
 
+    @answers_errors()
+    def CancelRound(self, request: pb.RoundRef, context: Any) -> pb.RoundStatus:
+        with self._admit(context):
+            return status_message(self._book.cancel(request.round_id))
+
 
 def history_message(rounds: list[tuple[RoundState, str]]) -> pb.RoundHistory:
     return pb.RoundHistory(
         rounds=[
-            pb.RoundEntry(status=status_message(state), opened_at=state.opened_at, result_json=result_json)
+            pb.RoundEntry(
+                status=status_message(state),
+                opened_at=state.opened_at,
+                result_json=result_json,
+                ended_at=state.ended_at,
+            )
             for state, result_json in rounds
         ]
     )

@@ -73,6 +73,7 @@ class RoundState:
     region_seeds: dict[str, dict[str, str]] = field(default_factory=dict)
     failure_reason: str = ""
     failed_party: str = ""
+    ended_at: float = 0.0  # when it completed or failed (the coordinator's clock); 0 in flight
     # Groups (docs/PROTOCOL.md, "Groups"): the company whose group column defines them ("" =
     # none) and the labels declared at open, in code order. Checked by `check_groups`.
     groups_from: str = ""
@@ -101,7 +102,7 @@ class RoundState:
             "groups_from": self.groups_from, "group_labels": list(self.group_labels),
             "protocol_version": self.protocol_version, "enrolled": sorted(self.enrolled),
             "dummy_epsilon": self.dummy_epsilon, "dummy_delta": self.dummy_delta,
-            "rerandomise": self.rerandomise,
+            "rerandomise": self.rerandomise, "ended_at": self.ended_at,
         })  # fmt: skip
 
     @classmethod
@@ -120,7 +121,7 @@ class RoundState:
             protocol_version=data.get("protocol_version", 1),
             enrolled=set(data.get("enrolled", data["list_sizes"])),
             dummy_epsilon=data.get("dummy_epsilon", 0.0), dummy_delta=data.get("dummy_delta", 0.0),
-            rerandomise=bool(data.get("rerandomise", False)),
+            rerandomise=bool(data.get("rerandomise", False)), ended_at=float(data.get("ended_at", 0.0)),
         )  # fmt: skip
 
     def group_labels_of(self, company: str) -> tuple[str, ...]:

@@ -108,19 +108,25 @@ class AuditorClient:
         return budget_dict(reply)
 
     def history(self, companies: list[str]) -> list[dict[str, Any]]:
-        """Every round of a roster (any order), oldest first: id, phase, opened_at, the failure
-        reason of a failed one and the released result of a completed one (None otherwise)."""
-        reply: pb.RoundHistory = self._call(
-            self._stub.ListRounds, pb.PrivacyBudgetRequest(companies=companies)
-        )
+        """Every round of a roster (any order; [] for every round), oldest first: id, phase,
+        companies, opened_at, ended_at (None in flight), the failure reason of a failed one and
+        the released result of a completed one (None otherwise)."""
+        request = pb.PrivacyBudgetRequest(companies=companies)
+        reply: pb.RoundHistory = self._call(self._stub.ListRounds, request)
         return [
             {
-                "round_id": entry.status.round_id, "phase": entry.status.phase, "opened_at": entry.opened_at,
-                "failure_reason": entry.status.failure_reason or None,
+                "round_id": entry.status.round_id, "phase": entry.status.phase,
+                "companies": list(entry.status.companies), "opened_at": entry.opened_at,
+                "ended_at": entry.ended_at or None, "failure_reason": entry.status.failure_reason or None,
                 "result": json.loads(entry.result_json) if entry.result_json else None,
             }
             for entry in reply.rounds
         ]  # fmt: skip
+
+    def cancel(self, round_id: str) -> pb.RoundStatus:
+        """End a round in flight: it fails naming the auditor; the companies forget its keys."""
+        status: pb.RoundStatus = self._call(self._stub.CancelRound, pb.RoundRef(round_id=round_id))
+        return status
 
     def wait(
         self,

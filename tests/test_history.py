@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import example
 from pki_helpers import LocalPki
-from support.harness import Harness
+from support.harness import Harness, _Context
 
 from monoculture.analysis.compare import compare_results
 from monoculture.auditor import AuditorClient
@@ -70,6 +70,7 @@ def test_round_history_and_compare_from_the_command_line(tmp_path: Path) -> None
         where = ["--coordinator", address, "--certs", str(tmp_path / "certs")]
         history = subprocess.run([*base, "history", "--companies", "ibm,google,microsoft", *where],
                                  capture_output=True, text=True, timeout=60)  # fmt: skip
+        listed = subprocess.run([*base, "list", *where], capture_output=True, text=True, timeout=60)
         compare = subprocess.run(
             [*base, "compare", *rounds, *where], capture_output=True, text=True, timeout=60
         )
@@ -81,3 +82,65 @@ def test_round_history_and_compare_from_the_command_line(tmp_path: Path) -> None
     assert compare.returncode == 0, compare.stderr
     assert "H " in compare.stdout and "+0 (95% CI" in compare.stdout
     assert "no self-defeating improvement flagged" in compare.stdout
+    assert listed.returncode == 0, listed.stderr
+    assert [line.split()[:2] for line in listed.stdout.splitlines()[1:]] == [[r, "COMPLETE"] for r in rounds]
+
+
+@pytest.mark.parametrize("rerandomise", [False, True])
+def test_every_result_records_how_it_was_made(tmp_path: Path, rerandomise: bool) -> None:
+    harness = Harness(tmp_path, POPULATION, dummies=(1.0, 1e-6))
+    round_id = harness.open_round(rerandomise=rerandomise)
+    assert harness.run(round_id) == RoundPhase.COMPLETE
+    made = harness.result(round_id)["round"]
+    assert made == {
+        "protocol_version": 3, "failure_tags": "re-randomised" if rerandomise else "masked",
+        "dummies": {"epsilon": 1.0, "delta": 1e-6, "padded_regions": "singletons and pairs"},
+        "min_list_size": 1,
+    }  # fmt: skip
+    assert harness.result(round_id)["release_policy"]["differential_privacy"] is None
+    harness.close()
+
+
+@pytest.mark.e2e
+def test_an_option_that_protects_nothing_is_named(tmp_path: Path) -> None:
+    args = [
+        sys.executable,
+        "-m",
+        "monoculture",
+        "simulate",
+        "--rerandomise",
+        "--out",
+        str(tmp_path / "r.json"),
+    ]
+    for name in ("google", "microsoft"):
+        args += ["--company", f"{name}={example('digit', name)}"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "--rerandomise protects nothing in a round of two companies" in done.stderr
+
+
+def test_the_auditor_cancels_a_round_in_flight_and_the_companies_forget_its_keys(tmp_path: Path) -> None:
+    harness = Harness(tmp_path, POPULATION, dummies=(1.0, 1e-6))
+    done = harness.open_round()
+    assert harness.run(done) == RoundPhase.COMPLETE
+    round_id = harness.open_round()
+    harness.start_relaying()
+    harness.step("alpha")  # alpha's hop 0 is in: its padded size has reached the coordinator
+    assert list((tmp_path / "state-alpha").glob("round-*.sealed"))
+    status = harness.auditor_servicer.CancelRound(pb.RoundRef(round_id=round_id), None)
+    assert (status.phase, status.failed_party, status.failure_reason) == (
+        "FAILED",
+        "auditor",
+        "cancelled by the auditor",
+    )
+    assert harness.run(round_id) == RoundPhase.FAILED  # every company hears the end
+    for name in POPULATION:
+        assert not list((tmp_path / f"state-{name}").glob("round-*.sealed")), name
+    # the dummies' share of a round cancelled while relaying stays spent
+    assert [(e.round_id, e.status) for e in harness.budget().rounds][-1] == (round_id, "spent")
+    with pytest.raises(Exception, match="already ended"):
+        harness.auditor_servicer.CancelRound(pb.RoundRef(round_id=done), _Context())
+    everything = harness.auditor_servicer.ListRounds(pb.PrivacyBudgetRequest(), None)
+    assert [e.status.round_id for e in everything.rounds] == [done, round_id]
+    assert all(e.ended_at >= e.opened_at > 0 for e in everything.rounds)
+    harness.close()

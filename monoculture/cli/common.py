@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -155,3 +157,13 @@ def write_result(result: dict[str, Any], out: Path | None) -> None:
     except OSError as exc:
         raise ConfigError(f"cannot write the result ({exc.strerror})", where=str(out)) from None
     print(f"result written to {out}")
+
+
+def warn_idle_options(companies: Sequence[str], *, rerandomise: bool) -> None:
+    """Say, by name, when an option asked for protects nothing in this round."""
+    if rerandomise and len(companies) == 2:
+        logging.getLogger("monoculture").warning(
+            "--rerandomise protects nothing in a round of two companies: the owner of a list holds "
+            "the only pair key, so the coordinator with it links its ids as with masked tags "
+            "(docs/PROTOCOL.md, 'Re-randomised tags'); it only costs time here"
+        )

@@ -1,4 +1,5 @@
-"""`monoculture round open|status|result|budget|history|compare`: round administration by the auditor."""
+"""`monoculture round open|status|result|budget|history|compare|list|cancel`: round administration by
+the auditor."""
 
 from __future__ import annotations
 
@@ -9,7 +10,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from monoculture.auditor import AuditorClient
-from monoculture.cli.common import Commands, add_certs_folder, add_group_options, add_insecure, write_result
+from monoculture.cli.common import (
+    Commands,
+    add_certs_folder,
+    add_group_options,
+    add_insecure,
+    warn_idle_options,
+    write_result,
+)
 from monoculture.core.errors import ConfigError
 from monoculture.report import format_summary
 
@@ -24,6 +32,8 @@ def add_parser(commands: Commands) -> None:
         "budget": ("the privacy budget a roster has spent (the coordinator's ledger)", _budget),
         "history": ("every round of a roster, oldest first, with N, S and H of each released one", _history),
         "compare": ("the change in each company's failure rate, S and H between two rounds", _compare),
+        "list": ("every round: phase, roster, when it opened and ended", _list),
+        "cancel": ("end a round in flight (it fails naming the auditor; companies forget its keys)", _cancel),
     }
     for name, (text, handler) in handlers.items():
         sub = actions.add_parser(name, help=text)
@@ -37,8 +47,10 @@ def add_parser(commands: Commands) -> None:
         add_insecure(sub)
         sub.set_defaults(handler=_with_auditor(handler))
     open_parser, status_parser, result_parser, budget_parser, history_parser, compare_parser = (
-        actions.choices[n] for n in handlers
+        actions.choices[n] for n in list(handlers)[:6]
     )
+    actions.choices["list"].add_argument("--json", action="store_true", help="print the rounds as JSON")
+    actions.choices["cancel"].add_argument("round_id")
     history_parser.add_argument(
         "--companies", required=True, help="comma-separated company names of the roster (any order)"
     )
@@ -102,6 +114,7 @@ def _open(auditor: AuditorClient, args: argparse.Namespace) -> int:
     if args.group_labels and not args.groups_from:
         raise ConfigError("--group-labels needs --groups-from COMPANY")
     labels = args.group_labels or ()
+    warn_idle_options(_companies(args), rerandomise=args.rerandomise)
     print(
         auditor.open_round(
             _companies(args),
@@ -150,11 +163,9 @@ def _history(auditor: AuditorClient, args: argparse.Namespace) -> int:
     if not rounds:
         print(f"no rounds of the roster {', '.join(sorted(_companies(args)))}")
         return 0
-    from datetime import UTC, datetime
-
     print(f"{'round':<20} {'opened (UTC)':<20} {'phase':<10} {'N':>8} {'S':>8} {'H':>8}")
     for entry in rounds:
-        opened = datetime.fromtimestamp(entry["opened_at"], UTC).strftime("%Y-%m-%d %H:%M:%S")
+        opened = _when(entry["opened_at"])
         result = entry["result"] or {}
         figures = [result.get(k) for k in ("shared_individuals", "systemic_failure_rate", "homogenization")]
         shown = ["" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v)) for v in figures]
@@ -178,4 +189,30 @@ def _compare(auditor: AuditorClient, args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     print(json.dumps(comparison, indent=2) if args.json else format_comparison(comparison))
+    return 0
+
+
+def _when(seconds: float | None) -> str:
+    from datetime import UTC, datetime
+
+    return "" if not seconds else datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _list(auditor: AuditorClient, args: argparse.Namespace) -> int:
+    rounds = auditor.history([])
+    if args.json:
+        print(json.dumps([{k: v for k, v in r.items() if k != "result"} for r in rounds], indent=2))
+        return 0
+    print(f"{'round':<20} {'phase':<10} {'opened (UTC)':<20} {'ended (UTC)':<20} roster")
+    for entry in rounds:
+        print(
+            f"{entry['round_id']:<20} {entry['phase']:<10} {_when(entry['opened_at']):<20} "
+            f"{_when(entry['ended_at']):<20} {','.join(entry['companies'])}"
+        )
+    return 0
+
+
+def _cancel(auditor: AuditorClient, args: argparse.Namespace) -> int:
+    status = auditor.cancel(args.round_id)
+    print(f"round {status.round_id} {status.phase}: {status.failure_reason}")
     return 0

@@ -18,6 +18,7 @@ from monoculture.cli.common import (
     declared_groups,
     input_specs,
     release_policy,
+    warn_idle_options,
     write_result,
 )
 from monoculture.core.dataset import InputSpec
@@ -107,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
             companies = [CompanyInput(name, spec) for name, spec in input_specs(args)]
             if len(companies) < 2:
                 raise ConfigError("a round needs at least two --company NAME=PATH")
+        warn_idle_options([c.name for c in companies], rerandomise=args.rerandomise)
         run = run_round(
             companies, workdir, timeout=args.timeout, on_status=_print_progress(), release=policy,
             insecure=args.insecure, groups_from=groups_from, group_labels=labels,

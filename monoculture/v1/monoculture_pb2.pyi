@@ -745,10 +745,13 @@ class RoundEntry(google.protobuf.message.Message):
     STATUS_FIELD_NUMBER: builtins.int
     OPENED_AT_FIELD_NUMBER: builtins.int
     RESULT_JSON_FIELD_NUMBER: builtins.int
+    ENDED_AT_FIELD_NUMBER: builtins.int
     opened_at: builtins.float
     """Unix time"""
     result_json: builtins.str
     """the released result; empty unless COMPLETE"""
+    ended_at: builtins.float
+    """Unix time; 0 while in flight"""
     @property
     def status(self) -> global___RoundStatus: ...
     def __init__(
@@ -757,9 +760,10 @@ class RoundEntry(google.protobuf.message.Message):
         status: global___RoundStatus | None = ...,
         opened_at: builtins.float = ...,
         result_json: builtins.str = ...,
+        ended_at: builtins.float = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["status", b"status"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["opened_at", b"opened_at", "result_json", b"result_json", "status", b"status"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["ended_at", b"ended_at", "opened_at", b"opened_at", "result_json", b"result_json", "status", b"status"]) -> None: ...
 
 global___RoundEntry = RoundEntry
 

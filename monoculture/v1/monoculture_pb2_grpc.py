@@ -413,6 +413,11 @@ class AuditorServiceStub(object):
                 request_serializer=monoculture_dot_v1_dot_monoculture__pb2.PrivacyBudgetRequest.SerializeToString,
                 response_deserializer=monoculture_dot_v1_dot_monoculture__pb2.RoundHistory.FromString,
                 _registered_method=True)
+        self.CancelRound = channel.unary_unary(
+                '/monoculture.v1.AuditorService/CancelRound',
+                request_serializer=monoculture_dot_v1_dot_monoculture__pb2.RoundRef.SerializeToString,
+                response_deserializer=monoculture_dot_v1_dot_monoculture__pb2.RoundStatus.FromString,
+                _registered_method=True)
 
 
 class AuditorServiceServicer(object):
@@ -447,8 +452,16 @@ class AuditorServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def ListRounds(self, request, context):
-        """Every round of a roster (any order of the names; the same set of companies), oldest first:
-        its status, when it opened, and the released result of each completed one.
+        """Every round of a roster (any order of the names; the same set of companies; no names: every
+        round), oldest first: its status, when it opened and ended, and the released result of each
+        completed one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelRound(self, request, context):
+        """Ends a round in flight: it fails naming the auditor, and every company forgets its keys.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -481,6 +494,11 @@ def add_AuditorServiceServicer_to_server(servicer, server):
                     servicer.ListRounds,
                     request_deserializer=monoculture_dot_v1_dot_monoculture__pb2.PrivacyBudgetRequest.FromString,
                     response_serializer=monoculture_dot_v1_dot_monoculture__pb2.RoundHistory.SerializeToString,
+            ),
+            'CancelRound': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelRound,
+                    request_deserializer=monoculture_dot_v1_dot_monoculture__pb2.RoundRef.FromString,
+                    response_serializer=monoculture_dot_v1_dot_monoculture__pb2.RoundStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -621,6 +639,33 @@ class AuditorService(object):
             '/monoculture.v1.AuditorService/ListRounds',
             monoculture_dot_v1_dot_monoculture__pb2.PrivacyBudgetRequest.SerializeToString,
             monoculture_dot_v1_dot_monoculture__pb2.RoundHistory.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelRound(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/monoculture.v1.AuditorService/CancelRound',
+            monoculture_dot_v1_dot_monoculture__pb2.RoundRef.SerializeToString,
+            monoculture_dot_v1_dot_monoculture__pb2.RoundStatus.FromString,
             options,
             channel_credentials,
             insecure,

@@ -242,9 +242,16 @@ class AuditorServiceStub:
         monoculture.v1.monoculture_pb2.PrivacyBudgetRequest,
         monoculture.v1.monoculture_pb2.RoundHistory,
     ]
-    """Every round of a roster (any order of the names; the same set of companies), oldest first:
-    its status, when it opened, and the released result of each completed one.
+    """Every round of a roster (any order of the names; the same set of companies; no names: every
+    round), oldest first: its status, when it opened and ended, and the released result of each
+    completed one.
     """
+
+    CancelRound: grpc.UnaryUnaryMultiCallable[
+        monoculture.v1.monoculture_pb2.RoundRef,
+        monoculture.v1.monoculture_pb2.RoundStatus,
+    ]
+    """Ends a round in flight: it fails naming the auditor, and every company forgets its keys."""
 
 class AuditorServiceAsyncStub:
     """----------------------------------------------------------------- auditor
@@ -277,9 +284,16 @@ class AuditorServiceAsyncStub:
         monoculture.v1.monoculture_pb2.PrivacyBudgetRequest,
         monoculture.v1.monoculture_pb2.RoundHistory,
     ]
-    """Every round of a roster (any order of the names; the same set of companies), oldest first:
-    its status, when it opened, and the released result of each completed one.
+    """Every round of a roster (any order of the names; the same set of companies; no names: every
+    round), oldest first: its status, when it opened and ended, and the released result of each
+    completed one.
     """
+
+    CancelRound: grpc.aio.UnaryUnaryMultiCallable[
+        monoculture.v1.monoculture_pb2.RoundRef,
+        monoculture.v1.monoculture_pb2.RoundStatus,
+    ]
+    """Ends a round in flight: it fails naming the auditor, and every company forgets its keys."""
 
 class AuditorServiceServicer(metaclass=abc.ABCMeta):
     """----------------------------------------------------------------- auditor
@@ -322,8 +336,17 @@ class AuditorServiceServicer(metaclass=abc.ABCMeta):
         request: monoculture.v1.monoculture_pb2.PrivacyBudgetRequest,
         context: _ServicerContext,
     ) -> typing.Union[monoculture.v1.monoculture_pb2.RoundHistory, collections.abc.Awaitable[monoculture.v1.monoculture_pb2.RoundHistory]]:
-        """Every round of a roster (any order of the names; the same set of companies), oldest first:
-        its status, when it opened, and the released result of each completed one.
+        """Every round of a roster (any order of the names; the same set of companies; no names: every
+        round), oldest first: its status, when it opened and ended, and the released result of each
+        completed one.
         """
+
+    @abc.abstractmethod
+    def CancelRound(
+        self,
+        request: monoculture.v1.monoculture_pb2.RoundRef,
+        context: _ServicerContext,
+    ) -> typing.Union[monoculture.v1.monoculture_pb2.RoundStatus, collections.abc.Awaitable[monoculture.v1.monoculture_pb2.RoundStatus]]:
+        """Ends a round in flight: it fails naming the auditor, and every company forgets its keys."""
 
 def add_AuditorServiceServicer_to_server(servicer: AuditorServiceServicer, server: typing.Union[grpc.Server, grpc.aio.Server]) -> None: ...
