@@ -204,6 +204,27 @@ def test_a_sheet_reads_at_three_levels_with_accuracy_beside_h(tmp_path: Path) ->
     text = (tmp_path / "sheet" / "sheet.md").read_text()
     assert "Δmax^all" in text and "DecisionTreeClassifier" in text
     assert (tmp_path / "sheet" / "sheet.csv").read_text().count("\n") == 1 + len(cells)
+    page = (tmp_path / "sheet" / "sheet.html").read_text()
+    assert "<table>" in page and "Δmax^all" in page and page.count("data:image/png;base64,") == 1
+    assert "<script" not in page and "http" not in page.split("<body>")[1]
+
+
+def test_a_sheet_selects_on_any_named_metric(tmp_path: Path) -> None:
+    text = SHEET.replace(
+        "select_within = 0.05",
+        'select_within = 0.05\nselect_on = "f1_score"\nselect_params = { average = "macro" }',
+    )
+    summary = run_sheet(
+        load_sheet(_toml(tmp_path, text, "s.toml")), tmp_path / "sheet", progress=lambda _: None
+    )
+    assert summary["selection"]["select_on"] == "f1_score"
+    assert all(c["metric"] != c["accuracy"] for c in summary["cells"])  # macro F1, not accuracy
+    best = max(c["metric"] for c in summary["cells"])
+    assert summary["selection"]["cells"] == sum(c["metric"] >= best - 0.05 for c in summary["cells"])
+    with pytest.raises(ConfigError, match=r"not a function of sklearn\.metrics"):
+        load_sheet(
+            _toml(tmp_path, SHEET.replace("select_within = 0.05", 'select_on = "telepathy"'), "bad.toml")
+        )
 
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -236,3 +236,9 @@ def test_a_plain_install_runs_simulate_from_the_checkouts_root(tmp_path: Path) -
     where = subprocess.run([str(python), "-P", "-c", "import monoculture; print(monoculture.__file__)"],
                            cwd=ROOT, capture_output=True, text=True, timeout=60)  # fmt: skip
     assert str(target) in where.stdout  # the installed package, not the checkout's folder
+    schema = subprocess.run(
+        [str(python), "-P", "-c",
+         "from monoculture.research.result import result_schema as s; print(s()['title'])"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert "result JSON" in schema.stdout, schema.stderr  # the schema ships with the package

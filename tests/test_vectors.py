@@ -64,6 +64,13 @@ def load(name: str) -> dict[str, Any]:
     return json.loads(_text(name))
 
 
+def result_schema() -> dict[str, Any]:
+    """The result JSON's schema as the package ships it (monoculture.research.result)."""
+    from monoculture.research.result import result_schema as shipped
+
+    return shipped()
+
+
 def h(value: str) -> bytes:
     return bytes.fromhex(value)
 
@@ -267,7 +274,7 @@ def check_result_with_code(data: dict[str, Any]) -> None:
             _close(figures[key], value, expected["relative_tolerance"], key)
     for key, value in expected["release_default_policy"].items():
         assert same_json(published[key], value), key
-    assert not ind.schema_errors(published, load("result-schema.json"))
+    assert not ind.schema_errors(published, result_schema())
 
 
 def check_masks_with_code(data: dict[str, Any]) -> None:
@@ -949,7 +956,7 @@ RELEASES = {
 @pytest.mark.parametrize("case", sorted(RELEASES))
 def test_every_kind_of_released_result_validates_against_the_schema(case: str) -> None:
     table, policy = RELEASES[case]
-    schema = load("result-schema.json")
+    schema = result_schema()
     assert ind.schema_errors(_published(table, policy), schema) == []
     assert ind.schema_errors(_published(table, policy, coordinator_keys=False), schema) == []
 
@@ -973,14 +980,14 @@ def test_schema_refuses_a_result_with_a_missing_key_or_a_wrong_type(
 ) -> None:
     result = _published(DIGIT, ReleasePolicy())
     change(result)
-    errors = ind.schema_errors(result, load("result-schema.json"))
+    errors = ind.schema_errors(result, result_schema())
     assert errors and expected in errors[0], errors
 
 
 def test_schema_lets_new_top_level_keys_through() -> None:
     result = _published(DIGIT, ReleasePolicy())
     result["homogenization_bootstrap_ci95"] = [4.2, 5.1]
-    assert ind.schema_errors(result, load("result-schema.json")) == []
+    assert ind.schema_errors(result, result_schema()) == []
 
 
 # ================================================================== the vectors catch a change

@@ -36,7 +36,7 @@ from monoculture.analysis.privacy import MECHANISMS, NoiseMechanism
 from monoculture.analysis.table import PatternTable
 from monoculture.core.errors import ConfigError
 
-# The version of the result JSON's schema (tests/vectors/result-schema.json): raised when a key
+# The version of the result JSON's schema (monoculture/schemas/result.schema.json): raised when a key
 # is removed or retyped; added keys keep it (the schema lets new top-level keys through).
 RESULT_SCHEMA_VERSION = 1
 
@@ -103,7 +103,7 @@ def exact_cells(table: PatternTable, undecodable: int = 0) -> list[int]:
 def release(table: PatternTable, policy: ReleasePolicy, undecodable: int = 0) -> dict[str, Any]:
     """The result JSON the auditor may publish under `policy`; `undecodable`: the round's shared
     individuals whose sum did not decode (module docstring). Its first key, `schema_version`,
-    names the version of tests/vectors/result-schema.json it follows."""
+    names the version of monoculture/schemas/result.schema.json it follows."""
     return {"schema_version": RESULT_SCHEMA_VERSION, **_release(table, policy, undecodable)}
 
 

@@ -14,13 +14,14 @@ _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem;
        color: #222; line-height: 1.45; }
 h1 { font-size: 1.6rem; } h2 { font-size: 1.25rem; margin-top: 2rem; border-bottom: 1px solid #ddd; }
-table { border-collapse: collapse; margin: 0.8rem 0; }
+table { border-collapse: collapse; margin: 0.8rem 0; display: block; overflow-x: auto; }
 th, td { border: 1px solid #ccc; padding: 0.25rem 0.6rem; text-align: left; }
 th { background: #f3f3f3; } img { max-width: 100%; display: block; margin: 0.8rem 0; }
 """
 
 
-def _png(figure: Any) -> str:
+def png(figure: Any) -> str:
+    """A matplotlib figure as base64 PNG, for a data: URI."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
@@ -36,7 +37,7 @@ def _block(block: Any) -> str:
     if isinstance(block, Figure):
         drawn = block.draw()
         figure = getattr(drawn, "figure", drawn)
-        return f'<img alt="{html.escape(block.alt)}" src="data:image/png;base64,{_png(figure)}">'
+        return f'<img alt="{html.escape(block.alt)}" src="data:image/png;base64,{png(figure)}">'
     return f"<p>{html.escape(str(block))}</p>"
 
 
@@ -47,11 +48,17 @@ def _section(section: Section) -> str:
 def render_html(result: dict[str, Any], comparison: dict[str, Any] | None = None) -> str:
     """The HTML report of one result JSON."""
     body = "\n".join(_section(s) for s in sections(result, comparison))
-    heading = html.escape(title(result))
+    return page(title(result), body)
+
+
+def page(heading_text: str, body: str, heading: bool = True) -> str:
+    """One self-contained page: no script, nothing fetched (the CSP says so too)."""
+    title_text = html.escape(heading_text)
+    top = f"<h1>{title_text}</h1>" if heading else ""
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; img-src data:; '
         "style-src 'unsafe-inline'\">"
-        f"<title>{heading}</title><style>{_STYLE}</style></head>\n"
-        f"<body><h1>{heading}</h1>\n{body}\n</body></html>\n"
+        f"<title>{title_text}</title><style>{_STYLE}</style></head>\n"
+        f"<body>{top}\n{body}\n</body></html>\n"
     )

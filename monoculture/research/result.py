@@ -14,7 +14,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = "1"
+SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schemas" / "result.schema.json"
+
+
+def result_schema() -> dict[str, Any]:
+    """The JSON Schema of a result (version `schema_version`), shipped with the package:
+    monoculture/schemas/result.schema.json (tests/vectors/PROVENANCE.md says how it was made)."""
+    schema: dict[str, Any] = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+    return schema
 
 
 class Result:

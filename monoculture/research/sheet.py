@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,9 @@ class Sheet:
     experiment: Experiment  # dataset, companies (their models are the default), seeds
     axes: tuple[Axis, ...]
     vary: str = "all"  # "all" or one company's name
-    select_within: float = 0.01  # accuracy within this of the best is "equally accurate"
+    select_within: float = 0.01  # the metric within this of the best is "as good"
+    select_on: str = "accuracy"  # or a function of sklearn.metrics taking (y_true, y_pred)
+    select_params: dict[str, Any] = field(default_factory=dict)  # its keyword arguments
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class Cell:
     homogenization: float | None
     ci95: tuple[float, float] | None
     accuracy: float
+    metric: float  # the selection metric (the companies' mean), = accuracy by default
 
 
 def load_sheet(path: Path) -> Sheet:
@@ -102,7 +105,28 @@ def load_sheet(path: Path) -> Sheet:
     vary = _get(table, "vary", str, f"{path}: [sheet]", "all")
     if vary != "all" and vary not in {c.name for c in companies}:
         raise ConfigError(f'vary must be "all" or a company\'s name, not {vary!r}', where=f"{path}: [sheet]")
-    return Sheet(experiment, tuple(axes), vary, _get(table, "select_within", float, f"{path}: [sheet]", 0.01))
+    where = f"{path}: [sheet]"
+    select_on = _get(table, "select_on", str, where, "accuracy")
+    params = dict(_get(table, "select_params", dict, where, {}))
+    _metric_function(select_on, where)  # refused here, before anything trains
+    return Sheet(
+        experiment, tuple(axes), vary, _get(table, "select_within", float, where, 0.01), select_on, params
+    )
+
+
+def _metric_function(name: str, where: str = "") -> Any:
+    """The selection metric: "accuracy", or a function of sklearn.metrics of (y_true, y_pred)."""
+    if name == "accuracy":
+        return None
+    import sklearn.metrics
+
+    function = getattr(sklearn.metrics, name, None)
+    if not callable(function) or name.startswith("_"):
+        raise ConfigError(
+            f"select_on {name!r} is not a function of sklearn.metrics", where=where,
+            hint="e.g. balanced_accuracy_score, f1_score (with select_params = { average = \"macro\" })",
+        )  # fmt: skip
+    return function
 
 
 def _configured(model: Estimator, axis: Axis, value: Any) -> Estimator:
@@ -120,6 +144,7 @@ def run_sheet(sheet: Sheet, out: Path, progress: Progress = print) -> dict[str, 
 
     experiment = sheet.experiment
     x, y = load_dataset(experiment)
+    metric = _metric_function(sheet.select_on)
     cells: list[Cell] = []
     for seed in experiment.seeds:
         for axis in sheet.axes:
@@ -131,7 +156,7 @@ def run_sheet(sheet: Sheet, out: Path, progress: Progress = print) -> dict[str, 
                     continue
                 subset = int(value) if axis.param == "@subset" else 0
                 parts = split(experiment, len(y), seed, subset)
-                files, accuracies = {}, []
+                files, accuracies, scores = {}, [], []
                 for n, company in enumerate(experiment.companies):
                     varied = sheet.vary in ("all", company.name)
                     model = (_configured(company.model, axis, value) if varied else company.model).build(
@@ -141,6 +166,8 @@ def run_sheet(sheet: Sheet, out: Path, progress: Progress = print) -> dict[str, 
                     _quiet(model.fit, x[mine], y[mine])
                     predicted = model.predict(x[parts.test])
                     accuracies.append(float((predicted == y[parts.test]).mean()))
+                    if metric is not None:
+                        scores.append(float(metric(y[parts.test], predicted, **sheet.select_params)))
                     failed = predicted != y[parts.test]
                     held = parts.holds[company.name]
                     files[company.name] = ([f"x{int(parts.test[i])}" for i in held], failed[held].astype(int))
@@ -148,7 +175,9 @@ def run_sheet(sheet: Sheet, out: Path, progress: Progress = print) -> dict[str, 
                 ci = result.get("homogenization_ci95")
                 interval = None if ci is None else (ci[0], ci[1])
                 h = result.get("homogenization")
-                cells.append(Cell(seed, axis.name, value, h, interval, float(np.mean(accuracies))))
+                accuracy = float(np.mean(accuracies))
+                score = accuracy if metric is None else float(np.mean(scores))
+                cells.append(Cell(seed, axis.name, value, h, interval, accuracy, score))
                 progress(
                     f"seed {seed}, {axis.name} = {value}: H = {_f(h)}, accuracy {cells[-1].accuracy:.3f}"
                 )
@@ -156,7 +185,11 @@ def run_sheet(sheet: Sheet, out: Path, progress: Progress = print) -> dict[str, 
     out.mkdir(parents=True, exist_ok=True)
     (out / "sheet.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
     _write_csv(out / "sheet.csv", cells)
-    (out / "sheet.md").write_text(sheet_markdown(sheet, summary), encoding="utf-8")
+    text = sheet_markdown(sheet, summary)
+    (out / "sheet.md").write_text(text, encoding="utf-8")
+    from monoculture.report.sheet import render_sheet_html
+
+    (out / "sheet.html").write_text(render_sheet_html(summary, text), encoding="utf-8")
     return summary
 
 
@@ -186,8 +219,8 @@ def summarise_sheet(sheet: Sheet, cells: list[Cell]) -> dict[str, Any]:
             "per_row": {str(s): _spread([c for c in mine if c.seed == s]) for s in seeds},
             "per_column": {str(v): _spread([c for c in mine if c.value == v]) for v in axis.values},
         }
-    best = max(c.accuracy for c in cells)
-    selected = [c for c in cells if c.accuracy >= best - sheet.select_within]
+    best = max(c.metric for c in cells)
+    selected = [c for c in cells if c.metric >= best - sheet.select_within]
     return {
         "dataset": sheet.experiment.source,
         "companies": [c.name for c in sheet.experiment.companies],
@@ -200,14 +233,16 @@ def summarise_sheet(sheet: Sheet, cells: list[Cell]) -> dict[str, Any]:
                 "homogenization": c.homogenization,
                 "ci95": list(c.ci95) if c.ci95 else None,
                 "accuracy": c.accuracy,
+                "metric": c.metric,
             }
             for c in cells
         ],
         "axes": axes,
         "delta_max_all": _spread(cells),
         "selection": {
+            "select_on": sheet.select_on,
             "select_within": sheet.select_within,
-            "best_accuracy": best,
+            "best": best,
             "cells": len(selected),
             **_spread(selected),
         },
@@ -262,9 +297,9 @@ def sheet_markdown(sheet: Sheet, summary: dict[str, Any]) -> str:
         "",
         f"**Δmax^all = {_delta(summary['delta_max_all'])}** (largest minus smallest H of the sheet).",
         "",
-        f"Selection on accuracy: {selection['cells']} cells within {selection['select_within']:g} of the "
-        "best "
-        f"accuracy ({selection['best_accuracy']:.3f}); among them H still spreads by {_delta(selection)}.",
+        f"Selection on {selection['select_on']}: {selection['cells']} cells within "
+        f"{selection['select_within']:g} of the best ({selection['best']:.3f}); among them H still "
+        f"spreads by {_delta(selection)}.",
         "",
         '"within noise": the 95% intervals of the highest and the lowest H overlap.',
     ]
@@ -274,8 +309,10 @@ def sheet_markdown(sheet: Sheet, summary: dict[str, Any]) -> str:
 def _write_csv(path: Path, cells: list[Cell]) -> None:
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["seed", "axis", "value", "homogenization", "ci95_low", "ci95_high", "accuracy"])
+        writer.writerow(
+            ["seed", "axis", "value", "homogenization", "ci95_low", "ci95_high", "accuracy", "metric"]
+        )
         for c in cells:
             writer.writerow(
-                [c.seed, c.axis, c.value, c.homogenization, *(c.ci95 or (None, None)), c.accuracy]
+                [c.seed, c.axis, c.value, c.homogenization, *(c.ci95 or (None, None)), c.accuracy, c.metric]
             )
