@@ -29,6 +29,7 @@ from monoculture.core.errors import ConfigError, MonocultureError, ProtocolError
 from monoculture.core.identity import FINGERPRINT_PREFIX
 from monoculture.core.protocol import check_company_name
 from monoculture.core.wire import CHUNK_ELEMENTS, MAX_CHUNK_ELEMENTS
+from monoculture.observe import check_metrics_address
 from monoculture.transport import TlsFiles
 
 log = logging.getLogger("monoculture.client")
@@ -46,6 +47,16 @@ class ClientSection:
     )
     coordinator: str = field(metadata={"doc": "The coordinator's address. The daemon only dials out."})
     poll_seconds: float = field(default=10.0, metadata={"doc": "Long-poll duration, seconds."})
+    metrics_port: int = field(
+        default=0,
+        metadata={
+            "doc": "Serve Prometheus metrics (steps and their durations, hops, bytes, elements blinded)\n"
+            "on this port; 0 = off (the default). No id or failure bit is ever exported."
+        },
+    )
+    metrics_address: str = field(
+        default="127.0.0.1", metadata={"doc": "The metrics endpoint's address (loopback by default)."}
+    )
     stats_file: str = field(
         default="", metadata={"doc": 'Append per-round EC operation counts (JSON lines) here ("" = off).'}
     )
@@ -112,6 +123,7 @@ class ClientSection:
             raise ConfigError(f"company: {exc.message}", hint=exc.hint) from None
         if not 1 <= self.chunk_elements <= MAX_CHUNK_ELEMENTS:
             raise ConfigError(f"chunk_elements must be 1..{MAX_CHUNK_ELEMENTS}")
+        check_metrics_address(self.metrics_address, self.metrics_port, "[client]")
 
 
 @dataclass(frozen=True)
@@ -308,6 +320,8 @@ class ClientConfig:
     allow_unpinned: bool = ClientSection.allow_unpinned
     require_rerandomised_tags: bool = ClientSection.require_rerandomised_tags
     require_padded_regions: bool = ClientSection.require_padded_regions
+    metrics_port: int = ClientSection.metrics_port  # 0: no metrics endpoint
+    metrics_address: str = ClientSection.metrics_address
 
 
 def _tls(path: Path, section: TlsSection, insecure: bool) -> TlsFiles | None:
@@ -363,6 +377,8 @@ def load_client_config(path: Path, *, insecure: bool = False) -> ClientConfig:
         allow_unpinned=client.allow_unpinned,
         require_rerandomised_tags=client.require_rerandomised_tags,
         require_padded_regions=client.require_padded_regions,
+        metrics_port=client.metrics_port,
+        metrics_address=client.metrics_address,
     )
 
 
@@ -388,6 +404,8 @@ def client_sections(config: ClientConfig) -> dict[str, object]:
             allow_unpinned=config.allow_unpinned,
             require_rerandomised_tags=config.require_rerandomised_tags,
             require_padded_regions=config.require_padded_regions,
+            metrics_port=config.metrics_port,
+            metrics_address=config.metrics_address,
         ),
         "tls": _tls_section(config.tls),
         "data": DataSection(

@@ -81,6 +81,7 @@ from monoculture.core.rerandomise import check_public_key as check_rerandomise_k
 from monoculture.core.timing import POLL_BACKOFF, SYSTEM_CLOCK, Clock, retry
 from monoculture.core.wire import ListAddress, round_tag_size
 from monoculture.memory import peak_rss_bytes
+from monoculture.observe import Metrics
 from monoculture.transport import channel, named_retry_delay, warn_insecure
 from monoculture.v1 import monoculture_pb2 as pb
 from monoculture.v1 import monoculture_pb2_grpc as pb_grpc
@@ -350,6 +351,10 @@ class CompanyDaemon:
         workers = config.workers or os.cpu_count() or 1
         self._blinder: Blinder = BlindingPool(workers) if workers > 1 else INLINE
         self._rounds_ended = 0
+        self.metrics = Metrics()
+        if config.metrics_port:
+            bound = self.metrics.serve(config.metrics_address, config.metrics_port)
+            log.info("%s: metrics on http://%s:%d/metrics", config.company, config.metrics_address, bound)
 
     @property
     def company(self) -> str:
@@ -379,6 +384,7 @@ class CompanyDaemon:
 
     def close(self) -> None:
         self._link.close()
+        self.metrics.close()
         if isinstance(self._blinder, BlindingPool):
             self._blinder.close()
 
@@ -426,14 +432,15 @@ class CompanyDaemon:
             log.error("%s: ignored %s from the coordinator: %s", self.company, kind, exc.message)
             return
         try:
-            if kind == "join_round":
-                self._join(response.join_round)
-            elif kind == "blind_list":
-                self._blind(response.blind_list)
-            elif kind == "pair_keys":
-                self._confirm(response.pair_keys)
-            elif kind == "round_ended":
-                self._end(response.round_ended)
+            with self.metrics.timed(kind):
+                if kind == "join_round":
+                    self._join(response.join_round)
+                elif kind == "blind_list":
+                    self._blind(response.blind_list)
+                elif kind == "pair_keys":
+                    self._confirm(response.pair_keys)
+                elif kind == "round_ended":
+                    self._end(response.round_ended)
         except grpc.RpcError as exc:
             log.error("%s: the coordinator refused a step: %s", self.company, exc.details())
         except MonocultureError as exc:  # a step that cannot go on is logged; the daemon serves on
@@ -883,6 +890,7 @@ class CompanyDaemon:
                     receiver, work.round_id, self.company, work.list_owner, work.hop
                 )
             outgoing = self._blinded(company_round, work)
+            self.metrics.elements_blinded.inc(len(outgoing))
         except RelayFault as exc:
             self._withdraw(work.round_id, f"{target.describe()}: {exc.message}", exc.where, exc.evidence)
             return
@@ -917,6 +925,8 @@ class CompanyDaemon:
             return receipt
 
         receipt = self._retrying(f"upload of {target.describe()}", upload)
+        self.metrics.bytes_uploaded.inc(sent[0])
+        self.metrics.hops_uploaded.inc()
         counts.bytes_uploaded += sent[0]
         counts.elements_uploaded += receipt.elements
         counts.largest_list = max(counts.largest_list, receipt.elements)
@@ -1072,6 +1082,7 @@ class CompanyDaemon:
         self, round_id: str, reason: str, blamed: str = "", evidence: pb.BlameEvidence | None = None
     ) -> None:
         log.error("%s: withdrawing from round %s: %s", self.company, round_id, reason)
+        self.metrics.withdrawals.inc()
         request = pb.WithdrawRequest(
             round_id=round_id, company=self.company, reason=reason, blamed=blamed, evidence=evidence
         )

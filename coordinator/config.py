@@ -22,6 +22,7 @@ from monoculture.core.config import (
     resolve_path,
 )
 from monoculture.core.errors import ConfigError
+from monoculture.observe import check_metrics_address
 from monoculture.transport import TlsFiles
 
 MIN_WORKERS = 4  # below this, long polls could hold every gRPC thread
@@ -52,6 +53,16 @@ class CoordinatorSection:
             f"(at least {MIN_WORKERS}, and 3 x [limits] max_calls_per_company)."
         },
     )
+    metrics_port: int = field(
+        default=0,
+        metadata={
+            "doc": "Serve Prometheus metrics (rounds by phase, hops, bytes, refusals, epsilon spent) on\n"
+            "this port; 0 = off (the default). No id or failure bit is ever exported."
+        },
+    )
+    metrics_address: str = field(
+        default="127.0.0.1", metadata={"doc": "The metrics endpoint's address (loopback by default)."}
+    )
     database: str = field(
         default="coordinator-state/coordinator.sqlite",
         metadata={
@@ -64,6 +75,7 @@ class CoordinatorSection:
         """Enough worker threads."""
         if self.max_workers < MIN_WORKERS:
             raise ConfigError(f"max_workers must be at least {MIN_WORKERS}")
+        check_metrics_address(self.metrics_address, self.metrics_port, "[coordinator]")
 
 
 @dataclass(frozen=True)
@@ -257,6 +269,8 @@ class CoordinatorConfig:
     record_dir: Path | None = None  # test aid: keep a copy of everything stored; record_dir ""
     max_workers: int = CoordinatorSection.max_workers
     database: Path = Path(CoordinatorSection.database)
+    metrics_port: int = CoordinatorSection.metrics_port  # 0: no metrics endpoint
+    metrics_address: str = CoordinatorSection.metrics_address
     tls: TlsFiles | None = None  # None only with --insecure
     limits: Limits = field(default_factory=Limits)
     release: ReleasePolicy = field(default_factory=ReleasePolicy)
@@ -292,6 +306,8 @@ def load_coordinator_config(path: Path, *, insecure: bool = False) -> Coordinato
         record_dir=optional_path(path, values.record_dir),
         max_workers=values.max_workers,
         database=resolve_path(path, values.database),
+        metrics_port=values.metrics_port,
+        metrics_address=values.metrics_address,
         tls=tls,
         limits=read_section(path, document, "limits", Limits),
         release=release.policy(),
@@ -316,6 +332,8 @@ def coordinator_sections(config: CoordinatorConfig) -> dict[str, object]:
             record_dir=path_value(config.record_dir),
             max_workers=config.max_workers,
             database=str(config.database),
+            metrics_port=config.metrics_port,
+            metrics_address=config.metrics_address,
         ),
         "tls": _tls_section(config.tls),
         "limits": config.limits,

@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,7 @@ from monoculture.core.relay import ChunkVerifier, RelayPeer
 from monoculture.core.rerandomise import CoordinatorKey, check_sum_table
 from monoculture.core.timing import SYSTEM_CLOCK, Clock
 from monoculture.core.wire import ChunkSequence, ListAddress, chunk_content
+from monoculture.observe import CoordinatorSnapshot, Metrics, roster_epsilons
 from monoculture.v1 import monoculture_pb2 as pb
 
 log = logging.getLogger("monoculture.coordinator")
@@ -177,6 +179,8 @@ class RoundBook:
         self._dummies = dummies  # [release] dummy_epsilon (0: none), dummy_delta
         self._ca_pem = ca_pem  # None with --insecure: relay keys are then not checked
         self._recorder = recorder
+        self.metrics = Metrics()  # served by server.py when [coordinator] metrics_port is set
+        self.metrics.watch_coordinator(self.metrics_snapshot)
         self._resume()
 
     def _resume(self) -> None:
@@ -298,6 +302,16 @@ class RoundBook:
                 if not wanted or set(r.state.ring.roster) == wanted
             ]  # fmt: skip
         return sorted(rounds, key=lambda pair: pair[0].opened_at)
+
+    def metrics_snapshot(self) -> CoordinatorSnapshot:
+        """What the metrics endpoint shows: rounds by phase, list hops done, epsilon by roster."""
+        with self._changed:
+            phases = Counter(str(r.state.phase) for r in self._rounds.values())
+            hops = sum(len(r.state.done) for r in self._rounds.values())
+        spent = roster_epsilons(
+            (e.roster, e.cost.epsilon) for e in self._store.all_budget() if e.status != REFUNDED
+        )
+        return CoordinatorSnapshot(dict(phases), hops, spent)
 
     def cancel(self, round_id: str) -> RoundState:
         """End a round in flight on the auditor's word: it fails naming the auditor (the companies
@@ -591,6 +605,7 @@ class RoundBook:
             if phase != RoundPhase.RELAYING:
                 raise ProtocolError(f"round {address.round_id} is {phase}: the upload is not kept")
             self._store.put_chunk(chunk)
+        self.metrics.bytes_received.inc(chunk.ByteSize())
 
     def _check_upload(self, company: str, chunk: pb.ListChunk) -> _ExpectedUpload:
         """Is this upload expected now? Returns whom it must be sealed to and whose signature

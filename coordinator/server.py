@@ -176,6 +176,9 @@ def start_server(
     if port == 0:
         raise ConfigError(f"cannot listen on {config.listen!r} (address in use or invalid)")
     server.start()
+    if config.metrics_port:
+        bound = book.metrics.serve(config.metrics_address, config.metrics_port)
+        log.info("metrics on http://%s:%d/metrics", config.metrics_address, bound)
     threading.Thread(target=_watch_deadlines, args=(book,), daemon=True).start()
     for name in ("", *SERVICE_NAMES):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

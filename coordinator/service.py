@@ -65,6 +65,13 @@ def _details(error: MonocultureError) -> str:
     return f"{error}; what to do: {error.hint}" if error.hint else str(error)
 
 
+def _count_refusal(servicer: Any, code: grpc.StatusCode) -> None:
+    book = getattr(servicer, "_book", None)
+    metrics = getattr(book, "metrics", None)
+    if metrics is not None:
+        metrics.refusals.labels(code.name).inc()
+
+
 def _name_retry_delay(context: grpc.ServicerContext, exc: MonocultureError) -> None:
     """A rate refusal says, in trailing metadata, when the call would be admitted."""
     if isinstance(exc, LimitExceeded) and exc.retry_after is not None:
@@ -89,6 +96,7 @@ def answers_errors(
                     yield from method(self, request, context)
                 except MonocultureError as exc:
                     _name_retry_delay(context, exc)
+                    _count_refusal(self, status_code(exc, default))
                     context.abort(status_code(exc, default), _details(exc))
 
             return cast(Method, streaming)
@@ -99,6 +107,7 @@ def answers_errors(
                 return method(self, request, context)
             except MonocultureError as exc:
                 _name_retry_delay(context, exc)
+                _count_refusal(self, status_code(exc, default))
                 context.abort(status_code(exc, default), _details(exc))
 
         return cast(Method, unary)

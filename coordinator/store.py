@@ -349,6 +349,12 @@ class RoundStore:
             rows = self._db.execute(_SELECT_BUDGET + " WHERE roster = ? ORDER BY rowid", (roster,)).fetchall()
         return [_budget_entry(row) for row in rows]
 
+    def all_budget(self) -> list[BudgetEntry]:
+        """Every round of every roster in the ledger, oldest first."""
+        with self._lock:
+            rows = self._db.execute(_SELECT_BUDGET + " ORDER BY rowid").fetchall()
+        return [_budget_entry(row) for row in rows]
+
     def round_budget(self, round_id: str) -> BudgetEntry | None:
         """The ledger line of one round (None for a round opened before the ledger existed)."""
         with self._lock:

@@ -107,6 +107,7 @@ def start_coordinator(
     started: list[subprocess.Popen[bytes]] | None = None,
     max_epsilon_per_roster: float | None = None,
     dummy_epsilon: float = 0.0,
+    metrics_port: int = 0,
 ) -> str:
     """Start `monoculture coordinator serve` on port 0; returns its address.
 
@@ -131,6 +132,7 @@ def start_coordinator(
             else max_epsilon_per_roster
         ),
         dummy_epsilon=dummy_epsilon,
+        metrics_port=metrics_port,
     )
     config = workdir / "coordinator.toml"
     config.write_text(render_toml(coordinator_sections(settings), comments=False), encoding="utf-8")
@@ -160,6 +162,7 @@ def start_company(
     workers: int = 1,
     peers: Mapping[str, str] | None = None,
     program: list[str] | None = None,
+    metrics_port: int = 0,
 ) -> subprocess.Popen[bytes]:
     """Start `monoculture client run` for one company (`tls` None: --insecure).
 
@@ -181,6 +184,7 @@ def start_company(
         state_dir=workdir / f"client-state-{company.name}",
         workers=workers,
         peers=local_peers(tls.cert_file.parent) if peers is None and tls is not None else (peers or {}),
+        metrics_port=metrics_port,
     )
     config = workdir / f"client-{company.name}.toml"
     config.write_text(render_toml(client_sections(settings), comments=False), encoding="utf-8")
