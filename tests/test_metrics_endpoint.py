@@ -70,3 +70,27 @@ def test_a_metrics_address_is_checked() -> None:
         check_metrics_address("localhost:9464", 9464, "[client]")
     with pytest.raises(ConfigError, match="not a port"):
         check_metrics_address("127.0.0.1", 70000, "[coordinator]")
+
+
+def test_json_logs_are_one_object_a_line(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    args = [
+        sys.executable,
+        "-m",
+        "monoculture",
+        "--log-format",
+        "json",
+        "simulate",
+        "--insecure",  # the auditor side then logs its warning
+        "--out",
+        str(tmp_path / "r.json"),
+    ]
+    for name in NAMES:
+        args += ["--company", f"{name}={example('digit', name)}"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    assert lines and all({"time", "level", "logger", "message"} <= set(entry) for entry in lines)

@@ -27,6 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level", default=os.environ.get("MONOCULTURE_LOG_LEVEL", "INFO"),
         help="log level of daemons and progress (env MONOCULTURE_LOG_LEVEL)",
     )  # fmt: skip
+    parser.add_argument(
+        "--log-format", choices=("text", "json"), default=os.environ.get("MONOCULTURE_LOG_FORMAT", "text"),
+        help="json: one JSON object per log line, for log collectors (env MONOCULTURE_LOG_FORMAT)",
+    )  # fmt: skip
     commands = parser.add_subparsers(dest="command", required=True)
     simulate.add_parser(commands)
     daemons.add_parsers(commands)
@@ -39,13 +43,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time (UTC, ISO 8601), level, logger, message (and the exception)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+        from datetime import UTC, datetime
+
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname, "logger": record.name, "message": record.getMessage(),
+        }  # fmt: skip
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    if args.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
     try:
         return int(args.handler(args))
     except MonocultureError as exc:
