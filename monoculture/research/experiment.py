@@ -357,7 +357,10 @@ def run_experiment(experiment: Experiment, out: Path, progress: Progress = print
 
 
 def summarise(experiment: Experiment, runs: Sequence[RegimeRun]) -> dict[str, Any]:
-    """H per regime (per seed and mean) and the paired comparison of every regime with the first."""
+    """Per regime: H per seed, the mean H (over the seeds where it is defined, said so), the mean
+    failure rate and S; and the paired comparison of every regime with the first, and of
+    fine-tune with scratch (the like-for-like contrast: the same network class, shared weights
+    or not)."""
     k = len(experiment.companies)
     by = {(r.regime, r.seed): r for r in runs}
     regimes: dict[str, Any] = {}
@@ -365,20 +368,30 @@ def summarise(experiment: Experiment, runs: Sequence[RegimeRun]) -> dict[str, An
         mine = [by[(regime, s)] for s in experiment.seeds]
         hs = [r.result.get("homogenization") for r in mine]
         defined = [h for h in hs if h is not None]
+        rates = [r for run in mine for r in (run.result.get("failure_rates") or {}).values() if r is not None]
+        systemic = [run.result.get("systemic_failure_rate") for run in mine]
         regimes[regime] = {
             "homogenization": {str(s): h for s, h in zip(experiment.seeds, hs, strict=True)},
             "mean_homogenization": float(np.mean(defined)) if defined else None,
+            "seeds_with_h": len(defined),
+            "mean_failure_rate": float(np.mean(rates)) if rates else None,
+            "mean_systemic_failure_rate": float(np.mean([v for v in systemic if v is not None]))
+            if any(v is not None for v in systemic)
+            else None,
             "mean_accuracy": {
                 c.name: float(np.mean([r.accuracy[c.name] for r in mine])) for c in experiment.companies
             },
             "shared_individuals": {str(r.seed): r.result["shared_individuals"] for r in mine},
         }
     baseline = experiment.regimes[0]
+    pairs_to_compare = [(regime, baseline) for regime in experiment.regimes[1:]]
+    if "fine-tune" in experiment.regimes and "scratch" in experiment.regimes:
+        pairs_to_compare.append(("fine-tune", "scratch"))
     comparisons = {}
-    for regime in experiment.regimes[1:]:
-        pairs = [(by[(baseline, s)].patterns, by[(regime, s)].patterns) for s in experiment.seeds]
+    for regime, against in pairs_to_compare:
+        pairs = [(by[(against, s)].patterns, by[(regime, s)].patterns) for s in experiment.seeds]
         rng = np.random.default_rng(list(experiment.seeds))
-        comparisons[f"{regime} vs {baseline}"] = paired_difference(pairs, k, rng=rng).to_dict()
+        comparisons[f"{regime} vs {against}"] = paired_difference(pairs, k, rng=rng).to_dict()
     return {
         "dataset": experiment.source,
         "companies": [c.name for c in experiment.companies],
@@ -395,6 +408,12 @@ def _f(value: Any) -> str:
     )
 
 
+def _p(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return "< 0.001" if value < 0.001 else f"{value:.2g}"
+
+
 def summary_markdown(summary: dict[str, Any]) -> str:
     seeds = summary["seeds"]
     lines = [
@@ -403,19 +422,32 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         f"Companies: {', '.join(summary['companies'])}; seeds {', '.join(map(str, seeds))}; "
         f"{'private rounds' if summary['private'] else 'plaintext'}.",
         "",
-        "| regime | " + " | ".join(f"H, seed {s}" for s in seeds) + " | mean H | mean accuracy |",
-        "|---|" + "---|" * (len(seeds) + 2),
-    ]
+        "| regime | " + " | ".join(f"H, seed {s}" for s in seeds)
+        + " | mean H | mean fail_i | mean S | mean accuracy |",
+        "|---|" + "---|" * (len(seeds) + 4),
+    ]  # fmt: skip
     for regime, row in summary["regimes"].items():
         accuracy = sum(row["mean_accuracy"].values()) / len(row["mean_accuracy"])
         hs = " | ".join(_f(row["homogenization"][str(s)]) for s in seeds)
-        lines.append(f"| {regime} | {hs} | {_f(row['mean_homogenization'])} | {accuracy:.3f} |")
-    lines += ["", "| comparison | difference in H | paired 95% CI | p |", "|---|---|---|---|"]
-    for name, c in summary["comparisons"].items():
+        mean = _f(row["mean_homogenization"])
+        if row["seeds_with_h"] < len(seeds):
+            mean += f" ({row['seeds_with_h']} seeds)"
         lines.append(
-            f"| {name} | {_f(c['difference'])} | {_f(c['ci95'][0])} to {_f(c['ci95'][1])} "
-            f"| {_f(c['p_value'])} |"
+            f"| {regime} | {hs} | {mean} | {_f(row['mean_failure_rate'])} | "
+            f"{_f(row['mean_systemic_failure_rate'])} | {accuracy:.3f} |"
         )
-    lines += ["", "Difference: mean over seeds of H(regime) - H(baseline), on the same shared individuals; "
-              "paired bootstrap over them, each seed resampled on its own."]  # fmt: skip
+    lines += ["", "| comparison | difference in H | 95% CI | p |", "|---|---|---|---|"]
+    notes = []
+    for name, c in summary["comparisons"].items():
+        interval = f"{_f(c['ci95'][0])} to {_f(c['ci95'][1])}"
+        lines.append(f"| {name} | {_f(c['difference'])} | {interval} | {_p(c['p_value'])} |")
+        if c.get("note"):
+            notes.append(f"{name}: {c['note']}")
+    method = next(iter(summary["comparisons"].values()))["method"] if summary["comparisons"] else ""
+    lines += [
+        "",
+        "Difference: mean over seeds of H(regime) - H(other), on the same shared individuals; "
+        f"{method}. H = S / prod fail_i also grows as failure rates fall: read it beside fail_i and S.",
+    ]
+    lines += [f"Note: {n}" for n in notes]
     return "\n".join(lines) + "\n"

@@ -213,7 +213,7 @@ def update_markdown(summary: dict[str, Any]) -> str:
         )
     pooled = summary["pooled_h_change"]
     lines.append(
-        f"Pooled over the seeds (paired bootstrap over the same shared individuals): H changes by "
+        f"Pooled over the seeds (two-level bootstrap: seeds, then the same shared individuals): H changes by "
         f"{_f(pooled['difference'])} (95% CI {_f(pooled['ci95'][0])} to {_f(pooled['ci95'][1])}). "
         f"Flagged in {summary['flagged_seeds']} of {len(summary['seeds'])} seeds."
     )
