@@ -13,8 +13,12 @@ each other by `fingerprint`.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 from dataclasses import dataclass
 from pathlib import Path
+
+from cryptography import x509
 
 from monoculture.core.errors import ConfigError, MonocultureError
 from monoculture.core.identity import (
@@ -101,11 +105,55 @@ class SignedRequest:
     fingerprint: str
 
 
+ISSUED_FILE = "issued.json"  # the CA's record of the certificates `certs sign` issued
+
+
+def _issued(folder: Path) -> dict[str, dict[str, str]]:
+    path = folder / ISSUED_FILE
+    if not path.exists():
+        return {}
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        return {str(k): {"fingerprint": str(v["fingerprint"]), "not_after": str(v["not_after"])}
+                for k, v in record.items()}  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ConfigError(
+            f"the CA's record of issued certificates cannot be read ({exc})", where=str(path),
+            hint="restore it from a backup: it is what stops a second key under a name",
+        ) from None  # fmt: skip
+
+
+def _record_issued(folder: Path, name: str, fingerprint_: str, not_after: dt.datetime) -> None:
+    record = _issued(folder)
+    record[name] = {"fingerprint": fingerprint_, "not_after": not_after.isoformat()}
+    tmp = folder / (ISSUED_FILE + ".tmp")
+    write_public_file(tmp, (json.dumps(record, indent=1, sort_keys=True) + "\n").encode())
+    tmp.replace(folder / ISSUED_FILE)
+
+
+def _refuse_second_key(folder: Path, identity: Identity, fingerprint_: str, rotate: bool) -> None:
+    """A name that already holds a valid certificate from this CA gets no second key, unless the
+    auditor rotates it on purpose (peers pin fingerprints, so a rotation also needs new pins)."""
+    held = _issued(folder).get(str(identity))
+    if held is None or held["fingerprint"] == fingerprint_ or rotate:
+        return
+    until = dt.datetime.fromisoformat(held["not_after"])
+    if until <= dt.datetime.now(dt.UTC):
+        return
+    raise ConfigError(
+        f"{identity} already holds a valid certificate from this CA (key {held['fingerprint']}, valid "
+        f"until {until:%Y-%m-%d}); a second key under one name is what pinning exists to stop",
+        hint="if the company lost its key or rotates it on purpose, pass --rotate; its peers must then "
+        "pin the new fingerprint",
+    )
+
+
 def sign_certificate(
-    folder: Path, request_path: Path, out: Path | None = None, days: int = DEFAULT_DAYS
+    folder: Path, request_path: Path, out: Path | None = None, days: int = DEFAULT_DAYS, rotate: bool = False
 ) -> SignedRequest:
     """The auditor's side: the CA in `folder` signs a company's CSR; the key stays with
-    the company. The certificate goes to `out`, by default company-NAME.pem beside the CSR."""
+    the company. The certificate goes to `out`, by default company-NAME.pem beside the CSR.
+    A name that already holds a valid certificate with another key is refused unless `rotate`."""
     ca = _read_ca(folder)
     try:
         identity, public_key = requested_identity(read_pem(request_path))
@@ -116,9 +164,13 @@ def sign_certificate(
         )
         raise
     certificate_pem = certify(ca, identity, public_key, days=days)
+    fingerprint_ = public_key_fingerprint(certificate_pem)
+    _refuse_second_key(folder, identity, fingerprint_, rotate)
     cert_path = out if out is not None else request_path.parent / f"{_stem(identity)}.pem"
     write_public_file(cert_path, certificate_pem)
-    return SignedRequest(cert_path, identity, public_key_fingerprint(certificate_pem))
+    not_after = x509.load_pem_x509_certificate(certificate_pem).not_valid_after_utc
+    _record_issued(folder, str(identity), fingerprint_, not_after)
+    return SignedRequest(cert_path, identity, fingerprint_)
 
 
 def fingerprint(cert_path: Path) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -137,8 +138,9 @@ def test_request_then_sign_keeps_the_key_with_the_company(tmp_path: Path) -> Non
     assert list(usage) == [ExtendedKeyUsageOID.CLIENT_AUTH]
     lifetime = certificate.not_valid_after_utc - certificate.not_valid_before_utc
     assert lifetime.days == 30
-    # The auditor never held the key: nothing secret but its own CA key in its folder.
-    assert sorted(path.name for path in ca_dir.iterdir()) == ["ca.key", "ca.pem"]
+    # The auditor never held the key: nothing secret but its own CA key in its folder (and the
+    # public record of what it issued: names, key fingerprints, expiry).
+    assert sorted(path.name for path in ca_dir.iterdir()) == ["ca.key", "ca.pem", "issued.json"]
     assert not list(csr.parent.glob("*.key"))
 
     fingerprint = public_key_fingerprint(pem)
@@ -149,6 +151,22 @@ def test_request_then_sign_keeps_the_key_with_the_company(tmp_path: Path) -> Non
     assert "fingerprint: sha256:" in request_output and "certs sign" in request_output
     printed = certs("fingerprint", str(cert))
     assert printed.returncode == 0 and printed.stdout == f"{fingerprint}\n" and not printed.stderr
+
+
+def test_sign_refuses_a_second_key_under_a_certified_name_unless_rotated(tmp_path: Path) -> None:
+    """Before: the CA signed a second certificate for a company already certified, under another
+    key; nothing said so. Renewing the same key stays allowed."""
+    ca_dir, own, csr = enrol(tmp_path)
+    assert certs("sign", "--dir", str(ca_dir), str(csr)).returncode == 0
+    assert certs("sign", "--dir", str(ca_dir), str(csr)).returncode == 0  # the same key: a renewal
+    assert certs("request", "--company", "bank-a", "--dir", str(own), "--force").returncode == 0
+    csr.write_bytes((own / "company-bank-a.csr").read_bytes())  # a new key's request
+    refused(certs("sign", "--dir", str(ca_dir), str(csr)), "already holds a valid certificate", "--rotate")
+    rotated = certs("sign", "--dir", str(ca_dir), str(csr), "--rotate")
+    assert rotated.returncode == 0, rotated.stderr
+    record = json.loads((ca_dir / "issued.json").read_text())
+    new_key = private_key_fingerprint((own / "company-bank-a.key").read_bytes())
+    assert record["company bank-a"]["fingerprint"] == new_key
 
 
 def test_sign_writes_where_asked_and_needs_a_ca(tmp_path: Path) -> None:

@@ -63,6 +63,11 @@ def add_parser(commands: Commands) -> None:
         metavar="CERT.pem",
         help="where to write it (default: company-NAME.pem beside the CSR)",
     )
+    sign.add_argument(
+        "--rotate", action="store_true",
+        help="sign although the name holds a valid certificate with another key (a lost or rotated key; "
+        "its peers must pin the new fingerprint)",
+    )  # fmt: skip
     sign.set_defaults(handler=sign_request)
 
     fingerprint.add_argument("certificate", type=Path, metavar="CERT.pem")
@@ -112,7 +117,7 @@ def request_certificate(args: argparse.Namespace) -> int:
 def sign_request(args: argparse.Namespace) -> int:
     from monoculture.pki import sign_certificate
 
-    signed = sign_certificate(args.dir, args.request, args.out, args.days)
+    signed = sign_certificate(args.dir, args.request, args.out, args.days, rotate=args.rotate)
     print(f"certificate: {signed.cert_file}")
     print(f"identity:    {signed.identity}")
     print(f"fingerprint: {signed.fingerprint}")
