@@ -111,7 +111,8 @@ class ClientSection:
             "doc": "Take part only in rounds where every count the coordinator sees but the output is\n"
             "padded with DP dummies ([release] dummy_epsilon on the coordinator): rounds without\n"
             "dummies are refused, and so are rounds whose minimum list size is too small for the\n"
-            "10% rule, where regions of three to k - 1 companies would stay exact (README, 'Who sees what')."
+            "10% rule, where regions of three to k - 1 companies would stay exact (docs/USAGE.md,\n"
+            "'DP dummies: what they cost')."
         },
     )
 
@@ -146,7 +147,7 @@ class DataSection:
     )
     duplicates: str = field(
         default=InputSpec.duplicates.value,
-        metadata={"doc": f'{" | ".join(DuplicatePolicy)} (README, "Duplicate ids").'},
+        metadata={"doc": f'{" | ".join(DuplicatePolicy)} (docs/USAGE.md, "Duplicate ids").'},
     )
     max_id_length: int = field(
         default=InputSpec.max_id_length, metadata={"doc": "Longest id accepted, in UTF-8 bytes."}
@@ -176,7 +177,7 @@ class DataSection:
 
 @dataclass(frozen=True)
 class ReleaseFloorSection:
-    """The weakest release policy this company accepts, and its privacy budget (README,
+    """The weakest release policy this company accepts, and its privacy budget (docs/USAGE.md,
     "Release policy"). Every round announces its policy when the company joins; a round whose
     policy is weaker, or that would take this company over its budget, is refused before
     anything is sent, and fails naming this company and the rule. The defaults accept any
@@ -349,7 +350,7 @@ def load_client_config(path: Path, *, insecure: bool = False) -> ClientConfig:
     if tls is not None and not peers and not client.allow_unpinned:
         log.warning(
             "%s: [peers] is empty: every round will be refused; pin the companies you agree to be "
-            'measured with (README, "Deployment")',
+            'measured with (docs/USAGE.md, "Deployment")',
             path,
         )
     return ClientConfig(

@@ -160,7 +160,7 @@ class Limits:
 
 @dataclass(frozen=True)
 class ReleaseSection:
-    """What the auditor publishes (README, "Release policy")."""
+    """What the auditor publishes (docs/USAGE.md, "Release policy")."""
 
     # The keys of ReleasePolicy, with its defaults; the dp_ keys are its mechanism, epsilon, delta.
     min_shared_individuals: int = field(

@@ -1,4 +1,4 @@
-"""The DP dummies each company adds, for the README (monoculture.core.dummies).
+"""The DP dummies each company adds, for docs/USAGE.md (monoculture.core.dummies).
 
 At epsilon = 1, delta = 1e-6 for the Venn counts (eps_c = 1/2, delta_c = 5e-7 per cell,
 mu = 27): for k companies, the regions padded when every one is, the expected dummies per

@@ -45,7 +45,7 @@ def pairwise_homogenization(table: PatternTable) -> dict[str, float | None]:
 
 
 def result_dict(table: PatternTable) -> dict[str, Any]:
-    """The result JSON (README, "Result JSON") computed from the pattern table."""
+    """The result JSON (docs/STATISTICS.md, "Result JSON") computed from the pattern table."""
     n = table.shared_individuals
     names = table.companies
     failures = {name: table.failures(i) for i, name in enumerate(names)}

@@ -68,7 +68,8 @@ SMALL_COUNT = 10
 # Below this expected all-fail count under independence (N prod_i fail_i, from the observed
 # failure counts) two-sided intervals for H and S are not published, one-sided upper bounds
 # are: simulated, the two-sided mid-p interval covers 0.966 pooled over E0 in [2, 3), 0.978 in
-# [1, 2) and 0.986 below 1, against 0.952-0.956 from 3 up (README, "How well the intervals cover").
+# [1, 2) and 0.986 below 1, against 0.952-0.956 from 3 up (docs/STATISTICS.md, "How well the
+# intervals cover").
 SMALL_EXPECTED = 3.0
 # p-values are floats; below this they are reported as the floor (double precision).
 MIN_P_VALUE_FLOOR = 1e-300

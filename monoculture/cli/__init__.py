@@ -1,4 +1,4 @@
-"""The `monoculture` command line (README, "Command line"): one module per command group.
+"""The `monoculture` command line (docs/USAGE.md, "Command line"): one module per command group.
 
 Expected failures (bad input, refused requests, failed rounds) print what is
 wrong and what to do, and exit with status 2; never a traceback.

@@ -41,7 +41,7 @@ def add_input_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", default="auto", choices=["auto", "csv", "parquet"])
     parser.add_argument(
         "--duplicates", default=DuplicatePolicy.REFUSE.value, choices=[p.value for p in DuplicatePolicy],
-        help="what to do with repeated ids (default: refuse; see README)",
+        help="what to do with repeated ids (default: refuse; see docs/USAGE.md)",
     )  # fmt: skip
     parser.add_argument(
         "--group-column", metavar="NAME",

@@ -73,7 +73,7 @@ def add_parser(commands: Commands) -> None:
     open_parser.add_argument(
         "--rerandomise", action="store_true",
         help="re-randomised failure tags: the coordinator with a list's owner can then not link the "
-        "owner's ids to their final tokens (about 4 times the wall time; README, 'monoculture bench')",
+        "owner's ids to their final tokens (about 4 times the wall time; docs/USAGE.md, 'monoculture bench')",
     )  # fmt: skip
     add_group_options(
         open_parser,

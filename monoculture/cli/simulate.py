@@ -63,7 +63,7 @@ def add_parser(commands: Commands) -> None:
     sim.add_argument(
         "--rerandomise", action="store_true",
         help="re-randomised failure tags: no final tag can be followed back to its owner's id "
-        "(about 4 times the wall time; README, 'monoculture bench')",
+        "(about 4 times the wall time; docs/USAGE.md, 'monoculture bench')",
     )  # fmt: skip
     add_group_options(
         sim,

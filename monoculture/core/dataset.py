@@ -31,7 +31,7 @@ _EXAMPLES = 5
 
 
 class DuplicatePolicy(StrEnum):
-    """What to do with an id that appears on more than one row (README, "Duplicate ids")."""
+    """What to do with an id that appears on more than one row (docs/USAGE.md, "Duplicate ids")."""
 
     REFUSE = "refuse"  # default: stop and show the repeats
     KEEP_FIRST = "keep-first"  # the first row of an id wins
@@ -567,5 +567,5 @@ def _duplicate_error(
         message,
         where=str(spec.path),
         hint="make ids unique, or choose a duplicate policy: duplicates = "
-        "'keep-first' | 'any-failed' | 'drop-conflicting' (--duplicates; see README)",
+        "'keep-first' | 'any-failed' | 'drop-conflicting' (--duplicates; see docs/USAGE.md)",
     )

@@ -107,7 +107,7 @@ def run_bench(
     pool_ids: int = 16 * 2048,
     rerandomise: bool = False,
 ) -> int:
-    """Print every figure of README, "monoculture bench"; exit status 1 if the result is not exact.
+    """Print every figure of docs/USAGE.md, "monoculture bench"; exit status 1 if the result is not exact.
 
     `cost_sample`: ids per measurement of one operation's cost; `pool_ids`: ids blinded to
     show what the worker pool gives one company (smaller is quicker and noisier)."""

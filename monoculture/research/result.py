@@ -4,7 +4,7 @@ The figures are attributes (`homogenization`, `failure_rates`, ...), tables come
 DataFrames (`to_frame`, `patterns`, `pairwise`, `groups`), and the plots return matplotlib
 objects (`plot_*`, drawn by monoculture.report.plots, the same figures as the HTML report).
 Nothing is computed here that the coordinator does not compute: every figure is read from the
-result JSON (README, "Result JSON"), so a round's result and a plaintext one read alike.
+result JSON (docs/STATISTICS.md, "Result JSON"), so a round's result and a plaintext one read alike.
 pandas and matplotlib are imported on first use.
 """
 
