@@ -262,7 +262,7 @@ global___DummyPolicy = DummyPolicy
 
 @typing.final
 class ReleasePolicy(google.protobuf.message.Message):
-    """What a round may publish (README, "Release policy"; the coordinator's [release])."""
+    """What a round may publish (docs/USAGE.md, "Release policy"; the coordinator's [release])."""
 
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
@@ -887,7 +887,7 @@ class RoundResult(google.protobuf.message.Message):
     round_id: builtins.str
     phase: builtins.str
     result_json: builtins.str
-    """see README, "Result JSON" """
+    """see docs/STATISTICS.md, "Result JSON" """
     def __init__(
         self,
         *,
