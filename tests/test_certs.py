@@ -310,3 +310,32 @@ def test_reissue_leaves_a_once_readable_key_0600(tmp_path: Path) -> None:
     assert (own / "company-bank-a.key").stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "ca.key").stat().st_mode & 0o777 == 0o600
     assert not [path for path in tmp_path.rglob(".*.tmp")]  # no temporary file left behind
+
+
+def test_a_certificate_close_to_expiry_is_warned_about_at_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Expiry is warned about ahead of time: a daemon starting with a certificate that has less
+    than 30 days left says so, naming the file and how to renew."""
+    import datetime as dt
+
+    from monoculture.core.identity import EXPIRY_WARNING_DAYS, expiry_warning
+
+    ca = create_ca()
+    fresh = issue(ca, Identity(Role.COMPANY, "bank-a"), days=365).certificate_pem
+    short = issue(ca, Identity(Role.COMPANY, "bank-a"), days=10).certificate_pem
+    assert expiry_warning(fresh) is None
+    warning = expiry_warning(short)
+    assert warning is not None and "expires in" in warning and "certs request" in warning
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=11)
+    assert "has expired" in (expiry_warning(short, later) or "")
+    assert EXPIRY_WARNING_DAYS == 30
+    from monoculture.cli.daemons import _warn_expiry
+    from monoculture.pki import issue_certificate, local_deployment
+
+    local_deployment(tmp_path / "certs", ["bank-a"])
+    files = issue_certificate(tmp_path / "certs", Identity(Role.COMPANY, "bank-a"), days=5)
+    with caplog.at_level("WARNING"):
+        _warn_expiry(files)  # what `client run` and `coordinator serve` do at start
+    assert any("expires in 4 days" in r.message or "expires in 5 days" in r.message for r in caplog.records)
+    assert str(files.cert_file) in caplog.text

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from monoculture.cli.common import Commands, add_insecure
 from monoculture.memory import return_freed_buffers
+from monoculture.transport import TlsFiles
 
 
 def add_parsers(commands: Commands) -> None:
@@ -25,12 +27,25 @@ def add_parsers(commands: Commands) -> None:
     run.set_defaults(handler=run_client)
 
 
+def _warn_expiry(tls: TlsFiles | None) -> None:
+    """Say, at start, when this party's certificate expires within 30 days."""
+    if tls is None:
+        return
+    from monoculture.core.identity import expiry_warning, read_pem
+
+    warning = expiry_warning(read_pem(tls.cert_file))
+    if warning is not None:
+        logging.getLogger("monoculture").warning("%s: %s", tls.cert_file, warning)
+
+
 def serve_coordinator(args: argparse.Namespace) -> int:
     from monoculture.coordinator.config import load_coordinator_config
     from monoculture.coordinator.server import serve
 
     return_freed_buffers()  # a long-lived daemon: lists freed must not stay resident
-    return serve(load_coordinator_config(args.config, insecure=args.insecure))
+    config = load_coordinator_config(args.config, insecure=args.insecure)
+    _warn_expiry(config.tls)
+    return serve(config)
 
 
 def run_client(args: argparse.Namespace) -> int:
@@ -38,4 +53,6 @@ def run_client(args: argparse.Namespace) -> int:
     from monoculture.client.daemon import CompanyDaemon
 
     return_freed_buffers()
-    return CompanyDaemon(load_client_config(args.config, insecure=args.insecure)).run()
+    config = load_client_config(args.config, insecure=args.insecure)
+    _warn_expiry(config.tls)
+    return CompanyDaemon(config).run()

@@ -272,6 +272,27 @@ def verify_certificate(certificate_pem: bytes, ca_pem: bytes) -> Identity:
     return identity_of(certificate_pem)
 
 
+EXPIRY_WARNING_DAYS = 30  # a daemon starting with less validity left than this says so
+
+
+def expiry_warning(certificate_pem: bytes, now: dt.datetime | None = None) -> str | None:
+    """What to say when a certificate expires within EXPIRY_WARNING_DAYS (or has expired), or
+    None. Renew before then: a party whose certificate expires mid-round is refused by the TLS
+    handshake and the round fails on its deadline."""
+    certificate = x509.load_pem_x509_certificate(certificate_pem)
+    left = certificate.not_valid_after_utc - (now or _now())
+    if left.total_seconds() <= 0:
+        ended = certificate.not_valid_after_utc
+        return f"the certificate {identity_of(certificate_pem)} has expired ({ended:%Y-%m-%d})"
+    if left.days < EXPIRY_WARNING_DAYS:
+        return (
+            f"the certificate {identity_of(certificate_pem)} expires in {left.days} days "
+            f"({certificate.not_valid_after_utc:%Y-%m-%d}): renew it (`monoculture certs request`, "
+            "then the auditor's `certs sign`) before it does"
+        )
+    return None
+
+
 FINGERPRINT_PREFIX = "sha256:"
 
 
