@@ -648,11 +648,7 @@ class CompanyDaemon:
 
     def _release_refusals(self, join: pb.JoinRound) -> tuple[RoundCost, list[str]]:
         """The round's cost and every reason this company refuses it (none: it accepts)."""
-        floor = self.config.release_floor
-        if not join.HasField("release_policy"):
-            # Refused at join already (an attacker review found such a round accepted at no charge,
-            # with dummies at an epsilon that left the padded size exact); never taken as free.
-            return RoundCost(0.0, 0.0), ["the coordinator announced no release policy"]
+        floor = self.config.release_floor  # a round without a release policy was refused at join
         announced = join.release_policy
         policy = ReleasePolicy(
             announced.min_shared_individuals, announced.min_cell_count, announced.dp_mechanism,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy.stats import chi2
 
-from monoculture.analysis.dp_inference import _bits, noisy_release
+from monoculture.analysis.dp_inference import noisy_release, pattern_bits
 from monoculture.analysis.privacy import THRESHOLD_FAILURE_PROBABILITY, NoiseMechanism
 from monoculture.analysis.release import ReleasePolicy, release
 from monoculture.analysis.table import PatternTable
@@ -105,7 +105,7 @@ def test_a_large_enough_population_is_published_with_estimates() -> None:
 
 def _population(rates: list[float], hard: float) -> np.ndarray:
     """Cell probabilities: a share `hard` failed by everyone, the rest independently."""
-    bits = _bits(len(rates))
+    bits = pattern_bits(len(rates))
     rate = np.asarray(rates)
     independent = np.prod(np.where(bits == 1, rate, 1 - rate), axis=1)
     joint = np.zeros(len(independent))
@@ -120,7 +120,7 @@ def test_coverage_and_size_under_dp(hard: float, epsilon: float) -> None:
     rng = np.random.default_rng(int(hard * 100 + epsilon * 10))
     rates = [0.3, 0.2, 0.25]
     probabilities = _population(rates, hard)
-    bits = _bits(3)
+    bits = pattern_bits(3)
     failure = probabilities @ bits
     truth = probabilities[-1] / np.prod(failure)
     mechanism = NoiseMechanism.calibrated("discrete-laplace", epsilon)
@@ -153,7 +153,7 @@ def test_the_failure_rate_interval_counts_the_noise_shared_with_n() -> None:
 
     rng = np.random.default_rng(101)
     probabilities = _population([0.3, 0.2, 0.25], 0.0)
-    bits = _bits(3)
+    bits = pattern_bits(3)
     mechanism = NoiseMechanism.calibrated("discrete-laplace", 0.1)
     covered, reps = 0, 1000
     for _ in range(reps):
@@ -173,7 +173,7 @@ def test_small_counts_under_dp_give_one_sided_bounds_that_cover() -> None:
 
     rng = np.random.default_rng(55)
     probabilities = _population([0.3, 0.2, 0.25, 0.35, 0.15], 0.0)
-    failure = probabilities @ _bits(5)
+    failure = probabilities @ pattern_bits(5)
     truth_h = probabilities[-1] / np.prod(failure)
     mechanism = NoiseMechanism.calibrated("discrete-laplace", 1.0)
     bounded = h_covered = 0

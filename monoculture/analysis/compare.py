@@ -21,23 +21,19 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from monoculture.analysis.dp_inference import Figures, pattern_bits
+
 REPLICATES = 2000
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 
 
 def h_of_counts(counts: npt.ArrayLike, parties: int) -> FloatArray:
-    """H for each row of pattern counts (shape (..., 2^k)); NaN where undefined."""
+    """H for each row of pattern counts (shape (..., 2^k)); NaN where undefined (dp_inference's
+    Figures, which computes every figure of many tables at once)."""
     table = np.asarray(counts, dtype=np.float64)
-    n = table.sum(axis=-1)
-    index = np.arange(2**parties)
-    product = np.ones(table.shape[:-1])
-    for company in range(parties):
-        bit = (index >> (parties - 1 - company)) & 1
-        product = product * (table[..., bit == 1].sum(axis=-1) / np.where(n > 0, n, np.nan))
-    s = table[..., -1] / np.where(n > 0, n, np.nan)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(product > 0, s / product, np.nan)
+    figures = Figures.of(table.reshape(-1, 2**parties), pattern_bits(parties))
+    return figures.homogenization().reshape(table.shape[:-1])
 
 
 MAX_DROPPED = 0.01  # replicates with H undefined above this share: no interval (it would be biased)

@@ -73,7 +73,7 @@ TEST_METHOD = (
 )
 
 
-def _bits(parties: int) -> IntArray:
+def pattern_bits(parties: int) -> IntArray:
     """(2^k, k) matrix: row = pattern index, column i = company i's failure bit."""
     cells = np.arange(2**parties)[:, None]
     shifts = parties - 1 - np.arange(parties)[None, :]
@@ -278,7 +278,7 @@ def _noise_cdf_below(values: IntArray, support: IntArray, pmf: FloatArray) -> Fl
 
 def _null_probabilities(rates: FloatArray) -> FloatArray:
     """Cell probabilities when companies fail independently at `rates`."""
-    bits = _bits(len(rates))
+    bits = pattern_bits(len(rates))
     return np.asarray(np.prod(np.where(bits == 1, rates, 1 - rates), axis=1), dtype=np.float64)
 
 
@@ -328,7 +328,7 @@ def noisy_inference(
     H = 1 for a noisy table (result JSON keys)."""
     rng = rng or np.random.default_rng()
     parties = len(companies)
-    bits = _bits(parties)
+    bits = pattern_bits(parties)
     noisy = np.asarray(noisy_cells, dtype=np.int64)
     observed = Figures.of(noisy, bits)
     n, probabilities = _fitted(noisy)
@@ -381,7 +381,7 @@ def _noisy_test(
 
 def _pairwise(figures: Figures, cells: IntArray, companies: Sequence[str]) -> dict[str, float | None]:
     n, failures = float(figures.n[0]), figures.failures[0]
-    bits = _bits(len(companies))
+    bits = pattern_bits(len(companies))
     pairs: dict[str, float | None] = {}
     for a in range(len(companies)):
         for b in range(a + 1, len(companies)):
@@ -418,7 +418,7 @@ def noisy_result(
     estimate, and clamping it at 0 would bias every figure built on it upwards.
     """
     parties = len(companies)
-    bits = _bits(parties)
+    bits = pattern_bits(parties)
     cells = np.asarray(noisy_cells, dtype=np.int64)
     figures = Figures.of(cells, bits)
     rates = figures.rates()[0]

@@ -71,8 +71,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import nacl.bindings as sodium
 import numpy as np
@@ -84,6 +85,8 @@ from monoculture.core.keystream import random_bytes
 from monoculture.core.masks import Digests, check_pair_keys, lane_values, values_to_ints
 from monoculture.core.protocol import MAX_GROUP_LABELS, MAX_PARTIES
 from monoculture.core.psi_crypto import InvalidPoint
+
+T = TypeVar("T")
 
 GROUP_ORDER = 2**252 + 27742317777372353535851937790883648493  # L, of edwards25519's subgroup
 POINT_BYTES = 32
@@ -270,21 +273,33 @@ def tags_decode(tags: bytes) -> bool:
     return len(tags) % ELGAMAL_TAG_SIZE == 0
 
 
+def _per_thread(columns: Sequence[bytes], threads: int) -> list[list[bytes]]:
+    """Tag buffers of equal count cut, at whole tags, into one part per thread (0: one per core):
+    a single part when one thread (or one part) will do."""
+    count = len(columns[0]) // ELGAMAL_TAG_SIZE
+    threads = threads or os.cpu_count() or 1
+    step = max(1, -(-count // threads))
+    if threads == 1 or count <= step:
+        return [list(columns)]
+    width = ELGAMAL_TAG_SIZE
+    return [[c[at * width : (at + step) * width] for c in columns] for at in range(0, count, step)]
+
+
+def _over_threads(work: Callable[[list[bytes]], T], parts: list[list[bytes]]) -> list[T]:
+    """`work` on every part, one thread a part (libsodium runs without Python's lock)."""
+    if len(parts) == 1:
+        return [work(parts[0])]
+    with ThreadPoolExecutor(len(parts)) as pool:
+        return list(pool.map(work, parts))
+
+
 def invalid_tag_points(tags: bytes, threads: int = 0) -> bool:
     """Whether any point of these tags is one a relay refuses (`tags_decode`), checked over
-    `threads` threads (0: one per core; libsodium runs without Python's lock). The coordinator
-    checks every tag of a final list with it: about 36 us per point on one core of this
-    project's test machine."""
-    count = len(tags) // ELGAMAL_TAG_SIZE
-    if len(tags) != count * ELGAMAL_TAG_SIZE:
+    `threads` threads (0: one per core). The coordinator checks every tag of a final list with
+    it: about 36 us per point on one core of this project's test machine."""
+    if len(tags) % ELGAMAL_TAG_SIZE:
         return True
-    threads = threads or os.cpu_count() or 1
-    step = max(1, -(-count // threads)) * ELGAMAL_TAG_SIZE
-    if threads == 1 or len(tags) <= step:
-        return not tags_decode(tags)
-    with ThreadPoolExecutor(threads) as pool:
-        parts = [tags[at : at + step] for at in range(0, len(tags), step)]
-        return not all(pool.map(tags_decode, parts))
+    return not all(_over_threads(lambda part: tags_decode(part[0]), _per_thread([tags], threads)))
 
 
 def check_sum_table(k: int, group_count: int) -> None:
@@ -340,18 +355,11 @@ class CoordinatorKey:
         count = len(columns[0]) // ELGAMAL_TAG_SIZE
         if any(len(c) != count * ELGAMAL_TAG_SIZE for c in columns):
             raise ValueError("every list gives one tag per shared individual")
-        threads = threads or os.cpu_count() or 1
-        step = max(1, -(-count // threads))
-        if threads == 1 or count <= step:
-            return self._decrypt(columns, table)
-        width = ELGAMAL_TAG_SIZE
-        slices = [[c[at * width : (at + step) * width] for c in columns] for at in range(0, count, step)]
         patterns, codes, bad = [], [], 0
-        with ThreadPoolExecutor(threads) as pool:
-            for part in pool.map(lambda part: self._decrypt(part, table), slices):
-                patterns += part[0]
-                codes += part[1]
-                bad += part[2]
+        for part in _over_threads(lambda part: self._decrypt(part, table), _per_thread(columns, threads)):
+            patterns += part[0]
+            codes += part[1]
+            bad += part[2]
         return patterns, codes, bad
 
     def _decrypt(self, columns: Sequence[bytes], table: SumTable) -> tuple[list[int], list[int], int]:

@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from monoculture.analysis.groups import plaintext_group_tables, with_groups
+from monoculture.analysis.metrics import result_dict
 from monoculture.analysis.release import ReleasePolicy, release
 from monoculture.analysis.table import plaintext_table
-from monoculture.core.dataset import InputSpec, load_records
+from monoculture.core.dataset import CompanyRecords, InputSpec, load_records
 from monoculture.core.errors import ConfigError, MonocultureError
 from monoculture.research.result import Result
 
@@ -76,11 +77,14 @@ def measure(
                         group_column if name == groups_from else None)
             for name, value in data.items()
         }  # fmt: skip
-        labels = _labels(specs, groups_from, group_labels)
+        # Read and checked once, before any process starts: the private round gets the CLI's errors
+        # (naming the company and row) and the plaintext figures are counted from these records.
+        records = {name: _records(name, spec, groups=name == groups_from) for name, spec in specs.items()}
+        labels = _labels(records, specs, groups_from, group_labels)
         if private:
             raw = _private(specs, Path(folder), policy, groups_from or "", labels, rerandomise, timeout)
         else:
-            raw = _plaintext(specs, policy, groups_from or "", labels)
+            raw = plaintext_result(records, groups_from or "", labels, policy)
     return Result(raw, private=private)
 
 
@@ -159,18 +163,26 @@ def _plain(value: Any) -> Any:
 
 
 def _labels(
-    specs: Mapping[str, InputSpec], groups_from: str | None, given: Sequence[str] | None
+    records: Mapping[str, CompanyRecords],
+    specs: Mapping[str, InputSpec],
+    groups_from: str | None,
+    given: Sequence[str] | None,
 ) -> tuple[str, ...]:
+    """The declared labels (default: those of the groups company's data, sorted), each label of
+    its data among them."""
     if not groups_from:
         return ()
-    if given is not None:
-        return tuple(given)
-    records = _records(groups_from, specs[groups_from], groups=True)
-    assert records.groups is not None
-    return tuple(sorted(set(records.groups.labels)))
+    column = records[groups_from].groups
+    assert column is not None  # read with groups=True
+    labels = tuple(given) if given is not None else tuple(sorted(set(column.labels)))
+    try:
+        column.round_codes(labels, where=str(specs[groups_from].path))
+    except MonocultureError as exc:
+        raise _named(exc, groups_from, specs[groups_from]) from None
+    return labels
 
 
-def _records(name: str, spec: InputSpec, groups: bool = False) -> Any:
+def _records(name: str, spec: InputSpec, groups: bool = False) -> CompanyRecords:
     try:
         return load_records(spec, groups=groups)
     except MonocultureError as exc:
@@ -184,23 +196,21 @@ def _named(exc: MonocultureError, name: str, spec: InputSpec) -> MonocultureErro
     return exc.for_party(name)
 
 
-def _plaintext(
-    specs: Mapping[str, InputSpec], policy: ReleasePolicy, groups_from: str, labels: Sequence[str]
+def plaintext_result(
+    records: Mapping[str, CompanyRecords],
+    groups_from: str,
+    labels: Sequence[str],
+    policy: ReleasePolicy | None = None,
 ) -> dict[str, Any]:
-    names = list(specs)
-    outcomes, group_of = [], {}
-    for name, spec in specs.items():
-        records = _records(name, spec, groups=name == groups_from)
-        if records.groups is not None:
-            try:
-                records.groups.round_codes(labels, where=str(spec.path))
-            except MonocultureError as exc:
-                raise _named(exc, name, spec) from None
-            group_of = records.group_mapping()
-        outcomes.append(records.as_mapping())
+    """The figures of records one holds, in the clear, as a round would give them: the result
+    JSON, with group figures when `groups_from` names the company whose labels define them, and
+    released under `policy` (None: every figure, as `monoculture plaintext` prints)."""
+    names = list(records)
+    outcomes = [r.as_mapping() for r in records.values()]
     table = plaintext_table(names, outcomes)
-    result = release(table, policy)
+    result = result_dict(table) if policy is None else release(table, policy)
     if groups_from:
+        group_of = records[groups_from].group_mapping()
         group_tables = plaintext_group_tables(names, outcomes, groups_from, group_of, labels)
         result = with_groups(result, table, group_tables, policy)
     return result
@@ -217,10 +227,7 @@ def _private(
 ) -> dict[str, Any]:
     from monoculture.research.simulate import CompanyInput, run_round
 
-    companies = []
-    for name, spec in specs.items():
-        _records(name, spec, groups=name == groups_from)  # the same errors as plaintext, before any process
-        companies.append(CompanyInput(name, replace(spec, path=spec.path.resolve())))
+    companies = [CompanyInput(name, replace(spec, path=spec.path.resolve())) for name, spec in specs.items()]
     run = run_round(
         companies, folder / "round", timeout=timeout, release=policy, groups_from=groups_from,
         group_labels=labels, rerandomise=rerandomise,

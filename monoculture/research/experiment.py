@@ -205,6 +205,19 @@ class Split:
     shared: npt.NDArray[np.int64]  # the one sample of shared-data
     holds: dict[str, npt.NDArray[np.int64]]  # each company's population (indices into test)
 
+    def shared_population(self) -> npt.NDArray[np.int64]:
+        """The test individuals every company holds (indices into test, ascending)."""
+        common = set.intersection(*(set(held.tolist()) for held in self.holds.values()))
+        return np.array(sorted(common), dtype=np.int64)
+
+
+def failure_patterns(
+    predicted: dict[str, npt.NDArray[Any]], truth: npt.NDArray[Any], names: Sequence[str], shared: Any
+) -> npt.NDArray[np.int64]:
+    """The failure pattern of each shared individual (the researcher holds them all: the paired
+    comparisons resample these)."""
+    return pattern_indices([(predicted[name] != truth).astype(np.int64)[shared] for name in names])
+
 
 def split(experiment: Experiment, size: int, seed: int, subset: int = 0) -> Split:
     """The seed's test set, upstream split and training samples; `subset` > 0 draws other
@@ -326,9 +339,7 @@ def run_experiment(experiment: Experiment, out: Path, progress: Progress = print
     for seed in experiment.seeds:
         parts = split(experiment, len(y), seed)
         ids = [f"x{int(i)}" for i in parts.test]
-        shared = np.array(
-            sorted(set.intersection(*(set(h.tolist()) for h in parts.holds.values()))), dtype=np.int64
-        )
+        shared = parts.shared_population()
         for regime in experiment.regimes:
             progress(f"seed {seed}, {regime}: training {len(names)} companies")
             predicted = predictions(experiment, regime, x, y, parts, seed)
@@ -344,9 +355,7 @@ def run_experiment(experiment: Experiment, out: Path, progress: Progress = print
                 json.dumps(result, indent=2), encoding="utf-8"
             )
             accuracy = {name: float((predicted[name] == truth).mean()) for name in names}
-            patterns = pattern_indices(
-                [(predicted[name] != truth).astype(np.int64)[shared] for name in names]
-            )
+            patterns = failure_patterns(predicted, truth, names, shared)
             runs.append(RegimeRun(regime, seed, result, accuracy, patterns))
             h = result.get("homogenization")
             progress(f"seed {seed}, {regime}: N = {result['shared_individuals']}, H = {_f(h)}")

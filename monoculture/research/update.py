@@ -18,7 +18,7 @@ Every seed's split, model and bootstrap is fixed by the seed: a run is repeatabl
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,6 @@ import numpy as np
 import numpy.typing as npt
 
 from monoculture.analysis.compare import compare_results, paired_difference
-from monoculture.analysis.table import pattern_indices
 from monoculture.core.config import read_toml
 from monoculture.core.errors import ConfigError
 from monoculture.research.experiment import (
@@ -34,6 +33,7 @@ from monoculture.research.experiment import (
     Progress,
     _get,
     _quiet,
+    failure_patterns,
     load_dataset,
     load_experiment,
     split,
@@ -128,14 +128,10 @@ def run_update(update: Update, out: Path, progress: Progress = print) -> dict[st
         parts = split(experiment, len(y), seed)
         if update.kind == "move-to-shared-data":
             # the shared sample is one no company holds on its own: the last company's sample
-            parts = type(parts)(
-                parts.test, parts.pretrain, parts.samples, parts.samples[names[-1]], parts.holds
-            )
+            parts = replace(parts, shared=parts.samples[names[-1]])
         truth = y[parts.test]
         ids = [f"x{int(i)}" for i in parts.test]
-        shared = np.array(
-            sorted(set.intersection(*(set(h.tolist()) for h in parts.holds.values()))), dtype=np.int64
-        )
+        shared = parts.shared_population()
         stages: dict[str, Any] = {}
         patterns = {}
         for stage in ("before", "after"):
@@ -149,9 +145,7 @@ def run_update(update: Update, out: Path, progress: Progress = print) -> dict[st
             (out / f"{stage}-seed-{seed}.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
             accuracy = {n: float((predicted[n] == truth).mean()) for n in names}
             stages[stage] = {"result": result, "upstream_loss": loss, "accuracy": accuracy}
-            patterns[stage] = pattern_indices(
-                [(predicted[n] != truth).astype(np.int64)[shared] for n in names]
-            )
+            patterns[stage] = failure_patterns(predicted, truth, names, shared)
         improved = (
             update.kind == "upstream"
             and stages["after"]["upstream_loss"] <= stages["before"]["upstream_loss"]
