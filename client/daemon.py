@@ -82,6 +82,7 @@ from monoculture.core.timing import POLL_BACKOFF, SYSTEM_CLOCK, Clock, retry
 from monoculture.core.wire import ListAddress, round_tag_size
 from monoculture.memory import peak_rss_bytes
 from monoculture.observe import Metrics
+from monoculture.progress import PROGRESS_FILE, StepProgress, stderr_is_terminal
 from monoculture.transport import channel, named_retry_delay, warn_insecure
 from monoculture.v1 import monoculture_pb2 as pb
 from monoculture.v1 import monoculture_pb2_grpc as pb_grpc
@@ -265,22 +266,6 @@ class CompanyRound:
         return self.secrets.round_id
 
 
-class ProgressLog:
-    """Logs progress of a long phase about every tenth of the way (and at the end)."""
-
-    def __init__(self, what: str, minimum: int = 50_000) -> None:
-        self.what = what
-        self._minimum = minimum
-        self._next = 0.1
-
-    def __call__(self, done: int, total: int) -> None:
-        if total < self._minimum:
-            return
-        if done >= total or done / total >= self._next:
-            log.info("%s: %d / %d (%.0f%%)", self.what, done, total, 100 * done / total)
-            self._next = done / total + 0.1
-
-
 class CoordinatorLink(Protocol):
     """A connection to the coordinator: its CompanyService stub, and a way to close it."""
 
@@ -352,6 +337,7 @@ class CompanyDaemon:
         self._blinder: Blinder = BlindingPool(workers) if workers > 1 else INLINE
         self._rounds_ended = 0
         self.metrics = Metrics()
+        self._interactive = stderr_is_terminal()
         if config.metrics_port:
             bound = self.metrics.serve(config.metrics_address, config.metrics_port)
             log.info("%s: metrics on http://%s:%d/metrics", config.company, config.metrics_address, bound)
@@ -947,9 +933,15 @@ class CompanyDaemon:
             return "the fully blinded list was to be sealed to a company"
         return ""
 
+    def _progress(self, what: str) -> StepProgress:
+        """A long step's progress: a bar on this daemon's terminal or log lines, and its state in
+        the progress file of its own state folder (monoculture/progress.py)."""
+        board = self.config.state_dir / PROGRESS_FILE
+        return StepProgress(what, log=log, interactive=self._interactive, board=board)
+
     def _blinded(self, company_round: CompanyRound, work: pb.BlindList) -> ListInTransit:
         started = time.perf_counter()
-        progress = ProgressLog(
+        progress = self._progress(
             f"{self.company}: round {work.round_id}: list of {work.list_owner}, hop {work.hop}"
         )
         seed = company_round.secrets.shuffle_seed
@@ -961,7 +953,7 @@ class CompanyDaemon:
                 lambda: company_round.take_records(data), key, company_round.tags, counts,
                 company_round.masking(self.company), progress, seed, self.company, self._blinder,
                 dummy_ids=company_round.dummy_ids(self.company, received),
-                tag_progress=ProgressLog(f"{progress.what}: failure tags encrypted"),
+                tag_progress=self._progress(f"{progress.what}: failure tags encrypted"),
             )  # fmt: skip
         else:
             label = shuffle_label(work.list_owner, work.hop)
@@ -972,7 +964,7 @@ class CompanyDaemon:
                 outgoing = relay_list(
                     incoming, key, counts, progress, seed, label, self._blinder,
                     company_round.rerandomising(self.company, work.hop),
-                    ProgressLog(f"{progress.what}: failure tags re-randomised"),
+                    self._progress(f"{progress.what}: failure tags re-randomised"),
                 )  # fmt: skip
             except InvalidPoint as exc:
                 raise self._invalid_point_fault(company_round, work, exc) from None

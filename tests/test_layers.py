@@ -36,6 +36,7 @@ LAYERS: list[tuple[str, ...]] = [
         "monoculture.pki",
         "monoculture.report",
         "monoculture.observe",
+        "monoculture.progress",
     ),
     ("monoculture.client", "monoculture.coordinator", "monoculture.auditor"),
     ("monoculture.research",),

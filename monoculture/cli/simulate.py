@@ -109,16 +109,39 @@ def run(args: argparse.Namespace) -> int:
             if len(companies) < 2:
                 raise ConfigError("a round needs at least two --company NAME=PATH")
         warn_idle_options([c.name for c in companies], rerandomise=args.rerandomise)
-        run = run_round(
-            companies, workdir, timeout=args.timeout, on_status=_print_progress(), release=policy,
-            insecure=args.insecure, groups_from=groups_from, group_labels=labels,
-            dummy_epsilon=args.dummy_epsilon, rerandomise=args.rerandomise,
-        )  # fmt: skip
+        show, done = _progress_display([c.name for c in companies], workdir)
+        try:
+            run = run_round(
+                companies, workdir, timeout=args.timeout, on_status=show, release=policy,
+                insecure=args.insecure, groups_from=groups_from, group_labels=labels,
+                dummy_epsilon=args.dummy_epsilon, rerandomise=args.rerandomise,
+            )  # fmt: skip
+        finally:
+            done()
     print(format_summary(run.result))
     if truth is not None and not run.result.get("suppressed"):
         print(format_truth_comparison(run.result, result_dict(truth[0]), truth[1]))
     write_result(run.result, args.out)
     return 0
+
+
+def _progress_display(
+    companies: list[str], workdir: Path
+) -> tuple[Callable[[pb.RoundStatus], None], Callable[[], None]]:
+    """On a terminal: bars for the round and for each company's current step (drawn from the
+    daemons' progress files, monoculture/progress.py); elsewhere, a line per change of phase.
+    Returns the status callback and what closes the display."""
+    from monoculture.progress import PROGRESS_FILE, ProgressBoard, stderr_is_terminal
+    from monoculture.research.simulate import company_state_dir
+
+    if not stderr_is_terminal():
+        return _print_progress(), lambda: None
+    board = ProgressBoard([(name, company_state_dir(workdir, name) / PROGRESS_FILE) for name in companies])
+
+    def show(status: pb.RoundStatus) -> None:
+        board.show(str(status.phase), status.hops_done, status.hops_total)
+
+    return show, board.close
 
 
 def _print_progress() -> Callable[[pb.RoundStatus], None]:

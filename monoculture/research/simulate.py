@@ -181,7 +181,7 @@ def start_company(
         stats_file=workdir / "operations.jsonl",
         exit_after_rounds=rounds,
         chunk_elements=chunk_elements or ClientConfig.chunk_elements,
-        state_dir=workdir / f"client-state-{company.name}",
+        state_dir=company_state_dir(workdir, company.name),
         workers=workers,
         peers=local_peers(tls.cert_file.parent) if peers is None and tls is not None else (peers or {}),
         metrics_port=metrics_port,
@@ -191,6 +191,11 @@ def start_company(
     entry = program or ["-m", "monoculture"]
     args = [*entry, "client", "run", "--config", str(config), *_insecure_flag(tls)]
     return _spawn(args, workdir / f"client-{company.name}.log", stack)
+
+
+def company_state_dir(workdir: Path, company: str) -> Path:
+    """Where a simulated company's daemon keeps its state (and its progress file)."""
+    return workdir.resolve() / f"client-state-{company}"
 
 
 def local_peers(folder: Path) -> dict[str, str]:
