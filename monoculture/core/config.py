@@ -157,6 +157,40 @@ def _render_section(name: str, section: object, comments: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_reference(sections: dict[str, object]) -> str:
+    """Markdown reference of a config file's sections: each section's doc, then a table of its
+    keys with their type, their default (or "required") and their doc."""
+    return "\n".join(_reference_section(name, section) for name, section in sections.items())
+
+
+def _reference_section(name: str, section: object) -> str:
+    if isinstance(section, FreeTable):
+        return f"#### `[{name}]`\n\n{_prose(section.doc)}\n"
+    kind = type(section)
+    lines = [f"#### `[{name}]`", ""]
+    if doc := _section_doc(section):
+        lines += [_prose(doc), ""]
+    lines += ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+    hints = typing.get_type_hints(kind)
+    for spec in dataclasses.fields(section):  # type: ignore[arg-type]
+        required = spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING
+        default = "required" if required else f"`{toml_value(_default(spec))}`"
+        meaning = _prose(spec.metadata.get("doc", "")).replace("|", "\\|")
+        lines.append(f"| `{spec.name}` | {hints[spec.name].__name__} | {default} | {meaning} |")
+    return "\n".join(lines) + "\n"
+
+
+def _default(spec: dataclasses.Field[Any]) -> object:
+    if spec.default is not dataclasses.MISSING:
+        return spec.default
+    return spec.default_factory()  # type: ignore[misc]
+
+
+def _prose(text: str) -> str:
+    """A doc's lines joined into one paragraph (its line breaks were for the TOML comments)."""
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
 def _section_doc(section: object) -> str:
     doc = inspect.getdoc(section) or ""
     # dataclass() writes a signature as the docstring of a class without one: not a comment.

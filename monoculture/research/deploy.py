@@ -11,7 +11,7 @@ from pathlib import Path
 
 from monoculture.client.config import ClientConfig, client_sections
 from monoculture.coordinator.config import CoordinatorConfig, coordinator_sections
-from monoculture.core.config import render_toml
+from monoculture.core.config import render_reference, render_toml
 from monoculture.core.dataset import InputSpec
 from monoculture.core.identity import Identity, Role
 from monoculture.pki import tls_files
@@ -64,6 +64,33 @@ def _client_example(name: str) -> str:
         _GENERATED.format(source="client/config.py"),
     ]
     return "\n".join(header) + "\n\n" + render_toml(client_sections(settings), comments=True)
+
+
+REFERENCE_HEADER = """# Configuration reference
+
+<!-- Made by scripts/gen-deploy.py from coordinator/config.py and client/config.py: edit those,
+and run it again. -->
+
+Every key of the two config files, with its type, its default and what it does: the same
+dataclasses that read the files write this page and the commented examples in `deploy/`
+(`deploy/coordinator.toml`, `deploy/client-*.toml`). Unknown keys are refused; relative paths are
+relative to the file's folder. How to run a deployment: [USAGE.md](USAGE.md).
+"""
+
+
+def configuration_reference() -> str:
+    """docs/CONFIGURATION.md: every key of both roles' files (core.config.render_reference)."""
+    coordinator = coordinator_sections(CoordinatorConfig())
+    company = client_sections(
+        ClientConfig(company="name", coordinator=CoordinatorConfig().listen, data=InputSpec(Path("data.csv")))
+    )
+    return (
+        REFERENCE_HEADER
+        + "\n## The coordinator: `monoculture coordinator serve --config FILE`\n\n"
+        + render_reference(coordinator)
+        + "\n## A company daemon: `monoculture client run --config FILE`\n\n"
+        + render_reference(company)
+    )
 
 
 def write_deploy_examples(folder: Path) -> list[str]:
