@@ -183,7 +183,7 @@ def _reference_section(name: str, section: object) -> str:
 def _default(spec: dataclasses.Field[Any]) -> object:
     if spec.default is not dataclasses.MISSING:
         return spec.default
-    return spec.default_factory()  # type: ignore[misc]
+    return spec.default_factory()  # type: ignore[operator]
 
 
 def _prose(text: str) -> str:
