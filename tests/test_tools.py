@@ -101,6 +101,8 @@ def test_bench_prints_every_figure() -> None:
         "peak RSS per process",
         "bytes per record held, lists of 300",
         "ratio of our round to openmined-psi cardinality",
+        "client and server as two processes",
+        "expected from the operations on each critical path",
     ):
         assert figure in done.stdout
     if (os.cpu_count() or 1) > 1:

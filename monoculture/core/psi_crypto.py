@@ -126,6 +126,45 @@ def psi_two_party_cardinality(client_ids: Sequence[str], server_ids: Sequence[st
     return int(client.GetIntersectionSize(setup, response))
 
 
+class PsiServerSide:
+    """openmined-psi's server in its own two-party cardinality protocol, with messages as bytes
+    (the benchmark runs it as its own process; not part of monoculture's protocol)."""
+
+    def __init__(self) -> None:
+        self._server = psi.server.CreateWithNewKey(False)
+
+    def setup(self, ids: Sequence[str], client_size: int) -> bytes:
+        """The server's set, hashed, blinded and packed in a Golomb-coded set: len(ids) hash-to-curve
+        + multiply."""
+        message = self._server.CreateSetupMessage(1e-9, client_size, list(ids), psi.DataStructure.GCS)
+        return bytes(message.SerializeToString())
+
+    def process(self, request: bytes) -> bytes:
+        """The client's blinded points blinded once more: one multiplication each."""
+        parsed = psi.Request()
+        parsed.ParseFromString(request)
+        return bytes(self._server.ProcessRequest(parsed).SerializeToString())
+
+
+class PsiClientSide:
+    """openmined-psi's client in the same protocol (see `PsiServerSide`)."""
+
+    def __init__(self) -> None:
+        self._client = psi.client.CreateWithNewKey(False)
+
+    def request(self, ids: Sequence[str]) -> bytes:
+        """The client's set hashed and blinded: len(ids) hash-to-curve + multiply."""
+        return bytes(self._client.CreateRequest(list(ids)).SerializeToString())
+
+    def size(self, setup: bytes, response: bytes) -> int:
+        """The intersection's size: the client's key taken off each point (one multiplication by
+        its inverse each), then each looked up in the server's set."""
+        parsed_setup, parsed_response = psi.ServerSetup(), psi.Response()
+        parsed_setup.ParseFromString(setup)
+        parsed_response.ParseFromString(response)
+        return int(self._client.GetIntersectionSize(parsed_setup, parsed_response))
+
+
 def split_points(blob: bytes) -> list[bytes]:
     """Concatenated POINT_SIZE points to a list (lists are held as one blob: 33 bytes a point)."""
     return [blob[i : i + POINT_SIZE] for i in range(0, len(blob), POINT_SIZE)]

@@ -18,8 +18,9 @@ from pathlib import Path
 from monoculture.analysis.metrics import result_dict
 from monoculture.client.company import INLINE
 from monoculture.client.workers import BlindingPool
-from monoculture.core.dataset import InputSpec, load_records
-from monoculture.core.psi_crypto import BlindingKey, psi_two_party_cardinality
+from monoculture.core.dataset import InputSpec
+from monoculture.core.psi_crypto import BlindingKey
+from monoculture.research.psi_peers import PeerRun, expected_ratio, run_two_processes
 from monoculture.research.simulate import CompanyInput, SimulationRun, run_round
 from monoculture.research.synthetic import SyntheticSpec, generate
 
@@ -63,14 +64,24 @@ def pool_speedup(workers: int, size: int = 16 * 2048) -> tuple[float, float]:
     return one, spread
 
 
-def psi_cardinality_seconds(client_file: Path, server_file: Path) -> tuple[float, int]:
-    """openmined-psi's own two-party cardinality protocol on the same two files, timed
-    end to end in one process (setup, request, response, size), as it runs."""
-    client_ids = load_records(InputSpec(client_file)).id_list()
-    server_ids = load_records(InputSpec(server_file)).id_list()
-    started = time.perf_counter()
-    size = psi_two_party_cardinality(client_ids, server_ids)
-    return time.perf_counter() - started, size
+def _print_peer_comparison(run: SimulationRun, psi_run: PeerRun, costs: tuple[float, float]) -> None:
+    """openmined-psi's two-party cardinality, client and server as two processes, beside our round:
+    the measured ratio and the one expected from the operations on each critical path."""
+    same = psi_run.size == run.result["shared_individuals"]
+    steps = ", ".join(f"{step} {seconds:.2f} s" for step, seconds in psi_run.steps.items())
+    print(
+        f"openmined-psi two-party cardinality, client and server as two processes on the same files: "
+        f"{psi_run.seconds:.2f} s (size {psi_run.size}, {'equal to' if same else 'DIFFERENT from'} ours; "
+        f"{steps})"
+    )
+    companies = sorted(run.operation_counts, key=lambda c: c["company"])
+    ours = [(c["hash_to_curve"], c["multiplications"] - c["hash_to_curve"]) for c in companies]
+    # the first company's file is openmined's client, the second's its server (as run_two_processes)
+    expected = expected_ratio(ours, (ours[0][0], ours[1][0]), *costs)
+    print(
+        f"ratio of our round to openmined-psi cardinality: {run.wall_seconds / psi_run.seconds:.3f} "
+        f"(expected from the operations on each critical path: {expected:.3f})"
+    )
 
 
 def _print_costs(when: str, costs: tuple[float, float]) -> None:
@@ -134,7 +145,7 @@ def run_bench(
         started = time.perf_counter()
         run = run_round(companies, workdir, insecure=insecure, rerandomise=rerandomise)
         total = time.perf_counter() - started
-        psi_run = psi_cardinality_seconds(*population.files) if parties == 2 else None
+        psi_run = run_two_processes(*population.files) if parties == 2 else None
     after = measure_operation_costs(cost_sample)
     _print_costs("after the round", after)
     # The machine's cost is the lower of the two: a neighbour slowing one measurement
@@ -163,13 +174,7 @@ def run_bench(
         f"(serialized upload chunks; each is downloaded once more, except the last hop)"
     )
     if psi_run is not None:
-        seconds, size = psi_run
-        same = size == run.result["shared_individuals"]
-        print(
-            f"openmined-psi two-party cardinality on the same files: {seconds:.2f} s "
-            f"(size {size}, {'equal to' if same else 'DIFFERENT from'} ours)"
-        )
-        print(f"ratio of our round to openmined-psi cardinality: {run.wall_seconds / seconds:.3f}")
+        _print_peer_comparison(run, psi_run, (create_cost, multiply_cost))
     print(
         f"result equals plaintext ground truth: {'yes' if exact else 'NO'} "
         f"(H = {run.result['homogenization']})"
