@@ -96,6 +96,8 @@ def test_bench_prints_every_figure() -> None:
         "wall time",
         "EC floor",
         "ratio of wall time to EC floor",
+        "over the probes' highest and lowest costs",
+        "cost probes (",
         "bytes on the wire per record per hop",
         "result equals plaintext ground truth: yes",
         "peak RSS per process",

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import os
 import secrets
+import statistics
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from monoculture.analysis.metrics import result_dict
@@ -40,6 +43,62 @@ def measure_operation_costs(sample: int = _SAMPLE, repeats: int = 3) -> tuple[fl
         key.reblind(points)
         process = min(process, (time.perf_counter() - started) / sample)
     return create, process
+
+
+class CostProbes:
+    """The cost of one operation sampled over and over: before the round, every `interval` seconds
+    during it (a background thread, a few milliseconds of one core each time) and after it.
+
+    Each probe times `sample` ids in the probing thread's CPU time, not in wall time, so a busy
+    neighbour (or the round itself, on the same cores) does not inflate it; what stays is the
+    machine's own variation (frequency, caches, the hypervisor), which the spread shows."""
+
+    def __init__(self, sample: int = 300, interval: float = 5.0) -> None:
+        self._sample, self._interval = sample, interval
+        self._key = BlindingKey.fresh()
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def probe(self) -> None:
+        ids = [secrets.token_hex(8) for _ in range(self._sample)]
+        started = time.thread_time()
+        points = self._key.hash_and_blind(ids)
+        created = time.thread_time()
+        self._key.reblind(points)
+        done = time.thread_time()
+        self.samples.append(((created - started) / self._sample, (done - created) / self._sample))
+
+    def __enter__(self) -> CostProbes:
+        for _ in range(3):
+            self.probe()
+        self._thread = threading.Thread(target=self._run, name="cost-probes", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        key = BlindingKey(self._key.key_bytes)  # openmined-psi objects stay on their own thread
+        self._key = key
+        while not self._stop.wait(self._interval):
+            self.probe()
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._key = BlindingKey(self._key.key_bytes)
+        for _ in range(3):
+            self.probe()
+
+    def costs(self, pick: str) -> tuple[float, float]:
+        """The "median", "low" or "high" cost of each operation over every probe."""
+        pickers: dict[str, Callable[[list[float]], float]] = {
+            "median": statistics.median,
+            "low": min,
+            "high": max,
+        }
+        chosen = pickers[pick]
+        return chosen([c for c, _ in self.samples]), chosen([m for _, m in self.samples])
 
 
 def pool_speedup(workers: int, size: int = 16 * 2048) -> tuple[float, float]:
@@ -81,6 +140,15 @@ def _print_peer_comparison(run: SimulationRun, psi_run: PeerRun, costs: tuple[fl
     print(
         f"ratio of our round to openmined-psi cardinality: {run.wall_seconds / psi_run.seconds:.3f} "
         f"(expected from the operations on each critical path: {expected:.3f})"
+    )
+
+
+def _floor(run: SimulationRun, costs: tuple[float, float]) -> float:
+    """Seconds of elliptic-curve work the round's companies did, at these per-operation costs."""
+    create, multiply = costs
+    return sum(
+        float(c["hash_to_curve"] * create + (c["multiplications"] - c["hash_to_curve"]) * multiply)
+        for c in run.operation_counts
     )
 
 
@@ -143,29 +211,36 @@ def run_bench(
             CompanyInput(n, InputSpec(p)) for n, p in zip(population.companies, population.files, strict=True)
         ]
         started = time.perf_counter()
-        run = run_round(companies, workdir, insecure=insecure, rerandomise=rerandomise)
+        with CostProbes() as probes:
+            run = run_round(companies, workdir, insecure=insecure, rerandomise=rerandomise)
         total = time.perf_counter() - started
         psi_run = run_two_processes(*population.files) if parties == 2 else None
     after = measure_operation_costs(cost_sample)
     _print_costs("after the round", after)
-    # The machine's cost is the lower of the two: a neighbour slowing one measurement
-    # down must not lower the floor's bar (seen here: 85 and 117 us in one session).
-    create_cost, multiply_cost = min(before[0], after[0]), min(before[1], after[1])
-    floor = 0.0
+    create_cost, multiply_cost = probes.costs("median")
     print("EC operations per company:")
     for counts in sorted(run.operation_counts, key=lambda c: c["company"]):
         own = counts["hash_to_curve"]
-        relayed = counts["multiplications"] - own
-        floor += own * create_cost + relayed * multiply_cost
         print(
-            f"  {counts['company']}: {own} hash-to-curve + multiply, {relayed} multiply "
-            f"({counts['blind_seconds']:.1f} s blinding)"
+            f"  {counts['company']}: {own} hash-to-curve + multiply, {counts['multiplications'] - own} "
+            f"multiply ({counts['blind_seconds']:.1f} s blinding)"
         )
-    floor /= cores
+    floors = {pick: _floor(run, probes.costs(pick)) / cores for pick in ("median", "low", "high")}
     exact = run.result["pattern_counts"] == result_dict(population.truth)["pattern_counts"]
     print(f"wall time, round open to result: {run.wall_seconds:.2f} s (with process start-up: {total:.2f} s)")
-    print(f"EC floor (operations x the lower cost / {cores} cores): {floor:.2f} s")
-    print(f"ratio of wall time to EC floor: {run.wall_seconds / floor:.3f}")
+    low, high = probes.costs("low"), probes.costs("high")
+    print(
+        f"cost probes ({len(probes.samples)}, CPU time, before, during and after the round): "
+        f"hash-to-curve + multiply {low[0] * 1e6:.1f}-{high[0] * 1e6:.1f} us "
+        f"(median {create_cost * 1e6:.1f}), "
+        f"multiply {low[1] * 1e6:.1f}-{high[1] * 1e6:.1f} us (median {multiply_cost * 1e6:.1f})"
+    )
+    print(f"EC floor (operations x the median probed cost / {cores} cores): {floors['median']:.2f} s")
+    print(
+        f"ratio of wall time to EC floor: {run.wall_seconds / floors['median']:.3f} "
+        f"(spread {run.wall_seconds / floors['high']:.3f}-{run.wall_seconds / floors['low']:.3f} "
+        "over the probes' highest and lowest costs)"
+    )
     _print_memory(run)
     sent = sum(c["bytes_uploaded"] for c in run.operation_counts)
     elements = sum(c["elements_uploaded"] for c in run.operation_counts)
