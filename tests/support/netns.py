@@ -33,7 +33,7 @@ def netns_unavailable() -> str:
     """Why namespaces cannot be made here ("" when they can): not root, no `ip`, or the kernel
     or sandbox refuses `ip netns add`."""
     if os.geteuid() != 0:
-        return "network namespaces need root (ip netns add); run the suite as root, as .ci/run does"
+        return "network namespaces need root (ip netns add): run the suite as root to include this test"
     if shutil.which("ip") is None:
         return "`ip` (iproute2) is missing; apt-get install iproute2 (.ci/run does)"
     probe = f"mcprobe-{secrets.token_hex(4)}"
