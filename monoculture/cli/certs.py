@@ -93,7 +93,7 @@ def issue_certificate(args: argparse.Namespace) -> int:
 
     if args.host and not args.coordinator:
         raise ConfigError(
-            "--host names more host names of the coordinator's certificate",
+            "--host adds a host name to a coordinator certificate only",
             hint="give it with --coordinator HOST; company and auditor certificates name no host",
         )
     if args.company:
