@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,11 +65,17 @@ def _read_ca(folder: Path) -> CertifiedKey:
 
 
 def issue_certificate(
-    folder: Path, identity: Identity, host: str | None = None, days: int = DEFAULT_DAYS
+    folder: Path,
+    identity: Identity,
+    host: str | None = None,
+    days: int = DEFAULT_DAYS,
+    more_hosts: Sequence[str] = (),
 ) -> TlsFiles:
+    """A key and certificate for `identity` (`host` and `more_hosts`: the DNS or IP names a
+    coordinator is dialled by)."""
     ca = _read_ca(folder)
     cert_path, key_path = write_certified_key(
-        folder, _stem(identity), issue(ca, identity, host=host, days=days)
+        folder, _stem(identity), issue(ca, identity, host=host, days=days, more_hosts=more_hosts)
     )
     return TlsFiles(folder / "ca.pem", cert_path, key_path)
 

@@ -97,6 +97,7 @@ def test_duplicates_with_an_explicit_policy_run(tmp_path: Path) -> None:
         (["round", "status", "--insecure", "--coordinator", "127.0.0.1:1", "r-x"], "unreachable"),
         (["round", "status", "--certs", "/nonexistent", "r-x"], "/nonexistent/ca.pem: cannot read"),
         (["round", "status", "--insecure", "--coordinator", "10.1.2.3:1", "r-x"], "loopback only"),
+        (["round", "open", "--insecure", "--companies", "a,b", "--deadline-seconds", "0"], "seconds > 0"),
     ],
 )
 def test_cli_usage_errors_are_explained(args: list[str], message: str) -> None:

@@ -85,6 +85,24 @@ def test_signatures_bind_to_the_certificate() -> None:
 # ------------------------------------------------ request / sign / fingerprint
 
 
+def test_the_coordinator_is_certified_under_every_host_name_it_is_dialled_by(tmp_path: Path) -> None:
+    assert certs("init", "--dir", str(tmp_path)).returncode == 0
+    hosts = ["--host", "coordinator", "--host", "10.0.0.7", "--host", "coordinator.example.org"]
+    done = certs("issue", "--dir", str(tmp_path), "--coordinator", "Coordinator.Example.org", *hosts)
+    assert done.returncode == 0, done.stderr
+    certificate = x509.load_pem_x509_certificate((tmp_path / "coordinator.pem").read_bytes())
+    san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["coordinator.example.org", "coordinator"]
+    assert [str(a) for a in san.get_values_for_type(x509.IPAddress)] == ["10.0.0.7"]
+    assert identity_of((tmp_path / "coordinator.pem").read_bytes()) == Identity(
+        Role.COORDINATOR, "Coordinator.Example.org"
+    )
+    refused(certs("issue", "--dir", str(tmp_path), "--company", "google", "--host", "x.org"), "--coordinator")
+    for bad in ("not a host", "under_score.org", "-lead.org", "x" * 64 + ".org", "é.org"):
+        refused(certs("issue", "--dir", str(tmp_path), "--coordinator", "c.org", f"--host={bad}"),
+                repr(bad), "not a host name or an IP address")  # fmt: skip
+
+
 def refused(done: subprocess.CompletedProcess[str], *words: str) -> None:
     """Exit 2 with a plain error (no traceback) that says each of `words`."""
     assert done.returncode == 2, (done.stdout, done.stderr)

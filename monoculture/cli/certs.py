@@ -47,6 +47,10 @@ def add_parser(commands: Commands) -> None:
         "--auditor", nargs="?", const="auditor", metavar="NAME",
         help="the auditor's client certificate (round administration)",
     )  # fmt: skip
+    issue.add_argument(
+        "--host", action="append", default=[], metavar="NAME",
+        help="with --coordinator: one more DNS name or IP address it is dialled by (repeatable)",
+    )  # fmt: skip
     issue.set_defaults(handler=issue_certificate)
 
     add_certs_folder(
@@ -83,16 +87,22 @@ def init_ca(args: argparse.Namespace) -> int:
 
 
 def issue_certificate(args: argparse.Namespace) -> int:
+    from monoculture.core.errors import ConfigError
     from monoculture.core.identity import Identity, Role
     from monoculture.pki import issue_certificate as issue
 
+    if args.host and not args.coordinator:
+        raise ConfigError(
+            "--host adds a host name to a coordinator certificate only",
+            hint="give it with --coordinator HOST; company and auditor certificates name no host",
+        )
     if args.company:
         identity, host = Identity(Role.COMPANY, args.company), None
     elif args.coordinator:
         identity, host = Identity(Role.COORDINATOR, args.coordinator), args.coordinator
     else:
         identity, host = Identity(Role.AUDITOR, args.auditor), None
-    files = issue(args.dir, identity, host=host, days=args.days)
+    files = issue(args.dir, identity, host=host, days=args.days, more_hosts=args.host)
     print(f"{identity}: certificate {files.cert_file}, key {files.key_file}; CA {files.ca_file}")
     return 0
 

@@ -71,6 +71,10 @@ def add_parser(commands: Commands) -> None:
     )
     open_parser.add_argument("--min-list-size", type=int, default=1)
     open_parser.add_argument(
+        "--deadline-seconds", type=_positive_seconds, default=0.0, metavar="S",
+        help="each step's deadline in this round (default: the coordinator's [limits] deadline_seconds)",
+    )  # fmt: skip
+    open_parser.add_argument(
         "--rerandomise", action="store_true",
         help="re-randomised failure tags: the coordinator with a list's owner can then not link the "
         "owner's ids to their final tokens (about 4 times the wall time; docs/USAGE.md, 'monoculture bench')",
@@ -84,6 +88,16 @@ def add_parser(commands: Commands) -> None:
         sub.add_argument("round_id")
     result_parser.add_argument("--wait", type=float, default=0.0, help="wait this many seconds for the end")
     result_parser.add_argument("--out", type=Path, help="write the result JSON here")
+
+
+def _positive_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {value!r}")
+    return seconds
 
 
 def _with_auditor(
@@ -119,6 +133,7 @@ def _open(auditor: AuditorClient, args: argparse.Namespace) -> int:
         auditor.open_round(
             _companies(args),
             args.min_list_size,
+            deadline_seconds=args.deadline_seconds,
             groups_from=args.groups_from,
             group_labels=labels,
             rerandomise=args.rerandomise,

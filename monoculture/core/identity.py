@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -95,12 +97,15 @@ def issue(
     host: str | None = None,
     days: int = DEFAULT_DAYS,
     not_before: dt.datetime | None = None,
+    more_hosts: Sequence[str] = (),
 ) -> CertifiedKey:
-    """A new key and a certificate for `identity` signed by the CA; `host` adds DNS/IP names
-    (coordinator). One-machine runs and tests: the CA's holder makes the key too
+    """A new key and a certificate for `identity` signed by the CA; `host` and `more_hosts` add
+    DNS/IP names (coordinator). One-machine runs and tests: the CA's holder makes the key too
     (in a deployment a company makes its key with `create_request`, and the CA `certify`s it)."""
     key = _key()
-    certificate_pem = certify(ca, identity, key.public_key(), host=host, days=days, not_before=not_before)
+    certificate_pem = certify(
+        ca, identity, key.public_key(), host=host, days=days, not_before=not_before, more_hosts=more_hosts
+    )
     return CertifiedKey(certificate_pem, _private_pem(key))
 
 
@@ -112,10 +117,11 @@ def certify(
     host: str | None = None,
     days: int = DEFAULT_DAYS,
     not_before: dt.datetime | None = None,
+    more_hosts: Sequence[str] = (),
 ) -> bytes:
     """The certificate (PEM), signed by the CA, that gives `public_key` to `identity`:
-    BasicConstraints ca=False, the `monoculture:<role>:<name>` URI SAN (plus `host` as a
-    DNS or IP name), EKU serverAuth for the coordinator and clientAuth otherwise."""
+    BasicConstraints ca=False, the `monoculture:<role>:<name>` URI SAN (plus `host` and
+    `more_hosts`, each a DNS or IP name), EKU serverAuth for the coordinator and clientAuth otherwise."""
     if identity.role == Role.COMPANY:
         check_company_name(identity.name)
     ca_cert = x509.load_pem_x509_certificate(ca.certificate_pem)
@@ -126,11 +132,8 @@ def certify(
     names: list[x509.GeneralName] = [
         x509.UniformResourceIdentifier(f"{URI_PREFIX}{identity.role}:{identity.name}")
     ]
-    if host is not None:
-        try:
-            names.append(x509.IPAddress(ipaddress.ip_address(host)))
-        except ValueError:
-            names.append(x509.DNSName(host))
+    hosts = ([host] if host is not None else []) + list(more_hosts)
+    names += dict.fromkeys(host_name(h) for h in hosts)  # each name once, in order
     usage = (
         ExtendedKeyUsageOID.SERVER_AUTH
         if identity.role == Role.COORDINATOR
@@ -150,6 +153,25 @@ def certify(
         .sign(ca_key, hashes.SHA256())
     )
     return certificate.public_bytes(serialization.Encoding.PEM)
+
+
+_DNS_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+
+
+def host_name(host: str) -> x509.GeneralName:
+    """`host` as a subject alternative name: an IP address, or a DNS name (letters, digits and
+    hyphens in dot-separated labels, as TLS clients match them); anything else is refused."""
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    labels = host.lower().removesuffix(".").split(".")
+    if len(host) > 253 or not all(_DNS_LABEL.fullmatch(label) for label in labels):
+        raise ConfigError(
+            f"{host!r} is not a host name or an IP address",
+            hint="give the name the parties dial, such as coordinator.example.org, or its IP address",
+        )
+    return x509.DNSName(".".join(labels))
 
 
 # ------------------------------------------------------------ requests (CSRs)
