@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
             records[name] = load_records(spec, groups=name == groups_from)
             column = records[name].groups
             if column is not None:  # undeclared labels are refused, as a daemon refuses them
-                column.round_codes(labels, where=str(spec.path))
+                column.round_codes(labels, where=spec.origin)
         except MonocultureError as exc:
             raise exc.for_party(name) from None
     # the same tables and figures as a round's, group ones included, computed in the clear
