@@ -16,7 +16,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
+from contextlib import closing
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -114,18 +115,19 @@ def sql_rows(spec: InputSpec, groups: bool) -> Iterator[RawRow]:
     if spec.sql is None:
         raise ValueError("sql_rows reads a spec with a query")
     rows = _query_rows(spec, spec.sql)
-    names = next(rows)[1]
-    try:
-        id_at, failed_at, *label_at = dataset.column_positions(spec, [str(n) for n in names], groups)
-    except InputError as exc:
-        exc.hint += "; or name them in the query (SELECT person AS id, ...)"
-        raise
-    for number, values in rows:
-        label = _plain(values[label_at[0]]) if label_at else None
-        yield spec.at(number), number, _plain(values[id_at]), _plain(values[failed_at]), label
+    with closing(rows):  # a reader stopped early (a bad row) lets go of its connection at once
+        names = next(rows)[1]
+        try:
+            id_at, failed_at, *label_at = dataset.column_positions(spec, [str(n) for n in names], groups)
+        except InputError as exc:
+            exc.hint += "; or name them in the query (SELECT person AS id, ...)"
+            raise
+        for number, values in rows:
+            label = _plain(values[label_at[0]]) if label_at else None
+            yield spec.at(number), number, _plain(values[id_at]), _plain(values[failed_at]), label
 
 
-def _query_rows(spec: InputSpec, sql: SqlQuery) -> Iterator[tuple[int, Sequence[Any]]]:
+def _query_rows(spec: InputSpec, sql: SqlQuery) -> Generator[tuple[int, Sequence[Any]], None, None]:
     """(0, the result's column names), then (row number, values) for every row, streamed."""
     from sqlalchemy import exc, text
 

@@ -14,7 +14,7 @@ import csv
 import hashlib
 import math
 from array import array
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -362,9 +362,14 @@ def _read_rows(
 ) -> Iterator[tuple[int, str, int, str | None]]:
     """Checked (line, id, failed, group label) rows, one at a time (a million rows are never all
     held); the label is None unless `groups`."""
-    for where, line, raw_id, raw_failed, raw_label in reader(spec, groups):
-        line, record_id, failed = _check_row(spec, where, line, raw_id, raw_failed)
-        yield line, record_id, failed, _check_label(spec, where, raw_label) if groups else None
+    rows = reader(spec, groups)
+    try:
+        for where, line, raw_id, raw_failed, raw_label in rows:
+            line, record_id, failed = _check_row(spec, where, line, raw_id, raw_failed)
+            yield line, record_id, failed, _check_label(spec, where, raw_label) if groups else None
+    finally:
+        if isinstance(rows, Generator):  # let go of the file or the database connection at once
+            rows.close()
 
 
 def _check_label(spec: InputSpec, where: str, raw: Any) -> str:
