@@ -195,7 +195,8 @@ def _password(sql: SqlQuery) -> str | None:
         return value
     if sql.password_file is not None:
         try:
-            return sql.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+            lines = sql.password_file.read_text(encoding="utf-8").splitlines()
+            return lines[0] if lines else ""
         except (OSError, UnicodeDecodeError) as error:
             reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
             raise ConfigError(

@@ -321,6 +321,15 @@ def test_postgres_rows_are_streamed_from_a_server_side_cursor_read_only(
     assert "cannot execute nextval() in a read-only transaction" in error_of(writing).message
 
 
+def test_a_daemon_config_reads_postgres_with_its_password_file(
+    tmp_path: Path, postgres: PostgresServer
+) -> None:
+    (tmp_path / "db-password").write_text(READER_PASSWORD + "\n", encoding="utf-8")
+    data = f'url = "{postgres.url("reader")}"\nquery = "{GOOGLE_QUERY}"\npassword_file = "db-password"\n'
+    config = load_client_config(write_config(tmp_path, data), insecure=True)
+    assert len(load_records(config.data)) == 2000
+
+
 @pytest.mark.parametrize("where", ["password", "server"])
 def test_a_wrong_password_or_no_server_is_a_clear_error_without_the_secret(
     postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, where: str
