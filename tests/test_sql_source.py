@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import assert_same_integers, example
+from conftest import assert_same_integers, example, write_csv
 from support.postgres import PostgresServer, why_not_available
 
 from monoculture.client.config import client_sections, load_client_config
@@ -254,6 +254,7 @@ def test_driver_text_echoing_the_connection_string_is_cleaned(tmp_path: Path) ->
 # --- PostgreSQL ----------------------------------------------------------------------------------
 
 READER_PASSWORD = "reader-pw-7b1c0d2e9f"
+GOOGLE_ROWS = example_rows("google")
 READERS_QUERIES = "SELECT query FROM pg_stat_activity WHERE usename = 'reader'"
 
 
@@ -268,12 +269,12 @@ def postgres() -> Iterator[PostgresServer]:
     try:
         server.execute(
             f"CREATE ROLE reader LOGIN PASSWORD '{READER_PASSWORD}'",
-            "CREATE TABLE outcomes (person text, model_failed integer, cohort text)",
+            "CREATE TABLE outcomes (person text, model_failed integer, cohort text, position integer)",
             "GRANT SELECT ON outcomes TO reader",
             "CREATE SEQUENCE tickets",
             "GRANT USAGE ON SEQUENCE tickets TO reader",
-            "INSERT INTO outcomes VALUES (%s, %s, %s)",
-            rows=[(i, f, "even" if n % 2 else "odd") for n, (i, f) in enumerate(example_rows("google"))],
+            "INSERT INTO outcomes VALUES (%s, %s, %s, %s)",
+            rows=[(i, f, "odd" if n % 2 else "even", n) for n, (i, f) in enumerate(GOOGLE_ROWS, start=1)],
         )
         yield server
     finally:
@@ -352,7 +353,18 @@ def test_a_wrong_password_or_no_server_is_a_clear_error_without_the_secret(
     assert secret not in shown
 
 
+def plaintext(tmp_path: Path, google: Path, microsoft: Path, ibm: Path) -> dict[str, object]:
+    out = tmp_path / "plain.json"
+    args = [sys.executable, "-m", "monoculture", "plaintext", "--out", str(out)]
+    for name, source in (("google", google), ("microsoft", microsoft), ("ibm", ibm)):
+        args += ["--company", f"{name}={source}"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(out.read_text()))
+
+
 GOOGLE_QUERY = "SELECT person AS id, model_failed AS failed FROM outcomes"
+ROUND_ROWS = 600  # the round runs over the digit example's first 600 individuals (the whole: 2000)
 
 
 @pytest.mark.e2e
@@ -361,26 +373,28 @@ def test_a_postgres_backed_company_takes_part_in_a_round(
 ) -> None:
     """A round between real processes over mTLS: google's daemon reads its records from
     PostgreSQL (password from its environment), microsoft's and ibm's from CSV. The result equals
-    `monoculture plaintext` over the CSV files holding the same records."""
+    `monoculture plaintext` over CSV files holding the same records, and over google's daemon
+    config (which reads the same query)."""
     from monoculture.research.simulate import CompanyInput, run_round
 
+    csv = {
+        name: write_csv(tmp_path / f"{name}.csv", example_rows(name)[:ROUND_ROWS])  # type: ignore[arg-type]
+        for name in ("google", "microsoft", "ibm")
+    }
+    query = f"{GOOGLE_QUERY} WHERE position <= {ROUND_ROWS}"
     companies = [
-        CompanyInput("google", reader_spec(postgres, GOOGLE_QUERY)),
-        CompanyInput("microsoft", InputSpec(example("digit", "microsoft"))),
-        CompanyInput("ibm", InputSpec(example("digit", "ibm"))),
+        CompanyInput("google", reader_spec(postgres, query)),
+        CompanyInput("microsoft", InputSpec(csv["microsoft"])),
+        CompanyInput("ibm", InputSpec(csv["ibm"])),
     ]
     run = run_round(companies, tmp_path / "round", timeout=300)
-    out = tmp_path / "plain.json"
-    args = [sys.executable, "-m", "monoculture", "plaintext", "--out", str(out)]
-    for name in ("google", "microsoft", "ibm"):
-        args += ["--company", f"{name}={example('digit', name)}"]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    plain = json.loads(out.read_text())
-    assert_same_integers(run.result, plain)
-    assert run.result["homogenization"] == pytest.approx(plain["homogenization"], rel=1e-12)
-    google = (tmp_path / "round" / "client-google.toml").read_text(encoding="utf-8")
-    assert "password_env" in google and "url" in google
+    assert run.result["shared_individuals"] == ROUND_ROWS
+    google_config = tmp_path / "round" / "client-google.toml"
+    assert "password_env" in google_config.read_text(encoding="utf-8")
+    for google in (csv["google"], google_config):
+        plain = plaintext(tmp_path, google, csv["microsoft"], csv["ibm"])
+        assert_same_integers(run.result, plain)
+        assert run.result["homogenization"] == pytest.approx(plain["homogenization"], rel=1e-12)
     written = [p.read_text(errors="replace") for p in (tmp_path / "round").rglob("*") if p.is_file()]
     assert not any(READER_PASSWORD in text for text in written)
 
