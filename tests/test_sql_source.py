@@ -173,6 +173,27 @@ def test_the_input_digest_follows_the_rows_not_their_order(tmp_path: Path) -> No
     assert input_digest(spec) != before
 
 
+def test_a_restarted_daemon_refuses_to_resume_over_changed_rows(tmp_path: Path) -> None:
+    """What a file's changed bytes do at a restart, changed rows do too: the round's sealed state
+    holds the digest of the query's rows at join, and rows read again must match it."""
+    from monoculture.client.daemon import CompanyRound
+    from monoculture.core.dataset import reading_digest
+    from monoculture.core.psi_crypto import TagOpener
+
+    spec = sqlite_spec(tmp_path, [("a", 1), ("b", 0)])
+    held = CompanyRound.fresh(
+        "round-1", "google", TagOpener().public_key, roster=("google", "ibm"),
+        digest=input_digest(spec), reading=reading_digest(spec),
+    )  # fmt: skip
+    assert held.take_records(spec).as_mapping() == {"a": 1, "b": 0}  # unchanged: read again
+    with sqlite3.connect(tmp_path / "records.db") as connection:
+        connection.execute("INSERT INTO records VALUES ('c', 1)")
+    connection.close()
+    with pytest.raises(InputError, match="changed since this company joined the round") as caught:
+        held.take_records(spec)
+    assert caught.value.where == spec.origin
+
+
 # --- Configuration -------------------------------------------------------------------------------
 
 CLIENT = '[client]\ncompany = "google"\ncoordinator = "127.0.0.1:1"\n'
@@ -426,3 +447,19 @@ def test_sqlalchemy_is_loaded_only_for_a_database_input() -> None:
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_plaintext_reads_a_daemon_config_and_names_a_bad_row_without_a_traceback(tmp_path: Path) -> None:
+    spec = sqlite_spec(tmp_path, [("a", 1), ("b", "maybe")])
+    assert spec.sql is not None
+    config = write_config(tmp_path, f'url = "{spec.sql.url}"\nquery = "{spec.sql.query}"\n')
+    other = write_csv(tmp_path / "other.csv", [("a", 0), ("b", 1)])
+    done = subprocess.run(
+        [sys.executable, "-m", "monoculture", "plaintext", "--company", f"google={config}",
+         "--company", f"ibm={other}"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2
+    where = f"company google: query on sqlite:///{tmp_path / 'records.db'}, row 2"
+    assert f"{where}: column 'failed' is 'maybe'" in done.stderr
+    assert "Traceback" not in done.stderr
