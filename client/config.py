@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from monoculture.analysis.budget import ReleaseFloor
+from monoculture.client.sources import check_password_source, holds_password, sql_query
 from monoculture.core.config import (
     FreeTable,
     TlsPaths,
@@ -24,7 +25,7 @@ from monoculture.core.config import (
     read_toml,
     resolve_path,
 )
-from monoculture.core.dataset import DuplicatePolicy, InputSpec
+from monoculture.core.dataset import DuplicatePolicy, InputSpec, SqlQuery
 from monoculture.core.errors import ConfigError, MonocultureError, ProtocolError
 from monoculture.core.identity import FINGERPRINT_PREFIX
 from monoculture.core.protocol import check_company_name
@@ -135,10 +136,13 @@ class TlsSection(TlsPaths):
 
 @dataclass(frozen=True)
 class DataSection:
-    """This company's records: one row per individual, an id and a failure indicator."""
+    """This company's records: one row per individual, an id and a failure indicator.
+    From a file (path) or from a database (url and query), exactly one of them."""
 
     # The defaults are InputSpec's, which `monoculture simulate` and the CLI use too.
-    path: str = field(metadata={"doc": "CSV with a header, or Parquet (by suffix, or set format)."})
+    path: str = field(
+        default="", metadata={"doc": "CSV with a header, or Parquet (by suffix, or set format); or set url."}
+    )
     format: str = field(default=InputSpec.file_format, metadata={"doc": "auto | csv | parquet"})
     id_column: str = field(default=InputSpec.id_column, metadata={"doc": "The column of ids."})
     failure_column: str = field(
@@ -159,10 +163,42 @@ class DataSection:
             "from this company (round open --groups-from); every label must be one the round declared."
         },
     )
+    url: str = field(
+        default="",
+        metadata={
+            "doc": 'Read the records from a database instead ("" = from path): an SQLAlchemy URL, e.g.\n'
+            "postgresql+psycopg://reader@db.example:5432/records or sqlite:///records.db (relative to\n"
+            "this file). Keep the password out of it: password_env or password_file."
+        },
+    )
+    query: str = field(
+        default="",
+        metadata={
+            "doc": "With url: the SQL returning one row per individual, with the id, failure and\n"
+            "(optional) group columns named as above, e.g. SELECT person AS id, failed FROM outcomes\n"
+            "ORDER BY person. It runs in a read-only transaction on PostgreSQL; grant the user SELECT only."
+        },
+    )
+    password_env: str = field(
+        default="",
+        metadata={"doc": 'With url: the environment variable holding the database password ("" = none).'},
+    )
+    password_file: str = field(
+        default="",
+        metadata={"doc": 'With url: a file holding the database password, e.g. mode 0600 ("" = none).'},
+    )
 
     def check(self) -> None:
-        """`duplicates` names a policy."""
+        """`duplicates` names a policy; the records come from a file or from a query, not both."""
         self.policy()
+        if bool(self.path) == bool(self.url):
+            raise ConfigError(
+                "give path (a CSV or Parquet file) or url and query (a database), exactly one of them"
+            )
+        if bool(self.url) != bool(self.query):
+            raise ConfigError("url and query go together: the database and the SQL that reads the records")
+        if not self.url and (self.password_env or self.password_file):
+            raise ConfigError("password_env and password_file are for a database url")
 
     def policy(self) -> DuplicatePolicy:
         """The duplicate-id policy named by `duplicates`."""
@@ -365,7 +401,8 @@ def load_client_config(path: Path, *, insecure: bool = False) -> ClientConfig:
         retry_seconds=client.retry_seconds,
         workers=client.workers,
         data=InputSpec(
-            path=resolve_path(path, data.path),
+            path=resolve_path(path, data.path) if data.path else None,
+            sql=_sql_query(path, data),
             id_column=data.id_column,
             failure_column=data.failure_column,
             file_format=data.format,
@@ -381,6 +418,27 @@ def load_client_config(path: Path, *, insecure: bool = False) -> ClientConfig:
         metrics_port=client.metrics_port,
         metrics_address=client.metrics_address,
     )
+
+
+def _sql_query(path: Path, data: DataSection) -> SqlQuery | None:
+    """[data] url and query, checked: the URL parses, its password source is there."""
+    if not data.url:
+        return None
+    try:
+        sql = sql_query(
+            data.url, data.query, password_env=data.password_env,
+            password_file=optional_path(path, data.password_file), base=path.parent,
+        )  # fmt: skip
+        check_password_source(sql)
+    except ConfigError as exc:
+        raise ConfigError(exc.message, where=exc.where or str(path), hint=exc.hint) from None
+    if holds_password(sql):
+        log.warning(
+            "%s: [data] url holds a password: keep it out of the config file with password_env or "
+            "password_file",
+            path,
+        )
+    return sql
 
 
 def _tls_section(tls: TlsFiles | None) -> TlsSection:
@@ -410,14 +468,23 @@ def client_sections(config: ClientConfig) -> dict[str, object]:
         ),
         "tls": _tls_section(config.tls),
         "data": DataSection(
-            path=str(config.data.path),
+            path=path_value(config.data.path),
             format=config.data.file_format,
             id_column=config.data.id_column,
             failure_column=config.data.failure_column,
             duplicates=config.data.duplicates.value,
             max_id_length=config.data.max_id_length,
             group_column=config.data.group_column or "",
+            **_sql_keys(config.data.sql),
         ),
         "release_floor": ReleaseFloorSection.of(config.release_floor),
         PEERS: FreeTable(PEERS_DOC, dict(config.peers)),
     }
+
+
+def _sql_keys(sql: SqlQuery | None) -> dict[str, str]:
+    """[data]'s database keys for `sql` (none for a file)."""
+    if sql is None:
+        return {}
+    return {"url": sql.url, "query": sql.query, "password_env": sql.password_env,
+            "password_file": path_value(sql.password_file)}  # fmt: skip

@@ -44,6 +44,7 @@ from monoculture.client.company import (
 )
 from monoculture.client.config import ClientConfig
 from monoculture.client.ledger import PrivacyLedger
+from monoculture.client.sources import input_digest, load_records
 from monoculture.client.state import RoundSecrets, SecretStore
 from monoculture.client.workers import BlindingPool
 from monoculture.core.blame import COORDINATOR, RelayFault
@@ -51,8 +52,6 @@ from monoculture.core.dataset import (
     CompanyRecords,
     GroupLabelError,
     InputSpec,
-    input_digest,
-    load_records,
     reading_digest,
 )
 from monoculture.core.dummies import (
@@ -123,18 +122,19 @@ class CompanyRound:
         """Refuse (InputError) an input file, or [data] settings, other than at join: whatever
         reads the records again for this round (a restart, a JoinRound offered again) would seal
         other records under the round's keys, tag nonces and chunk nonces."""
-        if self.secrets.input_digest and input_digest(data.path) != self.secrets.input_digest:
+        if self.secrets.input_digest and input_digest(data) != self.secrets.input_digest:
             raise InputError(
                 "changed since this company joined the round; the round cannot resume over another input",
-                where=str(data.path),
-                hint="restore the file as it was at join, or let this round fail and join the next one",
+                where=data.origin,
+                hint="restore the input (file or table) as it was at join, or let this round fail and join "
+                "the next one",
             )
         if self.secrets.input_reading and reading_digest(data) != self.secrets.input_reading:
             raise InputError(
                 "is read with other [data] settings than when this company joined the round (a column, "
                 "the format, the duplicate policy or the id length limit changed); the round cannot "
                 "resume over other records",
-                where=str(data.path),
+                where=data.origin,
                 hint="restore the [data] settings as they were at join, or let this round fail and join "
                 "the next one",
             )
@@ -487,7 +487,7 @@ class CompanyDaemon:
         if company_round is None:
             company_round = CompanyRound.fresh(
                 round_id, self.company, join.coordinator_public_key, labels, roster=tuple(join.roster),
-                digest=input_digest(self.config.data.path), settings=round_settings(join),
+                digest=input_digest(self.config.data), settings=round_settings(join),
                 chunk_elements=self.config.chunk_elements, reading=reading_digest(self.config.data),
             )  # fmt: skip
             if join.rerandomise_public_key:
@@ -737,10 +737,10 @@ class CompanyDaemon:
             if len(records) < min_list_size:
                 raise InputError(
                     f"holds {len(records)} records, below this round's minimum of {min_list_size}",
-                    where=str(self.config.data.path),
+                    where=self.config.data.origin,
                 )
             if records.groups is not None:
-                records.groups.round_codes(group_labels, where=str(self.config.data.path))
+                records.groups.round_codes(group_labels, where=self.config.data.origin)
         except GroupLabelError as exc:
             log.error("%s: round %s: group labels refused\n%s", self.company, round_id, exc.diagnostics())
             # exc.reason names no label, id, path or line: those stay in the company's own log.

@@ -35,8 +35,8 @@ class RoundSecrets:
     # The labels the round declared, for the company it takes its groups from (its tags carry
     # group codes); empty for every other company and in rounds without groups.
     group_labels: tuple[str, ...] = ()
-    # Hex SHA-256 of the company's input file as read at join (core.dataset.input_digest); ""
-    # in state written before it was recorded.
+    # Hex SHA-256 of the company's input file, or of its query's rows, as read at join
+    # (client.sources.input_digest); "" in state written before it was recorded.
     input_digest: str = ""
     # The roster in ring order as JoinRound gave it (signed into the enrolment; the work the
     # daemon accepts follows it), and for each list relayed so far, its owner and the SHA-256

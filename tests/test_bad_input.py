@@ -113,11 +113,19 @@ def test_cli_usage_errors_are_explained(args: list[str], message: str) -> None:
             '[client]\ncompany = "a"\ncoordinator = "x:1"\ncolour = 1\n[data]\npath = "a.csv"\n',
             "unknown key 'colour' in [client]",
         ),
-        ('[client]\ncompany = "a"\ncoordinator = "x:1"\n', "[data] needs key 'path'"),
+        (
+            '[client]\ncompany = "a"\ncoordinator = "x:1"\n',
+            "[data] give path (a CSV or Parquet file) or url and query",
+        ),
         ('[client]\ncompany = "A B"\ncoordinator = "x:1"\n[data]\npath = "a.csv"\n', "company name"),
         (
             '[client]\ncompany = "a"\ncoordinator = "x:1"\n[data]\npath = "a.csv"\nduplicates = "x"\n',
             "is not a policy",
+        ),
+        (
+            '[client]\ncompany = "a"\ncoordinator = "x:1"\n[data]\nurl = "postgresql+psycopg://r@h/d"\n'
+            'query = "SELECT 1"\npassword_env = "MONO_UNSET_PASSWORD"\n',
+            "password_env names MONO_UNSET_PASSWORD, which is not set",
         ),
         ("[client\n", "is not valid TOML"),
         ("[extra]\n", "unknown section [extra]"),

@@ -215,7 +215,11 @@ def test_comments_go_above_their_section_and_key() -> None:
             "",
         ),
         ('[client]\ncompany = "a"\n[data]\npath = "a.csv"\n', "[client] needs key 'coordinator'", ""),
-        ('[client]\ncompany = "a"\ncoordinator = "x:1"\n', "[data] needs key 'path'", ""),
+        (
+            '[client]\ncompany = "a"\ncoordinator = "x:1"\n',
+            "[data] give path (a CSV or Parquet file) or url and query",
+            "",
+        ),
         ('client = 1\n[data]\npath = "a.csv"\n', "[client] must be a table", ""),
         (
             CLIENT_OK + "[extra]\n",

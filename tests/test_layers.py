@@ -46,7 +46,7 @@ LAYERS: list[tuple[str, ...]] = [
 # Within one layer these never import each other: each role's logic stays in its role.
 SIBLINGS_APART = {"monoculture.client", "monoculture.coordinator", "monoculture.auditor"}
 PURE = ("monoculture.core", "monoculture.analysis")
-NETWORK = ("grpc", "socket", "urllib", "http", "requests")
+NETWORK = ("grpc", "socket", "urllib", "http", "requests", "sqlalchemy", "psycopg")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 from monoculture.analysis.privacy import MECHANISMS
 from monoculture.analysis.release import ReleasePolicy
-from monoculture.core.dataset import DuplicatePolicy, InputSpec, load_records
+from monoculture.core.dataset import DuplicatePolicy, InputSpec
 from monoculture.core.errors import ConfigError, MonocultureError
 from monoculture.core.protocol import check_groups
 
@@ -31,7 +31,8 @@ def add_input_options(parser: argparse.ArgumentParser) -> None:
     """--company NAME=PATH (repeated) and how to read the files; --out."""
     parser.add_argument(
         "--company", action="append", type=company_argument, default=[], metavar="NAME=PATH",
-        help="a company and its CSV or Parquet file (repeat)",
+        help="a company and its CSV or Parquet file, or its daemon's config (.toml: the file or "
+             "database query of its [data]) (repeat)",
     )  # fmt: skip
     parser.add_argument("--id-column", default="id", help="column of ids (default: id)")
     parser.add_argument(
@@ -51,12 +52,17 @@ def add_input_options(parser: argparse.ArgumentParser) -> None:
 
 
 def input_specs(args: argparse.Namespace) -> list[tuple[str, InputSpec]]:
-    return [
-        (name, InputSpec(path=path, id_column=args.id_column, failure_column=args.failure_column,
-                         file_format=args.format, duplicates=DuplicatePolicy(args.duplicates),
-                         group_column=args.group_column or None))
-        for name, path in args.company
-    ]  # fmt: skip
+    return [(name, _input_spec(args, path)) for name, path in args.company]
+
+
+def _input_spec(args: argparse.Namespace, path: Path) -> InputSpec:
+    if path.suffix == ".toml":  # a company daemon's config: read as its daemon reads its [data]
+        from monoculture.client.config import load_client_config
+
+        return load_client_config(path, insecure=True).data
+    return InputSpec(path=path, id_column=args.id_column, failure_column=args.failure_column,
+                     file_format=args.format, duplicates=DuplicatePolicy(args.duplicates),
+                     group_column=args.group_column or None)  # fmt: skip
 
 
 def labels_argument(value: str) -> tuple[str, ...]:
@@ -95,6 +101,8 @@ def declared_groups(
         raise ConfigError("--groups-from needs --group-column NAME, the column of group labels in its file")
     labels = args.group_labels
     if labels is None:
+        from monoculture.client.sources import load_records  # a query's rows as a file's
+
         spec = dict(specs)[args.groups_from]
         try:
             column = load_records(spec, groups=True).groups

@@ -12,7 +12,6 @@ from monoculture.cli.common import (
     input_specs,
     write_result,
 )
-from monoculture.core.dataset import load_records
 from monoculture.core.errors import ConfigError, MonocultureError
 from monoculture.report import format_summary
 from monoculture.research.api import plaintext_result
@@ -30,6 +29,8 @@ def add_parser(commands: Commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from monoculture.client.sources import load_records  # a file, or a query (a daemon's config)
+
     specs = input_specs(args)
     if len(specs) < 2:
         raise ConfigError("give at least two --company NAME=PATH")
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
             records[name] = load_records(spec, groups=name == groups_from)
             column = records[name].groups
             if column is not None:  # undeclared labels are refused, as a daemon refuses them
-                column.round_codes(labels, where=str(spec.path))
+                column.round_codes(labels, where=spec.origin)
         except MonocultureError as exc:
             raise exc.for_party(name) from None
     # the same tables and figures as a round's, group ones included, computed in the clear

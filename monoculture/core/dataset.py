@@ -1,8 +1,11 @@
 """A company's input: ids and failure indicators (and, when asked, group labels), read and
 checked before anything is sent.
 
-CSV (with a header) or Parquet. Every problem is an `InputError` naming the
-file, line and field at fault, raised before the first byte leaves the company.
+CSV (with a header) or Parquet, read here; or the rows of a SQL query (`InputSpec.sql`), which
+monoculture.client.sources reads (a database is reached over the network, which core never
+does) and hands to the same checks through `load_records(..., reader=...)`. Every problem is an
+`InputError` naming the file and line (or the query and its row) and the field at fault, raised
+before the first byte leaves the company.
 """
 
 from __future__ import annotations
@@ -11,8 +14,8 @@ import csv
 import hashlib
 import math
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -40,10 +43,27 @@ class DuplicatePolicy(StrEnum):
 
 
 @dataclass(frozen=True)
-class InputSpec:
-    """Where a company's records are and how to read them."""
+class SqlQuery:
+    """Records from a database: the rows of `query` over the SQLAlchemy URL `url`.
 
-    path: Path
+    Built by monoculture.client.sources.sql_query, which masks the URL's password into
+    `shown_url`; the password itself is best kept out of the URL (`password_env`,
+    `password_file`) and is read only when connecting. `url` is never shown (not in repr).
+    """
+
+    url: str = field(repr=False)
+    query: str
+    shown_url: str  # `url` with its password masked, for messages and logs
+    password_env: str = ""  # the environment variable holding the password ("" = none)
+    password_file: Path | None = None  # the file holding the password
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """Where a company's records are and how to read them: a file (`path`) or a SQL query
+    (`sql`), exactly one of them."""
+
+    path: Path | None = None
     id_column: str = "id"
     failure_column: str = "failed"
     file_format: str = "auto"  # "csv", "parquet" or "auto" (by suffix)
@@ -52,6 +72,43 @@ class InputSpec:
     # The column of group labels (docs/PROTOCOL.md, "Groups"); read only by `load_records(...,
     # groups=True)`, i.e. by the company a round takes its groups from.
     group_column: str | None = None
+    sql: SqlQuery | None = None
+
+    def __post_init__(self) -> None:
+        if (self.path is None) == (self.sql is None):
+            raise InputError(
+                "the input must be a file or a database query, exactly one of them",
+                hint="give [data] path, or [data] url and query",
+            )
+
+    @property
+    def origin(self) -> str:
+        """Where the records come from, as error messages name it (never with a password)."""
+        return f"query on {self.sql.shown_url}" if self.sql is not None else str(self.path)
+
+    @property
+    def file(self) -> Path:
+        """The input file (an input read from a database has none)."""
+        if self.path is None:
+            raise ValueError(f"{self.origin} is not a file")
+        return self.path
+
+    @property
+    def row_word(self) -> str:
+        """How a record's position is named: a CSV's lines, a Parquet file's or a query's rows."""
+        return "line" if self.sql is None and _file_format(self) == "csv" else "row"
+
+    def at(self, position: int) -> str:
+        """Where the record at `position` (a CSV line, or a row counted from 1) is."""
+        if self.row_word == "line":
+            return f"{self.origin}:{position}"
+        return f"{self.origin}, row {position}"
+
+
+# One record as a reader yields it, unchecked: (where, position, id, failure value, group label).
+RawRow = tuple[str, int, Any, Any, Any]
+# Reads a spec's raw rows; the bool asks for the group column (monoculture.client.sources.sql_rows).
+RowReader = Callable[["InputSpec", bool], Iterator[RawRow]]
 
 
 class GroupLabelError(InputError):
@@ -196,6 +253,8 @@ def reading_digest(spec: InputSpec) -> str:
     column would seal other records under the round's keys and nonces."""
     settings = [spec.id_column, spec.failure_column, spec.file_format, str(spec.duplicates),
                 str(spec.max_id_length), spec.group_column or ""]  # fmt: skip
+    if spec.sql is not None:  # the query and its database read these records (files: as before)
+        settings += [spec.sql.shown_url, spec.sql.query]
     digest = hashlib.sha256(b"monoculture/v1 input reading")
     for value in settings:
         data = value.encode("utf-8")
@@ -220,26 +279,28 @@ def input_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_records(spec: InputSpec, *, groups: bool = False) -> CompanyRecords:
+def load_records(spec: InputSpec, *, groups: bool = False, reader: RowReader | None = None) -> CompanyRecords:
     """Read, check and de-duplicate one company's records; with `groups`, their group labels
     too (from `spec.group_column`, which must then be set). Without it the group column is
-    not read at all.
+    not read at all. `reader`: where the raw rows come from (by default the file's own reader;
+    a SQL query's rows come from monoculture.client.sources).
 
     One pass keeps the ids compactly and detects repeats through 16-byte digests
-    (held in memory only, for this check); only a file with repeats is read again,
+    (held in memory only, for this check); only an input with repeats is read again,
     to apply the duplicate policy or explain the refusal.
     """
     if groups and not spec.group_column:
         raise GroupLabelError(
             "no group column is configured, and a round takes its groups from this company",
             reason="the round takes its groups from this company, but its input names no group column",
-            where=str(spec.path),
+            where=spec.origin,
             hint="name the column of group labels: [data] group_column (--group-column)",
         )
+    read = reader or _file_rows
     blob, offsets, failed, digests = bytearray(), array("q", [0]), bytearray(), bytearray()
     known: dict[str, int] = {}
     codes = array("H")
-    for line, record_id, bit, label in _read_rows(spec, groups):
+    for line, record_id, bit, label in _read_rows(spec, groups, read):
         raw = record_id.encode()
         blob += raw
         offsets.append(len(blob))
@@ -250,18 +311,17 @@ def load_records(spec: InputSpec, *, groups: bool = False) -> CompanyRecords:
             if code >= MAX_LABELS_IN_FILE:
                 raise InputError(
                     f"column {spec.group_column!r} holds more than {MAX_LABELS_IN_FILE} distinct labels",
-                    where=f"{spec.path}:{line}",
+                    where=spec.at(line),
                     hint="a group column names a few groups (at most 127 per round); is it the right column?",
                 )
             codes.append(code)
     if not failed:
-        raise InputError(
-            "holds a header but no records", where=str(spec.path), hint="give at least one record"
-        )
+        empty = "returned no rows" if spec.sql is not None else "holds a header but no records"
+        raise InputError(empty, where=spec.origin, hint="give at least one record")
     keys = np.sort(np.frombuffer(digests, dtype="S16"))
     del digests
     if len(keys) > 1 and bool((keys[1:] == keys[:-1]).any()):
-        return _apply_duplicate_policy(spec, _read_rows(spec, groups), groups)
+        return _apply_duplicate_policy(spec, _read_rows(spec, groups, read), groups, read)
     ids = IdColumn(blob, np.frombuffer(offsets, dtype=np.int64))
     column = GroupColumn(tuple(known), np.frombuffer(codes, dtype=np.uint16)) if groups else None
     return CompanyRecords(
@@ -274,24 +334,42 @@ def _file_format(spec: InputSpec) -> str:
         if spec.file_format not in ("csv", "parquet"):
             raise InputError(
                 f"unknown format {spec.file_format!r}",
-                where=str(spec.path),
+                where=spec.origin,
                 hint="use csv or parquet",
             )
         return spec.file_format
-    return "parquet" if spec.path.suffix.lower() in (".parquet", ".pq") else "csv"
+    return "parquet" if spec.file.suffix.lower() in (".parquet", ".pq") else "csv"
 
 
-def _read_rows(spec: InputSpec, groups: bool = False) -> Iterator[tuple[int, str, int, str | None]]:
+def _file_rows(spec: InputSpec, groups: bool) -> Iterator[RawRow]:
+    """The raw rows of the CSV or Parquet file."""
+    if spec.sql is not None:
+        raise InputError(
+            "is read from a database, by the company side",
+            where=spec.origin,
+            hint="read it with monoculture.client.sources.load_records",
+        )
+    if not spec.file.exists():
+        raise InputError("file not found", where=spec.origin, hint="check the path")
+    if spec.file.is_dir():
+        raise InputError("is a folder, not a file", where=spec.origin)
+    reader = _parquet_rows if _file_format(spec) == "parquet" else _csv_rows
+    return reader(spec, groups)
+
+
+def _read_rows(
+    spec: InputSpec, groups: bool = False, reader: RowReader = _file_rows
+) -> Iterator[tuple[int, str, int, str | None]]:
     """Checked (line, id, failed, group label) rows, one at a time (a million rows are never all
     held); the label is None unless `groups`."""
-    if not spec.path.exists():
-        raise InputError("file not found", where=str(spec.path), hint="check the path")
-    if spec.path.is_dir():
-        raise InputError("is a folder, not a file", where=str(spec.path))
-    reader = _parquet_rows if _file_format(spec) == "parquet" else _csv_rows
-    for where, line, raw_id, raw_failed, raw_label in reader(spec, groups):
-        line, record_id, failed = _check_row(spec, where, line, raw_id, raw_failed)
-        yield line, record_id, failed, _check_label(spec, where, raw_label) if groups else None
+    rows = reader(spec, groups)
+    try:
+        for where, line, raw_id, raw_failed, raw_label in rows:
+            line, record_id, failed = _check_row(spec, where, line, raw_id, raw_failed)
+            yield line, record_id, failed, _check_label(spec, where, raw_label) if groups else None
+    finally:
+        if isinstance(rows, Generator):  # let go of the file or the database connection at once
+            rows.close()
 
 
 def _check_label(spec: InputSpec, where: str, raw: Any) -> str:
@@ -365,16 +443,33 @@ def _columns(spec: InputSpec, groups: bool) -> list[str]:
     return [spec.id_column, spec.failure_column, *([spec.group_column or ""] if groups else [])]
 
 
+def column_positions(spec: InputSpec, names: Sequence[str], groups: bool, *, where: str = "") -> list[int]:
+    """Where the id, failure and (with groups) group columns are among `names` (a CSV's header,
+    a query's result columns): each must be there, once. `where`: the header's place."""
+    positions = []
+    for column in _columns(spec, groups):
+        if column not in names:
+            raise InputError(
+                f"has no column {column!r} (columns: {', '.join(names) or 'none'})",
+                where=where or spec.origin,
+                hint=_COLUMN_HINT,
+            )
+        if names.count(column) > 1:
+            raise InputError(f"names column {column!r} twice", where=where or spec.origin)
+        positions.append(names.index(column))
+    return positions
+
+
 def _csv_rows(spec: InputSpec, groups: bool) -> Iterator[tuple[str, int, Any, Any, Any]]:
     try:
-        handle = spec.path.open("r", encoding="utf-8-sig", newline="")
+        handle = spec.file.open("r", encoding="utf-8-sig", newline="")
     except OSError as exc:
-        raise InputError(f"cannot be read ({exc.strerror})", where=str(spec.path)) from None
+        raise InputError(f"cannot be read ({exc.strerror})", where=spec.origin) from None
     with handle:
-        reader = csv.reader(_decoded_lines(handle, spec.path))
-        header = _csv_header(spec, reader, groups)
-        id_at, failed_at = header.index(spec.id_column), header.index(spec.failure_column)
-        label_at = header.index(spec.group_column) if groups and spec.group_column else None
+        reader = csv.reader(_decoded_lines(handle, spec.file))
+        header = _csv_header(spec, reader)
+        id_at, failed_at, *label_at_if_asked = column_positions(spec, header, groups, where=spec.at(1))
+        label_at = label_at_if_asked[0] if label_at_if_asked else None
         try:
             for fields in reader:
                 if not fields or fields == [""]:
@@ -382,13 +477,13 @@ def _csv_rows(spec: InputSpec, groups: bool) -> Iterator[tuple[str, int, Any, An
                 if len(fields) != len(header):
                     raise InputError(
                         f"has {len(fields)} fields, the header has {len(header)}",
-                        where=f"{spec.path}:{reader.line_num}",
+                        where=spec.at(reader.line_num),
                     )
                 label = fields[label_at] if label_at is not None else None
-                where = f"{spec.path}:{reader.line_num}"
+                where = spec.at(reader.line_num)
                 yield where, reader.line_num, fields[id_at], fields[failed_at], label
         except csv.Error as exc:
-            raise InputError(f"is not valid CSV ({exc})", where=f"{spec.path}:{reader.line_num}") from None
+            raise InputError(f"is not valid CSV ({exc})", where=spec.at(reader.line_num)) from None
 
 
 def _decoded_lines(handle: Iterable[str], path: Path) -> Iterator[str]:
@@ -440,23 +535,13 @@ _COLUMN_HINT = (
 )
 
 
-def _csv_header(spec: InputSpec, reader: Any, groups: bool) -> list[str]:
+def _csv_header(spec: InputSpec, reader: Any) -> list[str]:
     try:
-        header = [name.strip() for name in next(reader)]
+        return [name.strip() for name in next(reader)]
     except StopIteration:
-        raise InputError("is empty: no header and no records", where=str(spec.path)) from None
+        raise InputError("is empty: no header and no records", where=spec.origin) from None
     except csv.Error as exc:
-        raise InputError(f"is not valid CSV ({exc})", where=f"{spec.path}:1") from None
-    for column in _columns(spec, groups):
-        if column not in header:
-            raise InputError(
-                f"has no column {column!r} (columns: {', '.join(header) or 'none'})",
-                where=f"{spec.path}:1",
-                hint=_COLUMN_HINT,
-            )
-        if header.count(column) > 1:
-            raise InputError(f"names column {column!r} twice", where=f"{spec.path}:1")
-    return header
+        raise InputError(f"is not valid CSV ({exc})", where=spec.at(1)) from None
 
 
 def _parquet_rows(spec: InputSpec, groups: bool) -> Iterator[tuple[str, int, Any, Any, Any]]:
@@ -464,33 +549,30 @@ def _parquet_rows(spec: InputSpec, groups: bool) -> Iterator[tuple[str, int, Any
     import pyarrow.parquet as pq
 
     try:
-        schema = pq.read_schema(spec.path)
+        schema = pq.read_schema(spec.file)
     except (pa.ArrowException, OSError) as exc:
-        raise InputError(f"is not a readable Parquet file ({exc})", where=str(spec.path)) from None
+        raise InputError(f"is not a readable Parquet file ({exc})", where=spec.origin) from None
+    column_positions(spec, schema.names, groups)
     columns = _columns(spec, groups)
-    for column in columns:
-        if column not in schema.names:
-            raise InputError(
-                f"has no column {column!r} (columns: {', '.join(schema.names)})",
-                where=str(spec.path),
-                hint=_COLUMN_HINT,
-            )
     try:
-        table = pq.read_table(spec.path, columns=columns)
+        table = pq.read_table(spec.file, columns=columns)
     except (pa.ArrowException, OSError) as exc:
-        raise InputError(f"is not a readable Parquet file ({exc})", where=str(spec.path)) from None
+        raise InputError(f"is not a readable Parquet file ({exc})", where=spec.origin) from None
     ids = table.column(spec.id_column).to_pylist()
     failures = table.column(spec.failure_column).to_pylist()
     labels = table.column(columns[2]).to_pylist() if groups else [None] * len(ids)
     # Parquet has no lines: "row N" counts records from 1.
     for row, (raw_id, raw_failed, raw_label) in enumerate(zip(ids, failures, labels, strict=True), start=1):
-        yield f"{spec.path}, row {row}", row, raw_id, raw_failed, raw_label
+        yield spec.at(row), row, raw_id, raw_failed, raw_label
 
 
 def _apply_duplicate_policy(
-    spec: InputSpec, rows: Iterator[tuple[int, str, int, str | None]], groups: bool = False
+    spec: InputSpec,
+    rows: Iterator[tuple[int, str, int, str | None]],
+    groups: bool = False,
+    reader: RowReader = _file_rows,
 ) -> CompanyRecords:
-    """The second pass, for a file `load_records` found repeats in (so it has rows).
+    """The second pass, for an input `load_records` found repeats in (so it has rows).
 
     With groups, an id's label is its first row's; repeats that give it another label
     are dropped with it under drop-conflicting, and refused under any-failed.
@@ -511,13 +593,13 @@ def _apply_duplicate_policy(
                 relabelled.setdefault(record_id, line)
     conflicting = {i for i, seen in repeats.items() if any(f != first[i] for _, f in seen)}
     if repeats and spec.duplicates == DuplicatePolicy.REFUSE:
-        raise _duplicate_error(spec, len(first), rows_read, repeats, conflicting)
+        raise _duplicate_error(spec, len(first), rows_read, repeats, conflicting, reader)
     if relabelled and spec.duplicates == DuplicatePolicy.ANY_FAILED:
         record_id, line = next(iter(relabelled.items()))
         raise InputError(
             f"{len(relabelled)} repeated ids carry different group labels on different rows, "
-            f"e.g. {record_id!r} (line {line})",
-            where=str(spec.path),
+            f"e.g. {record_id!r} ({spec.row_word} {line})",
+            where=spec.origin,
             hint="give every id one group label, or choose duplicates = 'keep-first' (the first row "
             "wins) or 'drop-conflicting' (such ids are dropped)",
         )
@@ -527,7 +609,7 @@ def _apply_duplicate_policy(
     dropped = conflicting | set(relabelled) if spec.duplicates == DuplicatePolicy.DROP_CONFLICTING else set()
     ids = [i for i in first if i not in dropped]
     if not ids:
-        raise InputError("no records are left after dropping conflicting ids", where=str(spec.path))
+        raise InputError("no records are left after dropping conflicting ids", where=spec.origin)
     failure_bits = np.fromiter((first[i] for i in ids), dtype=np.uint8, count=len(ids))
     column = GroupColumn.from_strings(str(first_label[i]) for i in ids) if groups else None
     return CompanyRecords(
@@ -546,16 +628,17 @@ def _duplicate_error(
     rows_read: int,
     repeats: dict[str, list[tuple[int, int]]],
     conflicting: set[str],
+    reader: RowReader = _file_rows,
 ) -> InputError:
     shown = list(repeats)[:_EXAMPLES]
     first_line: dict[str, tuple[int, int]] = {}
-    for line, record_id, failed, _ in _read_rows(spec):  # a second pass, on this error path only
+    for line, record_id, failed, _ in _read_rows(spec, False, reader):  # again, on this error path only
         if record_id in shown and record_id not in first_line:
             first_line[record_id] = (line, failed)
     examples = []
     for record_id in shown:
         seen = [first_line[record_id], *repeats[record_id]]
-        where = ", ".join(f"line {line}: {failed}" for line, failed in seen[:4])
+        where = ", ".join(f"{spec.row_word} {line}: {failed}" for line, failed in seen[:4])
         examples.append(f"    {record_id!r} ({where}{', ...' if len(seen) > 4 else ''})")
     extra_rows = sum(len(seen) for seen in repeats.values())
     message = (
@@ -565,7 +648,7 @@ def _duplicate_error(
     )
     return InputError(
         message,
-        where=str(spec.path),
+        where=spec.origin,
         hint="make ids unique, or choose a duplicate policy: duplicates = "
         "'keep-first' | 'any-failed' | 'drop-conflicting' (--duplicates; see docs/USAGE.md)",
     )

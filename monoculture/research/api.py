@@ -20,7 +20,6 @@ import math
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -176,7 +175,7 @@ def _labels(
     assert column is not None  # read with groups=True
     labels = tuple(given) if given is not None else tuple(sorted(set(column.labels)))
     try:
-        column.round_codes(labels, where=str(specs[groups_from].path))
+        column.round_codes(labels, where=specs[groups_from].origin)
     except MonocultureError as exc:
         raise _named(exc, groups_from, specs[groups_from]) from None
     return labels
@@ -191,7 +190,11 @@ def _records(name: str, spec: InputSpec, groups: bool = False) -> CompanyRecords
 
 def _named(exc: MonocultureError, name: str, spec: InputSpec) -> MonocultureError:
     """The error as the researcher should read it: a temporary copy is called their data."""
-    if spec.path.suffix == ".parquet" and spec.path.parent.name.startswith("monoculture-"):
+    if (
+        spec.path is not None
+        and spec.path.suffix == ".parquet"
+        and spec.path.parent.name.startswith("monoculture-")
+    ):
         exc.where = exc.where.replace(str(spec.path), "the data given")
     return exc.for_party(name)
 
@@ -227,7 +230,7 @@ def _private(
 ) -> dict[str, Any]:
     from monoculture.research.simulate import CompanyInput, run_round
 
-    companies = [CompanyInput(name, replace(spec, path=spec.path.resolve())) for name, spec in specs.items()]
+    companies = [CompanyInput(name, spec).resolved() for name, spec in specs.items()]
     run = run_round(
         companies, folder / "round", timeout=timeout, release=policy, groups_from=groups_from,
         group_labels=labels, rerandomise=rerandomise,

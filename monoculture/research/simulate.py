@@ -25,13 +25,14 @@ from monoculture.analysis.groups import group_round_cost
 from monoculture.analysis.release import ReleasePolicy
 from monoculture.auditor import AuditorClient
 from monoculture.client.config import ClientConfig, client_sections
+from monoculture.client.sources import load_records
 from monoculture.coordinator.config import (
     CoordinatorConfig,
     Limits,
     coordinator_sections,
 )
 from monoculture.core.config import render_toml
-from monoculture.core.dataset import InputSpec, load_records
+from monoculture.core.dataset import InputSpec
 from monoculture.core.errors import MonocultureError, RoundFailed
 from monoculture.core.identity import Identity, Role, public_key_fingerprint
 from monoculture.memory import peak_rss_bytes
@@ -45,7 +46,13 @@ STARTUP_SECONDS = 60.0
 @dataclass(frozen=True)
 class CompanyInput:
     name: str
-    spec: InputSpec
+    spec: InputSpec  # a file, or a SQL query (its password from the environment or a file)
+
+    def resolved(self) -> CompanyInput:
+        """The same input, a file named by its absolute path (a daemon reads it from another folder)."""
+        if self.spec.path is None:
+            return self
+        return CompanyInput(self.name, replace(self.spec, path=self.spec.path.resolve()))
 
 
 @dataclass
@@ -175,7 +182,7 @@ def start_company(
     settings = ClientConfig(
         company=company.name,
         coordinator=address,
-        data=replace(company.spec, path=company.spec.path.resolve()),
+        data=company.resolved().spec,
         tls=tls,
         poll_seconds=2.0,
         stats_file=workdir / "operations.jsonl",
@@ -219,7 +226,7 @@ def check_inputs(
         try:
             records = load_records(company.spec, groups=company.name == groups_from)
             if records.groups is not None:
-                records.groups.round_codes(group_labels, where=str(company.spec.path))
+                records.groups.round_codes(group_labels, where=company.spec.origin)
         except MonocultureError as exc:
             raise exc.for_party(company.name) from None
 
