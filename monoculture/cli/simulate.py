@@ -23,8 +23,8 @@ from monoculture.cli.common import (
 )
 from monoculture.core.dataset import InputSpec
 from monoculture.core.errors import ConfigError
+from monoculture.core.messages import Status
 from monoculture.report import format_summary, format_truth_comparison
-from monoculture.v1 import monoculture_pb2 as pb
 
 
 def _rates_argument(value: str) -> tuple[float, ...]:
@@ -121,10 +121,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_progress() -> Callable[[pb.RoundStatus], None]:
+def _print_progress() -> Callable[[Status], None]:
     last: list[str] = []
 
-    def show(status: pb.RoundStatus) -> None:
+    def show(status: Status) -> None:
         line = f"round {status.round_id}: {status.phase} ({status.hops_done}/{status.hops_total} list hops)"
         if not last or last[-1] != line:
             print(line, file=sys.stderr, flush=True)
