@@ -254,8 +254,7 @@ def test_the_check_itself_finds_a_disagreement() -> None:
         assert_agree(typed, changed)
     with pytest.raises(AssertionError, match="no field"):
         assert_agree(typed, {**published, "a_new_figure": 1.0})
-    with pytest.raises(ValueError, match="a_new_figure"):
-        result_message({**published, "a_new_figure": 1.0})
+    assert result_message({**published, "a_new_figure": 1.0}) == result_message(published)
 
 
 def test_phases_travel_as_the_enum_named_in_the_protocol(tmp_path: Path) -> None:
