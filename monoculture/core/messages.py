@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from monoculture.core.errors import ProtocolError
 from monoculture.core.protocol import RoundPhase
 from monoculture.v1 import monoculture_pb2 as pb
 
@@ -26,8 +27,6 @@ def phase_message(phase: RoundPhase) -> pb.RoundPhase.ValueType:
 def phase_of(value: pb.RoundPhase.ValueType) -> RoundPhase:
     """`ROUND_PHASE_OPEN` -> `RoundPhase.OPEN`; refuses ROUND_PHASE_UNSPECIFIED (a peer that
     sent no phase) and values this release does not know."""
-    from monoculture.core.errors import ProtocolError
-
     name = pb.RoundPhase.Name(value) if value in pb.RoundPhase.values() else ""
     if not name or value == pb.ROUND_PHASE_UNSPECIFIED:
         raise ProtocolError(
