@@ -301,7 +301,14 @@ class Harness:
         return status.round_id
 
     def status(self, round_id: str) -> Status:
-        return Status.of(self.auditor_servicer.GetRoundStatus(pb.RoundRef(round_id=round_id), _Context()))
+        return Status.of(self.status_message(round_id))
+
+    def status_message(self, round_id: str) -> pb.RoundStatus:
+        """The auditor's GetRoundStatus answer as it travels (every field of the message)."""
+        status: pb.RoundStatus = self.auditor_servicer.GetRoundStatus(
+            pb.RoundRef(round_id=round_id), _Context()
+        )
+        return status
 
     def phase(self, round_id: str) -> RoundPhase:
         return self.status(round_id).phase
