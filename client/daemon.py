@@ -67,6 +67,7 @@ from monoculture.core.dummies import (
 from monoculture.core.errors import ConfigError, InputError, MonocultureError, ProtocolError
 from monoculture.core.masks import confirmation_matches, key_confirmation, transcript_digest
 from monoculture.core.masks import pair_keys as derive_pair_keys
+from monoculture.core.messages import phase_of
 from monoculture.core.protocol import (
     PROTOCOL_VERSION,
     Ring,
@@ -1047,12 +1048,13 @@ class CompanyDaemon:
         self._secrets.delete(ended.round_id)
         self._rounds_ended += 1
         detail = f": {ended.reason}" if ended.reason else ""
-        log.info("%s: round %s ended %s%s", self.company, ended.round_id, ended.phase, detail)
+        phase = _ended_phase(ended)
+        log.info("%s: round %s ended %s%s", self.company, ended.round_id, phase, detail)
         if company_round is not None and self.config.stats_file is not None:
             line = {
                 "round_id": ended.round_id,
                 "company": self.company,
-                "phase": ended.phase,
+                "phase": phase,
                 **asdict(company_round.counts),
                 "blind_seconds": round(company_round.blind_seconds, 4),
                 "peak_rss_bytes": peak_rss_bytes(),
@@ -1075,3 +1077,12 @@ class CompanyDaemon:
             round_id=round_id, company=self.company, reason=reason, blamed=blamed, evidence=evidence
         )
         self._retrying("withdrawal", lambda: self._stub.Withdraw(request))
+
+
+def _ended_phase(ended: pb.RoundEnded) -> str:
+    """The phase a round ended in, as its name; "ended" when the coordinator sent none it knows
+    (the daemon forgets the round's keys whatever the phase)."""
+    try:
+        return phase_of(ended.phase).value
+    except ProtocolError:
+        return "ended"

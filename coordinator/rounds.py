@@ -45,6 +45,7 @@ from monoculture.coordinator.store import REFUNDED, BudgetEntry, RoundStore
 from monoculture.core.blame import COORDINATOR, judge
 from monoculture.core.errors import LimitExceeded, MalformedRequest, ProtocolError, UnknownRound
 from monoculture.core.masks import CONFIRMATION_SIZE
+from monoculture.core.messages import phase_message
 from monoculture.core.protocol import (
     PROTOCOL_VERSION,
     TERMINAL_PHASES,
@@ -382,7 +383,10 @@ class RoundBook:
                 self._store.save_told_ended(state.round_id, record.told_ended)
                 return pb.PollWorkResponse(
                     round_ended=pb.RoundEnded(
-                        round_id=state.round_id, phase=state.phase, reason=state.failure_reason
+                        round_id=state.round_id,
+                        phase=phase_message(state.phase),
+                        reason=state.failure_reason,
+                        phase_name=state.phase.value,
                     )
                 )
             work = state.next_work(company)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +34,7 @@ from monoculture.core.errors import (
     UnknownRound,
 )
 from monoculture.core.identity import Identity, Role, identity_of
+from monoculture.core.messages import phase_message, result_message
 from monoculture.core.protocol import RETRY_AFTER_METADATA, RoundPhase
 from monoculture.core.psi_crypto import InvalidPoint
 from monoculture.core.wire import ListAddress
@@ -316,13 +318,16 @@ class AuditorServicer(pb_grpc.AuditorServiceServicer):
             return status_message(self._book.status(request.round_id))
 
     @answers_errors()
-    def GetRoundResult(self, request: pb.RoundRef, context: Any) -> pb.RoundResult:
+    def GetRoundResult(self, request: pb.RoundRef, context: Any) -> pb.GetRoundResultResponse:
         with self._admit(context):
             state, result_json = self._book.result(request.round_id)
         if state.phase != RoundPhase.COMPLETE:
             detail = f": {state.failure_reason}" if state.failure_reason else ""
             raise ProtocolError(f"round {state.round_id} is {state.phase}, no result{detail}")
-        return pb.RoundResult(round_id=state.round_id, phase=state.phase, result_json=result_json)
+        return pb.GetRoundResultResponse(
+            round_id=state.round_id, phase=phase_message(state.phase), phase_name=state.phase.value,
+            result_json=result_json, result=typed_result(result_json),
+        )  # fmt: skip
 
     @answers_errors(default=grpc.StatusCode.INVALID_ARGUMENT)
     def GetPrivacyBudget(self, request: pb.PrivacyBudgetRequest, context: Any) -> pb.PrivacyBudget:
@@ -348,16 +353,24 @@ def history_message(rounds: list[tuple[RoundState, str]]) -> pb.RoundHistory:
                 opened_at=state.opened_at,
                 result_json=result_json,
                 ended_at=state.ended_at,
+                result=typed_result(result_json) if result_json else None,
             )
             for state, result_json in rounds
         ]
     )
 
 
+def typed_result(result_json: str) -> pb.RoundResult:
+    """The typed result, made from the released result JSON the coordinator stored: one released
+    result, two forms."""
+    return result_message(json.loads(result_json))
+
+
 def status_message(state: RoundState) -> pb.RoundStatus:
     return pb.RoundStatus(
         round_id=state.round_id,
-        phase=state.phase,
+        phase=phase_message(state.phase),
+        phase_name=state.phase.value,
         companies=list(state.ring.roster),
         hops_done=len(state.done),
         hops_total=state.hops_total,

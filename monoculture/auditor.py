@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 import grpc
 
 from monoculture.core.errors import MonocultureError, RoundFailed
+from monoculture.core.messages import Status
 from monoculture.core.protocol import TERMINAL_PHASES, RoundPhase
 from monoculture.core.timing import SYSTEM_CLOCK, Clock, retry
 from monoculture.transport import TlsFiles, channel, named_retry_delay, warn_insecure
@@ -79,7 +80,7 @@ class AuditorClient:
         groups_from: str = "",
         group_labels: Sequence[str] = (),
         rerandomise: bool = False,
-    ) -> pb.RoundStatus:
+    ) -> Status:
         """`groups_from`, `group_labels`: group-level homogenization over the groups of that
         company's group column, whose labels the round declares here (in order). `rerandomise`:
         re-randomised failure tags (docs/PROTOCOL.md, "Re-randomised tags")."""
@@ -87,18 +88,26 @@ class AuditorClient:
             companies=companies, min_list_size=min_list_size, deadline_seconds=deadline_seconds,
             groups_from=groups_from, group_labels=list(group_labels), rerandomise_tags=rerandomise,
         )  # fmt: skip
-        status: pb.RoundStatus = self._call(self._stub.OpenRound, request)
-        return status
+        return Status.of(self._call(self._stub.OpenRound, request))
 
-    def status(self, round_id: str, retry_until: float = 0.0) -> pb.RoundStatus:
+    def status(self, round_id: str, retry_until: float = 0.0) -> Status:
         request = pb.RoundRef(round_id=round_id)
-        status: pb.RoundStatus = self._call(self._stub.GetRoundStatus, request, retry_until)
-        return status
+        return Status.of(self._call(self._stub.GetRoundStatus, request, retry_until))
 
     def result(self, round_id: str) -> dict[str, Any]:
-        reply: pb.RoundResult = self._call(self._stub.GetRoundResult, pb.RoundRef(round_id=round_id))
-        result: dict[str, Any] = json.loads(reply.result_json)
+        """The released result JSON of a completed round, as a dict."""
+        result: dict[str, Any] = json.loads(self._result_reply(round_id).result_json)
         return result
+
+    def typed_result(self, round_id: str) -> pb.RoundResult:
+        """The same released result as typed fields (docs/PROTOCOL.md, "Typed result")."""
+        return self._result_reply(round_id).result
+
+    def _result_reply(self, round_id: str) -> pb.GetRoundResultResponse:
+        reply: pb.GetRoundResultResponse = self._call(
+            self._stub.GetRoundResult, pb.RoundRef(round_id=round_id)
+        )
+        return reply
 
     def budget(self, companies: list[str]) -> dict[str, Any]:
         """The coordinator's privacy ledger for a roster (any order), JSON-ready: spent epsilon and
@@ -115,7 +124,7 @@ class AuditorClient:
         reply: pb.RoundHistory = self._call(self._stub.ListRounds, request)
         return [
             {
-                "round_id": entry.status.round_id, "phase": entry.status.phase,
+                "round_id": entry.status.round_id, "phase": Status.of(entry.status).phase,
                 "companies": list(entry.status.companies), "opened_at": entry.opened_at,
                 "ended_at": entry.ended_at or None, "failure_reason": entry.status.failure_reason or None,
                 "result": json.loads(entry.result_json) if entry.result_json else None,
@@ -123,18 +132,17 @@ class AuditorClient:
             for entry in reply.rounds
         ]  # fmt: skip
 
-    def cancel(self, round_id: str) -> pb.RoundStatus:
+    def cancel(self, round_id: str) -> Status:
         """End a round in flight: it fails naming the auditor; the companies forget its keys."""
-        status: pb.RoundStatus = self._call(self._stub.CancelRound, pb.RoundRef(round_id=round_id))
-        return status
+        return Status.of(self._call(self._stub.CancelRound, pb.RoundRef(round_id=round_id)))
 
     def wait(
         self,
         round_id: str,
         timeout: float,
-        on_status: Callable[[pb.RoundStatus], None] | None = None,
+        on_status: Callable[[Status], None] | None = None,
         interval: float = 0.2,
-    ) -> pb.RoundStatus:
+    ) -> Status:
         """Poll until the round ends; a failed round raises RoundFailed naming the party."""
         deadline = self._clock.monotonic() + timeout
         while True:

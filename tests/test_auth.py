@@ -135,4 +135,7 @@ def test_the_auditor_administers(deployment: dict) -> None:
         _channel(deployment["address"], deployment["ca"], deployment["auditor"])
     )
     status = stub.GetRoundStatus(pb.RoundRef(round_id=deployment["round_id"]))
-    assert status.phase in ("OPEN", "FAILED") and list(status.companies) == ["google", "microsoft"]
+    assert status.phase in (pb.ROUND_PHASE_OPEN, pb.ROUND_PHASE_FAILED) and list(status.companies) == [
+        "google",
+        "microsoft",
+    ]

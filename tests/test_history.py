@@ -129,7 +129,7 @@ def test_the_auditor_cancels_a_round_in_flight_and_the_companies_forget_its_keys
     assert list((tmp_path / "state-alpha").glob("round-*.sealed"))
     status = harness.auditor_servicer.CancelRound(pb.RoundRef(round_id=round_id), None)
     assert (status.phase, status.failed_party, status.failure_reason) == (
-        "FAILED",
+        pb.ROUND_PHASE_FAILED,
         "auditor",
         "cancelled by the auditor",
     )

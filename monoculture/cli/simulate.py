@@ -23,8 +23,8 @@ from monoculture.cli.common import (
 )
 from monoculture.core.dataset import InputSpec
 from monoculture.core.errors import ConfigError
+from monoculture.core.messages import Status
 from monoculture.report import format_summary, format_truth_comparison
-from monoculture.v1 import monoculture_pb2 as pb
 
 
 def _rates_argument(value: str) -> tuple[float, ...]:
@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _progress_display(
     companies: list[str], workdir: Path
-) -> tuple[Callable[[pb.RoundStatus], None], Callable[[], None]]:
+) -> tuple[Callable[[Status], None], Callable[[], None]]:
     """On a terminal: bars for the round and for each company's current step (drawn from the
     daemons' progress files, monoculture/progress.py); elsewhere, a line per change of phase.
     Returns the status callback and what closes the display."""
@@ -138,16 +138,16 @@ def _progress_display(
         return _print_progress(), lambda: None
     board = ProgressBoard([(name, company_state_dir(workdir, name) / PROGRESS_FILE) for name in companies])
 
-    def show(status: pb.RoundStatus) -> None:
+    def show(status: Status) -> None:
         board.show(str(status.phase), status.hops_done, status.hops_total)
 
     return show, board.close
 
 
-def _print_progress() -> Callable[[pb.RoundStatus], None]:
+def _print_progress() -> Callable[[Status], None]:
     last: list[str] = []
 
-    def show(status: pb.RoundStatus) -> None:
+    def show(status: Status) -> None:
         line = f"round {status.round_id}: {status.phase} ({status.hops_done}/{status.hops_total} list hops)"
         if not last or last[-1] != line:
             print(line, file=sys.stderr, flush=True)

@@ -35,10 +35,10 @@ from monoculture.core.config import render_toml
 from monoculture.core.dataset import InputSpec
 from monoculture.core.errors import MonocultureError, RoundFailed
 from monoculture.core.identity import Identity, Role, public_key_fingerprint
+from monoculture.core.messages import Status
 from monoculture.memory import peak_rss_bytes
 from monoculture.pki import local_deployment, tls_files
 from monoculture.transport import TlsFiles
-from monoculture.v1 import monoculture_pb2 as pb
 
 STARTUP_SECONDS = 60.0
 
@@ -236,7 +236,7 @@ def run_round(
     workdir: Path,
     *,
     timeout: float = 3600.0,
-    on_status: Callable[[pb.RoundStatus], None] | None = None,
+    on_status: Callable[[Status], None] | None = None,
     release: ReleasePolicy | None = None,
     insecure: bool = False,
     groups_from: str = "",
@@ -285,7 +285,7 @@ def run_round(
                 rerandomise=rerandomise,
             )
 
-            def watch(current: pb.RoundStatus) -> None:
+            def watch(current: Status) -> None:
                 for company, process in zip(companies, clients, strict=True):
                     if process.poll() not in (None, 0):
                         raise RoundFailed(

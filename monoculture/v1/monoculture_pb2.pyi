@@ -12,10 +12,63 @@ import builtins
 import collections.abc
 import google.protobuf.descriptor
 import google.protobuf.internal.containers
+import google.protobuf.internal.enum_type_wrapper
 import google.protobuf.message
+import sys
 import typing
 
+if sys.version_info >= (3, 10):
+    import typing as typing_extensions
+else:
+    import typing_extensions
+
 DESCRIPTOR: google.protobuf.descriptor.FileDescriptor
+
+class _RoundPhase:
+    ValueType = typing.NewType("ValueType", builtins.int)
+    V: typing_extensions.TypeAlias = ValueType
+
+class _RoundPhaseEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_RoundPhase.ValueType], builtins.type):
+    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+    ROUND_PHASE_UNSPECIFIED: _RoundPhase.ValueType  # 0
+    """never sent by this release (a peer that sent no phase)"""
+    ROUND_PHASE_OPEN: _RoundPhase.ValueType  # 1
+    ROUND_PHASE_CONFIRMING: _RoundPhase.ValueType  # 2
+    ROUND_PHASE_RELAYING: _RoundPhase.ValueType  # 3
+    ROUND_PHASE_COUNTING: _RoundPhase.ValueType  # 4
+    ROUND_PHASE_COMPLETE: _RoundPhase.ValueType  # 5
+    ROUND_PHASE_FAILED: _RoundPhase.ValueType  # 6
+
+class RoundPhase(_RoundPhase, metaclass=_RoundPhaseEnumTypeWrapper):
+    """The phases of a round (docs/PROTOCOL.md, "States")."""
+
+ROUND_PHASE_UNSPECIFIED: RoundPhase.ValueType  # 0
+"""never sent by this release (a peer that sent no phase)"""
+ROUND_PHASE_OPEN: RoundPhase.ValueType  # 1
+ROUND_PHASE_CONFIRMING: RoundPhase.ValueType  # 2
+ROUND_PHASE_RELAYING: RoundPhase.ValueType  # 3
+ROUND_PHASE_COUNTING: RoundPhase.ValueType  # 4
+ROUND_PHASE_COMPLETE: RoundPhase.ValueType  # 5
+ROUND_PHASE_FAILED: RoundPhase.ValueType  # 6
+global___RoundPhase = RoundPhase
+
+class _TagMode:
+    ValueType = typing.NewType("ValueType", builtins.int)
+    V: typing_extensions.TypeAlias = ValueType
+
+class _TagModeEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_TagMode.ValueType], builtins.type):
+    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+    TAG_MODE_UNSPECIFIED: _TagMode.ValueType  # 0
+    TAG_MODE_MASKED: _TagMode.ValueType  # 1
+    TAG_MODE_RERANDOMISED: _TagMode.ValueType  # 2
+
+class TagMode(_TagMode, metaclass=_TagModeEnumTypeWrapper):
+    """The failure tags of a round (docs/PROTOCOL.md, "Masked tags", "Re-randomised tags")."""
+
+TAG_MODE_UNSPECIFIED: TagMode.ValueType  # 0
+TAG_MODE_MASKED: TagMode.ValueType  # 1
+TAG_MODE_RERANDOMISED: TagMode.ValueType  # 2
+global___TagMode = TagMode
 
 @typing.final
 class PollWorkRequest(google.protobuf.message.Message):
@@ -445,19 +498,25 @@ class RoundEnded(google.protobuf.message.Message):
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     ROUND_ID_FIELD_NUMBER: builtins.int
-    PHASE_FIELD_NUMBER: builtins.int
+    PHASE_NAME_FIELD_NUMBER: builtins.int
     REASON_FIELD_NUMBER: builtins.int
+    PHASE_FIELD_NUMBER: builtins.int
     round_id: builtins.str
-    phase: builtins.str
+    phase_name: builtins.str
+    """The phase's name ("COMPLETE", "FAILED"), for daemons built before `phase` was an enum;
+    always filled. To be removed at 1.0.
+    """
     reason: builtins.str
+    phase: global___RoundPhase.ValueType
     def __init__(
         self,
         *,
         round_id: builtins.str = ...,
-        phase: builtins.str = ...,
+        phase_name: builtins.str = ...,
         reason: builtins.str = ...,
+        phase: global___RoundPhase.ValueType = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["phase", b"phase", "reason", b"reason", "round_id", b"round_id"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["phase", b"phase", "phase_name", b"phase_name", "reason", b"reason", "round_id", b"round_id"]) -> None: ...
 
 global___RoundEnded = RoundEnded
 
@@ -746,6 +805,7 @@ class RoundEntry(google.protobuf.message.Message):
     OPENED_AT_FIELD_NUMBER: builtins.int
     RESULT_JSON_FIELD_NUMBER: builtins.int
     ENDED_AT_FIELD_NUMBER: builtins.int
+    RESULT_FIELD_NUMBER: builtins.int
     opened_at: builtins.float
     """Unix time"""
     result_json: builtins.str
@@ -754,6 +814,10 @@ class RoundEntry(google.protobuf.message.Message):
     """Unix time; 0 while in flight"""
     @property
     def status(self) -> global___RoundStatus: ...
+    @property
+    def result(self) -> global___RoundResult:
+        """the same result, typed; unset unless COMPLETE"""
+
     def __init__(
         self,
         *,
@@ -761,9 +825,10 @@ class RoundEntry(google.protobuf.message.Message):
         opened_at: builtins.float = ...,
         result_json: builtins.str = ...,
         ended_at: builtins.float = ...,
+        result: global___RoundResult | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["status", b"status"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["ended_at", b"ended_at", "opened_at", b"opened_at", "result_json", b"result_json", "status", b"status"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["result", b"result", "status", b"status"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["ended_at", b"ended_at", "opened_at", b"opened_at", "result", b"result", "result_json", b"result_json", "status", b"status"]) -> None: ...
 
 global___RoundEntry = RoundEntry
 
@@ -845,56 +910,724 @@ class RoundStatus(google.protobuf.message.Message):
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     ROUND_ID_FIELD_NUMBER: builtins.int
-    PHASE_FIELD_NUMBER: builtins.int
+    PHASE_NAME_FIELD_NUMBER: builtins.int
     COMPANIES_FIELD_NUMBER: builtins.int
     HOPS_DONE_FIELD_NUMBER: builtins.int
     HOPS_TOTAL_FIELD_NUMBER: builtins.int
     FAILURE_REASON_FIELD_NUMBER: builtins.int
     FAILED_PARTY_FIELD_NUMBER: builtins.int
+    PHASE_FIELD_NUMBER: builtins.int
     round_id: builtins.str
-    phase: builtins.str
-    """see docs/PROTOCOL.md, "States" """
+    phase_name: builtins.str
+    """The phase's name ("OPEN", ...), for clients built before `phase` was an enum; always
+    filled. To be removed at 1.0.
+    """
     hops_done: builtins.int
     """list-hops uploaded so far"""
     hops_total: builtins.int
     """k lists x k hops"""
     failure_reason: builtins.str
     failed_party: builtins.str
+    phase: global___RoundPhase.ValueType
+    """see docs/PROTOCOL.md, "States" """
     @property
     def companies(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]: ...
     def __init__(
         self,
         *,
         round_id: builtins.str = ...,
-        phase: builtins.str = ...,
+        phase_name: builtins.str = ...,
         companies: collections.abc.Iterable[builtins.str] | None = ...,
         hops_done: builtins.int = ...,
         hops_total: builtins.int = ...,
         failure_reason: builtins.str = ...,
         failed_party: builtins.str = ...,
+        phase: global___RoundPhase.ValueType = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["companies", b"companies", "failed_party", b"failed_party", "failure_reason", b"failure_reason", "hops_done", b"hops_done", "hops_total", b"hops_total", "phase", b"phase", "round_id", b"round_id"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["companies", b"companies", "failed_party", b"failed_party", "failure_reason", b"failure_reason", "hops_done", b"hops_done", "hops_total", b"hops_total", "phase", b"phase", "phase_name", b"phase_name", "round_id", b"round_id"]) -> None: ...
 
 global___RoundStatus = RoundStatus
 
 @typing.final
-class RoundResult(google.protobuf.message.Message):
+class GetRoundResultResponse(google.protobuf.message.Message):
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     ROUND_ID_FIELD_NUMBER: builtins.int
-    PHASE_FIELD_NUMBER: builtins.int
+    PHASE_NAME_FIELD_NUMBER: builtins.int
     RESULT_JSON_FIELD_NUMBER: builtins.int
+    PHASE_FIELD_NUMBER: builtins.int
+    RESULT_FIELD_NUMBER: builtins.int
     round_id: builtins.str
-    phase: builtins.str
+    phase_name: builtins.str
+    """The phase's name (always "COMPLETE"), for clients built before `phase` was an enum.
+    To be removed at 1.0.
+    """
     result_json: builtins.str
-    """see docs/STATISTICS.md, "Result JSON" """
+    """for people: docs/STATISTICS.md, "Result JSON" """
+    phase: global___RoundPhase.ValueType
+    """always ROUND_PHASE_COMPLETE"""
+    @property
+    def result(self) -> global___RoundResult:
+        """the same released result, typed"""
+
     def __init__(
         self,
         *,
         round_id: builtins.str = ...,
-        phase: builtins.str = ...,
+        phase_name: builtins.str = ...,
         result_json: builtins.str = ...,
+        phase: global___RoundPhase.ValueType = ...,
+        result: global___RoundResult | None = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["phase", b"phase", "result_json", b"result_json", "round_id", b"round_id"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["result", b"result"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["phase", b"phase", "phase_name", b"phase_name", "result", b"result", "result_json", b"result_json", "round_id", b"round_id"]) -> None: ...
+
+global___GetRoundResultResponse = GetRoundResultResponse
+
+@typing.final
+class RoundResult(google.protobuf.message.Message):
+    """------------------------------------------------------------ typed result
+
+    A released result as typed fields (docs/PROTOCOL.md, "Typed result"). The coordinator makes
+    it from the same released result as the JSON, and every field mirrors the JSON key of the
+    same name (in parentheses where the name differs). A figure the release withheld, or one
+    that is undefined, is absent: an unset `optional` scalar or message, an empty list (the
+    JSON's null). Prose the JSON carries beside the figures (how each interval was computed,
+    notes on small counts) is in the fields ending in _note and in `inference_methods`.
+    """
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    @typing.final
+    class InferenceMethodsEntry(google.protobuf.message.Message):
+        DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: builtins.int
+        VALUE_FIELD_NUMBER: builtins.int
+        key: builtins.str
+        value: builtins.str
+        def __init__(
+            self,
+            *,
+            key: builtins.str = ...,
+            value: builtins.str = ...,
+        ) -> None: ...
+        def ClearField(self, field_name: typing.Literal["key", b"key", "value", b"value"]) -> None: ...
+
+    @typing.final
+    class ListSizesEntry(google.protobuf.message.Message):
+        DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: builtins.int
+        VALUE_FIELD_NUMBER: builtins.int
+        key: builtins.str
+        value: builtins.int
+        def __init__(
+            self,
+            *,
+            key: builtins.str = ...,
+            value: builtins.int = ...,
+        ) -> None: ...
+        def ClearField(self, field_name: typing.Literal["key", b"key", "value", b"value"]) -> None: ...
+
+    SCHEMA_VERSION_FIELD_NUMBER: builtins.int
+    ROUND_ID_FIELD_NUMBER: builtins.int
+    COMPANIES_FIELD_NUMBER: builtins.int
+    COMPANY_COUNT_FIELD_NUMBER: builtins.int
+    WITHHELD_FIELD_NUMBER: builtins.int
+    WITHHELD_REASON_FIELD_NUMBER: builtins.int
+    NOISY_FIELD_NUMBER: builtins.int
+    SHARED_INDIVIDUALS_FIELD_NUMBER: builtins.int
+    COMPANY_FIGURES_FIELD_NUMBER: builtins.int
+    SYSTEMIC_FAILURES_FIELD_NUMBER: builtins.int
+    SYSTEMIC_FAILURE_RATE_FIELD_NUMBER: builtins.int
+    SYSTEMIC_FAILURE_RATE_CI95_FIELD_NUMBER: builtins.int
+    EXPECTED_SYSTEMIC_FAILURE_RATE_FIELD_NUMBER: builtins.int
+    HOMOGENIZATION_FIELD_NUMBER: builtins.int
+    HOMOGENIZATION_CI95_FIELD_NUMBER: builtins.int
+    HOMOGENIZATION_UPPER95_FIELD_NUMBER: builtins.int
+    HOMOGENIZATION_CI_METHOD_FIELD_NUMBER: builtins.int
+    HOMOGENIZATION_NOTE_FIELD_NUMBER: builtins.int
+    HOMOGENIZATION_TEST_FIELD_NUMBER: builtins.int
+    PATTERNS_FIELD_NUMBER: builtins.int
+    PAIRS_FIELD_NUMBER: builtins.int
+    FAILURE_COUNT_HISTOGRAM_FIELD_NUMBER: builtins.int
+    EXPECTED_FAILURE_COUNT_HISTOGRAM_FIELD_NUMBER: builtins.int
+    SUPPRESSED_CELLS_FIELD_NUMBER: builtins.int
+    SUPPRESSED_FAILURES_FIELD_NUMBER: builtins.int
+    SUPPRESSION_NOTE_FIELD_NUMBER: builtins.int
+    UNDECODABLE_SUMS_FIELD_NUMBER: builtins.int
+    UNDECODABLE_SUMS_NOTE_FIELD_NUMBER: builtins.int
+    INFERENCE_NOTE_FIELD_NUMBER: builtins.int
+    INFERENCE_METHODS_FIELD_NUMBER: builtins.int
+    NOISE_NOTE_FIELD_NUMBER: builtins.int
+    NOISE_MARGIN_FIELD_NUMBER: builtins.int
+    HISTOGRAM_NOTE_FIELD_NUMBER: builtins.int
+    PAIRWISE_NOTE_FIELD_NUMBER: builtins.int
+    RELEASE_POLICY_FIELD_NUMBER: builtins.int
+    ROUND_FIELD_NUMBER: builtins.int
+    LIST_SIZES_FIELD_NUMBER: builtins.int
+    GROUPS_FIELD_NUMBER: builtins.int
+    GROUP_HOMOGENIZATION_FIELD_NUMBER: builtins.int
+    GROUP_SUPPRESSION_NOTE_FIELD_NUMBER: builtins.int
+    PRIVACY_BUDGET_FIELD_NUMBER: builtins.int
+    schema_version: builtins.int
+    """the result JSON's schema version (1)"""
+    round_id: builtins.str
+    company_count: builtins.int
+    """k"""
+    withheld: builtins.bool
+    """(suppressed) the whole result withheld: only the roster and why"""
+    withheld_reason: builtins.str
+    """(suppression_reason)"""
+    noisy: builtins.bool
+    """counts carry DP noise, unclamped (a noisy count may be negative)"""
+    shared_individuals: builtins.int
+    """N"""
+    systemic_failures: builtins.int
+    """individuals every company failed"""
+    systemic_failure_rate: builtins.float
+    """S"""
+    expected_systemic_failure_rate: builtins.float
+    """S under independence"""
+    homogenization: builtins.float
+    """H = S / expected S"""
+    homogenization_upper95: builtins.float
+    """a one-sided bound where counts are small"""
+    homogenization_ci_method: builtins.str
+    homogenization_note: builtins.str
+    suppression_note: builtins.str
+    undecodable_sums: builtins.int
+    undecodable_sums_note: builtins.str
+    inference_note: builtins.str
+    noise_note: builtins.str
+    noise_margin: builtins.int
+    histogram_note: builtins.str
+    pairwise_note: builtins.str
+    group_suppression_note: builtins.str
+    @property
+    def companies(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
+        """ring order = pattern bit order (bit 0 = the first, leftmost)"""
+
+    @property
+    def company_figures(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___CompanyFigures]:
+        """(failures, failure_rates, failure_rate_ci95)"""
+
+    @property
+    def systemic_failure_rate_ci95(self) -> global___Interval: ...
+    @property
+    def homogenization_ci95(self) -> global___Interval: ...
+    @property
+    def homogenization_test(self) -> global___HomogenizationTest: ...
+    @property
+    def patterns(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___PatternCell]:
+        """(pattern_counts) all 2^k, in pattern order"""
+
+    @property
+    def pairs(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___PairFigures]:
+        """(pairwise_homogenization*)"""
+
+    @property
+    def failure_count_histogram(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.int]:
+        """individuals failed by 0..k companies"""
+
+    @property
+    def expected_failure_count_histogram(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.float]: ...
+    @property
+    def suppressed_cells(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]: ...
+    @property
+    def suppressed_failures(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
+        """companies whose failure count is withheld"""
+
+    @property
+    def inference_methods(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.str]: ...
+    @property
+    def release_policy(self) -> global___ResultReleasePolicy: ...
+    @property
+    def round(self) -> global___RoundProvenance:
+        """how the round was made"""
+
+    @property
+    def list_sizes(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.int]:
+        """exact releases only"""
+
+    @property
+    def groups(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___GroupFigures]:
+        """in declared order"""
+
+    @property
+    def group_homogenization(self) -> global___GroupHomogenization: ...
+    @property
+    def privacy_budget(self) -> global___RosterSpending: ...
+    def __init__(
+        self,
+        *,
+        schema_version: builtins.int = ...,
+        round_id: builtins.str = ...,
+        companies: collections.abc.Iterable[builtins.str] | None = ...,
+        company_count: builtins.int = ...,
+        withheld: builtins.bool = ...,
+        withheld_reason: builtins.str = ...,
+        noisy: builtins.bool = ...,
+        shared_individuals: builtins.int | None = ...,
+        company_figures: collections.abc.Iterable[global___CompanyFigures] | None = ...,
+        systemic_failures: builtins.int | None = ...,
+        systemic_failure_rate: builtins.float | None = ...,
+        systemic_failure_rate_ci95: global___Interval | None = ...,
+        expected_systemic_failure_rate: builtins.float | None = ...,
+        homogenization: builtins.float | None = ...,
+        homogenization_ci95: global___Interval | None = ...,
+        homogenization_upper95: builtins.float | None = ...,
+        homogenization_ci_method: builtins.str = ...,
+        homogenization_note: builtins.str = ...,
+        homogenization_test: global___HomogenizationTest | None = ...,
+        patterns: collections.abc.Iterable[global___PatternCell] | None = ...,
+        pairs: collections.abc.Iterable[global___PairFigures] | None = ...,
+        failure_count_histogram: collections.abc.Iterable[builtins.int] | None = ...,
+        expected_failure_count_histogram: collections.abc.Iterable[builtins.float] | None = ...,
+        suppressed_cells: collections.abc.Iterable[builtins.str] | None = ...,
+        suppressed_failures: collections.abc.Iterable[builtins.str] | None = ...,
+        suppression_note: builtins.str = ...,
+        undecodable_sums: builtins.int | None = ...,
+        undecodable_sums_note: builtins.str = ...,
+        inference_note: builtins.str = ...,
+        inference_methods: collections.abc.Mapping[builtins.str, builtins.str] | None = ...,
+        noise_note: builtins.str = ...,
+        noise_margin: builtins.int | None = ...,
+        histogram_note: builtins.str = ...,
+        pairwise_note: builtins.str = ...,
+        release_policy: global___ResultReleasePolicy | None = ...,
+        round: global___RoundProvenance | None = ...,
+        list_sizes: collections.abc.Mapping[builtins.str, builtins.int] | None = ...,
+        groups: collections.abc.Iterable[global___GroupFigures] | None = ...,
+        group_homogenization: global___GroupHomogenization | None = ...,
+        group_suppression_note: builtins.str = ...,
+        privacy_budget: global___RosterSpending | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["_expected_systemic_failure_rate", b"_expected_systemic_failure_rate", "_homogenization", b"_homogenization", "_homogenization_upper95", b"_homogenization_upper95", "_noise_margin", b"_noise_margin", "_shared_individuals", b"_shared_individuals", "_systemic_failure_rate", b"_systemic_failure_rate", "_systemic_failures", b"_systemic_failures", "_undecodable_sums", b"_undecodable_sums", "expected_systemic_failure_rate", b"expected_systemic_failure_rate", "group_homogenization", b"group_homogenization", "homogenization", b"homogenization", "homogenization_ci95", b"homogenization_ci95", "homogenization_test", b"homogenization_test", "homogenization_upper95", b"homogenization_upper95", "noise_margin", b"noise_margin", "privacy_budget", b"privacy_budget", "release_policy", b"release_policy", "round", b"round", "shared_individuals", b"shared_individuals", "systemic_failure_rate", b"systemic_failure_rate", "systemic_failure_rate_ci95", b"systemic_failure_rate_ci95", "systemic_failures", b"systemic_failures", "undecodable_sums", b"undecodable_sums"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_expected_systemic_failure_rate", b"_expected_systemic_failure_rate", "_homogenization", b"_homogenization", "_homogenization_upper95", b"_homogenization_upper95", "_noise_margin", b"_noise_margin", "_shared_individuals", b"_shared_individuals", "_systemic_failure_rate", b"_systemic_failure_rate", "_systemic_failures", b"_systemic_failures", "_undecodable_sums", b"_undecodable_sums", "companies", b"companies", "company_count", b"company_count", "company_figures", b"company_figures", "expected_failure_count_histogram", b"expected_failure_count_histogram", "expected_systemic_failure_rate", b"expected_systemic_failure_rate", "failure_count_histogram", b"failure_count_histogram", "group_homogenization", b"group_homogenization", "group_suppression_note", b"group_suppression_note", "groups", b"groups", "histogram_note", b"histogram_note", "homogenization", b"homogenization", "homogenization_ci95", b"homogenization_ci95", "homogenization_ci_method", b"homogenization_ci_method", "homogenization_note", b"homogenization_note", "homogenization_test", b"homogenization_test", "homogenization_upper95", b"homogenization_upper95", "inference_methods", b"inference_methods", "inference_note", b"inference_note", "list_sizes", b"list_sizes", "noise_margin", b"noise_margin", "noise_note", b"noise_note", "noisy", b"noisy", "pairs", b"pairs", "pairwise_note", b"pairwise_note", "patterns", b"patterns", "privacy_budget", b"privacy_budget", "release_policy", b"release_policy", "round", b"round", "round_id", b"round_id", "schema_version", b"schema_version", "shared_individuals", b"shared_individuals", "suppressed_cells", b"suppressed_cells", "suppressed_failures", b"suppressed_failures", "suppression_note", b"suppression_note", "systemic_failure_rate", b"systemic_failure_rate", "systemic_failure_rate_ci95", b"systemic_failure_rate_ci95", "systemic_failures", b"systemic_failures", "undecodable_sums", b"undecodable_sums", "undecodable_sums_note", b"undecodable_sums_note", "withheld", b"withheld", "withheld_reason", b"withheld_reason"]) -> None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_expected_systemic_failure_rate", b"_expected_systemic_failure_rate"]) -> typing.Literal["expected_systemic_failure_rate"] | None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_homogenization", b"_homogenization"]) -> typing.Literal["homogenization"] | None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_homogenization_upper95", b"_homogenization_upper95"]) -> typing.Literal["homogenization_upper95"] | None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_noise_margin", b"_noise_margin"]) -> typing.Literal["noise_margin"] | None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_shared_individuals", b"_shared_individuals"]) -> typing.Literal["shared_individuals"] | None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_systemic_failure_rate", b"_systemic_failure_rate"]) -> typing.Literal["systemic_failure_rate"] | None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_systemic_failures", b"_systemic_failures"]) -> typing.Literal["systemic_failures"] | None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_undecodable_sums", b"_undecodable_sums"]) -> typing.Literal["undecodable_sums"] | None: ...
 
 global___RoundResult = RoundResult
+
+@typing.final
+class Interval(google.protobuf.message.Message):
+    """A closed interval (a 95% confidence interval)."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    LOW_FIELD_NUMBER: builtins.int
+    HIGH_FIELD_NUMBER: builtins.int
+    low: builtins.float
+    high: builtins.float
+    def __init__(
+        self,
+        *,
+        low: builtins.float = ...,
+        high: builtins.float = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["high", b"high", "low", b"low"]) -> None: ...
+
+global___Interval = Interval
+
+@typing.final
+class CompanyFigures(google.protobuf.message.Message):
+    """One company's figures."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    COMPANY_FIELD_NUMBER: builtins.int
+    FAILURES_FIELD_NUMBER: builtins.int
+    FAILURE_RATE_FIELD_NUMBER: builtins.int
+    FAILURE_RATE_CI95_FIELD_NUMBER: builtins.int
+    company: builtins.str
+    failures: builtins.int
+    """absent: withheld"""
+    failure_rate: builtins.float
+    @property
+    def failure_rate_ci95(self) -> global___Interval: ...
+    def __init__(
+        self,
+        *,
+        company: builtins.str = ...,
+        failures: builtins.int | None = ...,
+        failure_rate: builtins.float | None = ...,
+        failure_rate_ci95: global___Interval | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["_failure_rate", b"_failure_rate", "_failures", b"_failures", "failure_rate", b"failure_rate", "failure_rate_ci95", b"failure_rate_ci95", "failures", b"failures"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_failure_rate", b"_failure_rate", "_failures", b"_failures", "company", b"company", "failure_rate", b"failure_rate", "failure_rate_ci95", b"failure_rate_ci95", "failures", b"failures"]) -> None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_failure_rate", b"_failure_rate"]) -> typing.Literal["failure_rate"] | None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_failures", b"_failures"]) -> typing.Literal["failures"] | None: ...
+
+global___CompanyFigures = CompanyFigures
+
+@typing.final
+class PatternCell(google.protobuf.message.Message):
+    """One cell of the pattern table: `pattern` has one character per company in roster order,
+    1 = failed. `count` is noisy under DP; absent where the release withheld the cell.
+    """
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    PATTERN_FIELD_NUMBER: builtins.int
+    COUNT_FIELD_NUMBER: builtins.int
+    SUPPRESSED_FIELD_NUMBER: builtins.int
+    pattern: builtins.str
+    count: builtins.int
+    suppressed: builtins.bool
+    def __init__(
+        self,
+        *,
+        pattern: builtins.str = ...,
+        count: builtins.int | None = ...,
+        suppressed: builtins.bool = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["_count", b"_count", "count", b"count"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_count", b"_count", "count", b"count", "pattern", b"pattern", "suppressed", b"suppressed"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["_count", b"_count"]) -> typing.Literal["count"] | None: ...
+
+global___PatternCell = PatternCell
+
+@typing.final
+class HomogenizationTest(google.protobuf.message.Message):
+    """A test of H = 1 (for a pair: the *_holm p-values are adjusted over the pairs)."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    METHOD_FIELD_NUMBER: builtins.int
+    P_VALUE_GREATER_FIELD_NUMBER: builtins.int
+    P_VALUE_LESS_FIELD_NUMBER: builtins.int
+    P_VALUE_FLOOR_FIELD_NUMBER: builtins.int
+    EXACT_FIELD_NUMBER: builtins.int
+    P_VALUE_GREATER_HOLM_FIELD_NUMBER: builtins.int
+    P_VALUE_LESS_HOLM_FIELD_NUMBER: builtins.int
+    method: builtins.str
+    p_value_greater: builtins.float
+    p_value_less: builtins.float
+    p_value_floor: builtins.float
+    exact: builtins.bool
+    p_value_greater_holm: builtins.float
+    p_value_less_holm: builtins.float
+    def __init__(
+        self,
+        *,
+        method: builtins.str = ...,
+        p_value_greater: builtins.float = ...,
+        p_value_less: builtins.float = ...,
+        p_value_floor: builtins.float = ...,
+        exact: builtins.bool | None = ...,
+        p_value_greater_holm: builtins.float | None = ...,
+        p_value_less_holm: builtins.float | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["_exact", b"_exact", "_p_value_greater_holm", b"_p_value_greater_holm", "_p_value_less_holm", b"_p_value_less_holm", "exact", b"exact", "p_value_greater_holm", b"p_value_greater_holm", "p_value_less_holm", b"p_value_less_holm"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_exact", b"_exact", "_p_value_greater_holm", b"_p_value_greater_holm", "_p_value_less_holm", b"_p_value_less_holm", "exact", b"exact", "method", b"method", "p_value_floor", b"p_value_floor", "p_value_greater", b"p_value_greater", "p_value_greater_holm", b"p_value_greater_holm", "p_value_less", b"p_value_less", "p_value_less_holm", b"p_value_less_holm"]) -> None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_exact", b"_exact"]) -> typing.Literal["exact"] | None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_p_value_greater_holm", b"_p_value_greater_holm"]) -> typing.Literal["p_value_greater_holm"] | None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_p_value_less_holm", b"_p_value_less_holm"]) -> typing.Literal["p_value_less_holm"] | None: ...
+
+global___HomogenizationTest = HomogenizationTest
+
+@typing.final
+class PairFigures(google.protobuf.message.Message):
+    """One pair of companies (the JSON's key "a,b")."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    COMPANY_A_FIELD_NUMBER: builtins.int
+    COMPANY_B_FIELD_NUMBER: builtins.int
+    HOMOGENIZATION_FIELD_NUMBER: builtins.int
+    HOMOGENIZATION_CI95_FIELD_NUMBER: builtins.int
+    HOMOGENIZATION_UPPER95_FIELD_NUMBER: builtins.int
+    HOMOGENIZATION_TEST_FIELD_NUMBER: builtins.int
+    company_a: builtins.str
+    company_b: builtins.str
+    homogenization: builtins.float
+    homogenization_upper95: builtins.float
+    @property
+    def homogenization_ci95(self) -> global___Interval: ...
+    @property
+    def homogenization_test(self) -> global___HomogenizationTest: ...
+    def __init__(
+        self,
+        *,
+        company_a: builtins.str = ...,
+        company_b: builtins.str = ...,
+        homogenization: builtins.float | None = ...,
+        homogenization_ci95: global___Interval | None = ...,
+        homogenization_upper95: builtins.float | None = ...,
+        homogenization_test: global___HomogenizationTest | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["_homogenization", b"_homogenization", "_homogenization_upper95", b"_homogenization_upper95", "homogenization", b"homogenization", "homogenization_ci95", b"homogenization_ci95", "homogenization_test", b"homogenization_test", "homogenization_upper95", b"homogenization_upper95"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_homogenization", b"_homogenization", "_homogenization_upper95", b"_homogenization_upper95", "company_a", b"company_a", "company_b", b"company_b", "homogenization", b"homogenization", "homogenization_ci95", b"homogenization_ci95", "homogenization_test", b"homogenization_test", "homogenization_upper95", b"homogenization_upper95"]) -> None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_homogenization", b"_homogenization"]) -> typing.Literal["homogenization"] | None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_homogenization_upper95", b"_homogenization_upper95"]) -> typing.Literal["homogenization_upper95"] | None: ...
+
+global___PairFigures = PairFigures
+
+@typing.final
+class ResultReleasePolicy(google.protobuf.message.Message):
+    """The release policy the result was published under."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    MIN_SHARED_INDIVIDUALS_FIELD_NUMBER: builtins.int
+    MIN_CELL_COUNT_FIELD_NUMBER: builtins.int
+    DIFFERENTIAL_PRIVACY_FIELD_NUMBER: builtins.int
+    min_shared_individuals: builtins.int
+    min_cell_count: builtins.int
+    @property
+    def differential_privacy(self) -> global___DifferentialPrivacy:
+        """unset: an exact release"""
+
+    def __init__(
+        self,
+        *,
+        min_shared_individuals: builtins.int = ...,
+        min_cell_count: builtins.int = ...,
+        differential_privacy: global___DifferentialPrivacy | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["differential_privacy", b"differential_privacy"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["differential_privacy", b"differential_privacy", "min_cell_count", b"min_cell_count", "min_shared_individuals", b"min_shared_individuals"]) -> None: ...
+
+global___ResultReleasePolicy = ResultReleasePolicy
+
+@typing.final
+class DifferentialPrivacy(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    MECHANISM_FIELD_NUMBER: builtins.int
+    EPSILON_FIELD_NUMBER: builtins.int
+    DELTA_FIELD_NUMBER: builtins.int
+    NEIGHBOURING_FIELD_NUMBER: builtins.int
+    SCALE_FIELD_NUMBER: builtins.int
+    NOISE_FIELD_NUMBER: builtins.int
+    mechanism: builtins.str
+    """"discrete-laplace" or "discrete-gaussian" """
+    epsilon: builtins.float
+    delta: builtins.float
+    neighbouring: builtins.str
+    scale: builtins.float
+    noise: builtins.str
+    def __init__(
+        self,
+        *,
+        mechanism: builtins.str = ...,
+        epsilon: builtins.float = ...,
+        delta: builtins.float = ...,
+        neighbouring: builtins.str = ...,
+        scale: builtins.float = ...,
+        noise: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["delta", b"delta", "epsilon", b"epsilon", "mechanism", b"mechanism", "neighbouring", b"neighbouring", "noise", b"noise", "scale", b"scale"]) -> None: ...
+
+global___DifferentialPrivacy = DifferentialPrivacy
+
+@typing.final
+class RoundProvenance(google.protobuf.message.Message):
+    """How the round was made (the JSON's "round")."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    PROTOCOL_VERSION_FIELD_NUMBER: builtins.int
+    FAILURE_TAGS_FIELD_NUMBER: builtins.int
+    DUMMIES_FIELD_NUMBER: builtins.int
+    MIN_LIST_SIZE_FIELD_NUMBER: builtins.int
+    protocol_version: builtins.int
+    failure_tags: global___TagMode.ValueType
+    min_list_size: builtins.int
+    @property
+    def dummies(self) -> global___DummiesUsed:
+        """unset: no DP dummies"""
+
+    def __init__(
+        self,
+        *,
+        protocol_version: builtins.int = ...,
+        failure_tags: global___TagMode.ValueType = ...,
+        dummies: global___DummiesUsed | None = ...,
+        min_list_size: builtins.int = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["dummies", b"dummies"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["dummies", b"dummies", "failure_tags", b"failure_tags", "min_list_size", b"min_list_size", "protocol_version", b"protocol_version"]) -> None: ...
+
+global___RoundProvenance = RoundProvenance
+
+@typing.final
+class DummiesUsed(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    EPSILON_FIELD_NUMBER: builtins.int
+    DELTA_FIELD_NUMBER: builtins.int
+    PADDED_REGIONS_FIELD_NUMBER: builtins.int
+    epsilon: builtins.float
+    delta: builtins.float
+    padded_regions: builtins.str
+    """"all" or "singletons and pairs" """
+    def __init__(
+        self,
+        *,
+        epsilon: builtins.float = ...,
+        delta: builtins.float = ...,
+        padded_regions: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["delta", b"delta", "epsilon", b"epsilon", "padded_regions", b"padded_regions"]) -> None: ...
+
+global___DummiesUsed = DummiesUsed
+
+@typing.final
+class GroupFigures(google.protobuf.message.Message):
+    """One declared group's released figures (the JSON's "groups"; `label` is its key)."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    LABEL_FIELD_NUMBER: builtins.int
+    WITHHELD_FIELD_NUMBER: builtins.int
+    WITHHELD_REASON_FIELD_NUMBER: builtins.int
+    SHARED_INDIVIDUALS_FIELD_NUMBER: builtins.int
+    COMPANY_FIGURES_FIELD_NUMBER: builtins.int
+    SYSTEMIC_FAILURES_FIELD_NUMBER: builtins.int
+    SYSTEMIC_FAILURE_RATE_FIELD_NUMBER: builtins.int
+    HOMOGENIZATION_FIELD_NUMBER: builtins.int
+    HOMOGENIZATION_NOTE_FIELD_NUMBER: builtins.int
+    PATTERNS_FIELD_NUMBER: builtins.int
+    SUPPRESSED_CELLS_FIELD_NUMBER: builtins.int
+    SUPPRESSED_FAILURES_FIELD_NUMBER: builtins.int
+    label: builtins.str
+    withheld: builtins.bool
+    """(suppressed)"""
+    withheld_reason: builtins.str
+    """(suppression_reason)"""
+    shared_individuals: builtins.int
+    systemic_failures: builtins.int
+    systemic_failure_rate: builtins.float
+    homogenization: builtins.float
+    homogenization_note: builtins.str
+    @property
+    def company_figures(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___CompanyFigures]: ...
+    @property
+    def patterns(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___PatternCell]: ...
+    @property
+    def suppressed_cells(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]: ...
+    @property
+    def suppressed_failures(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        label: builtins.str = ...,
+        withheld: builtins.bool = ...,
+        withheld_reason: builtins.str = ...,
+        shared_individuals: builtins.int | None = ...,
+        company_figures: collections.abc.Iterable[global___CompanyFigures] | None = ...,
+        systemic_failures: builtins.int | None = ...,
+        systemic_failure_rate: builtins.float | None = ...,
+        homogenization: builtins.float | None = ...,
+        homogenization_note: builtins.str = ...,
+        patterns: collections.abc.Iterable[global___PatternCell] | None = ...,
+        suppressed_cells: collections.abc.Iterable[builtins.str] | None = ...,
+        suppressed_failures: collections.abc.Iterable[builtins.str] | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["_homogenization", b"_homogenization", "_shared_individuals", b"_shared_individuals", "_systemic_failure_rate", b"_systemic_failure_rate", "_systemic_failures", b"_systemic_failures", "homogenization", b"homogenization", "shared_individuals", b"shared_individuals", "systemic_failure_rate", b"systemic_failure_rate", "systemic_failures", b"systemic_failures"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_homogenization", b"_homogenization", "_shared_individuals", b"_shared_individuals", "_systemic_failure_rate", b"_systemic_failure_rate", "_systemic_failures", b"_systemic_failures", "company_figures", b"company_figures", "homogenization", b"homogenization", "homogenization_note", b"homogenization_note", "label", b"label", "patterns", b"patterns", "shared_individuals", b"shared_individuals", "suppressed_cells", b"suppressed_cells", "suppressed_failures", b"suppressed_failures", "systemic_failure_rate", b"systemic_failure_rate", "systemic_failures", b"systemic_failures", "withheld", b"withheld", "withheld_reason", b"withheld_reason"]) -> None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_homogenization", b"_homogenization"]) -> typing.Literal["homogenization"] | None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_shared_individuals", b"_shared_individuals"]) -> typing.Literal["shared_individuals"] | None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_systemic_failure_rate", b"_systemic_failure_rate"]) -> typing.Literal["systemic_failure_rate"] | None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_systemic_failures", b"_systemic_failures"]) -> typing.Literal["systemic_failures"] | None: ...
+
+global___GroupFigures = GroupFigures
+
+@typing.final
+class GroupHomogenization(google.protobuf.message.Message):
+    """avg, unif and worst over the groups (docs/PROTOCOL.md, "Groups")."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    AVG_FIELD_NUMBER: builtins.int
+    UNIF_FIELD_NUMBER: builtins.int
+    WORST_FIELD_NUMBER: builtins.int
+    WORST_GROUP_FIELD_NUMBER: builtins.int
+    GROUPS_USED_FIELD_NUMBER: builtins.int
+    NOTES_FIELD_NUMBER: builtins.int
+    avg: builtins.float
+    unif: builtins.float
+    worst: builtins.float
+    worst_group: builtins.str
+    @property
+    def groups_used(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]: ...
+    @property
+    def notes(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        avg: builtins.float | None = ...,
+        unif: builtins.float | None = ...,
+        worst: builtins.float | None = ...,
+        worst_group: builtins.str = ...,
+        groups_used: collections.abc.Iterable[builtins.str] | None = ...,
+        notes: collections.abc.Iterable[builtins.str] | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["_avg", b"_avg", "_unif", b"_unif", "_worst", b"_worst", "avg", b"avg", "unif", b"unif", "worst", b"worst"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_avg", b"_avg", "_unif", b"_unif", "_worst", b"_worst", "avg", b"avg", "groups_used", b"groups_used", "notes", b"notes", "unif", b"unif", "worst", b"worst", "worst_group", b"worst_group"]) -> None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_avg", b"_avg"]) -> typing.Literal["avg"] | None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_unif", b"_unif"]) -> typing.Literal["unif"] | None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_worst", b"_worst"]) -> typing.Literal["worst"] | None: ...
+
+global___GroupHomogenization = GroupHomogenization
+
+@typing.final
+class RosterSpending(google.protobuf.message.Message):
+    """The roster's privacy spending when the result was released (the JSON's "privacy_budget")."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ROSTER_FIELD_NUMBER: builtins.int
+    SPENT_EPSILON_FIELD_NUMBER: builtins.int
+    SPENT_DELTA_FIELD_NUMBER: builtins.int
+    CAP_FIELD_NUMBER: builtins.int
+    spent_epsilon: builtins.float
+    spent_delta: builtins.float
+    cap: builtins.float
+    """absent: no cap"""
+    @property
+    def roster(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        roster: collections.abc.Iterable[builtins.str] | None = ...,
+        spent_epsilon: builtins.float = ...,
+        spent_delta: builtins.float = ...,
+        cap: builtins.float | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["_cap", b"_cap", "cap", b"cap"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_cap", b"_cap", "cap", b"cap", "roster", b"roster", "spent_delta", b"spent_delta", "spent_epsilon", b"spent_epsilon"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["_cap", b"_cap"]) -> typing.Literal["cap"] | None: ...
+
+global___RosterSpending = RosterSpending

@@ -401,7 +401,7 @@ class AuditorServiceStub(object):
         self.GetRoundResult = channel.unary_unary(
                 '/monoculture.v1.AuditorService/GetRoundResult',
                 request_serializer=monoculture_dot_v1_dot_monoculture__pb2.RoundRef.SerializeToString,
-                response_deserializer=monoculture_dot_v1_dot_monoculture__pb2.RoundResult.FromString,
+                response_deserializer=monoculture_dot_v1_dot_monoculture__pb2.GetRoundResultResponse.FromString,
                 _registered_method=True)
         self.GetPrivacyBudget = channel.unary_unary(
                 '/monoculture.v1.AuditorService/GetPrivacyBudget',
@@ -439,7 +439,8 @@ class AuditorServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def GetRoundResult(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The released result of a COMPLETE round: as JSON for people, and typed (`RoundResult`).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -483,7 +484,7 @@ def add_AuditorServiceServicer_to_server(servicer, server):
             'GetRoundResult': grpc.unary_unary_rpc_method_handler(
                     servicer.GetRoundResult,
                     request_deserializer=monoculture_dot_v1_dot_monoculture__pb2.RoundRef.FromString,
-                    response_serializer=monoculture_dot_v1_dot_monoculture__pb2.RoundResult.SerializeToString,
+                    response_serializer=monoculture_dot_v1_dot_monoculture__pb2.GetRoundResultResponse.SerializeToString,
             ),
             'GetPrivacyBudget': grpc.unary_unary_rpc_method_handler(
                     servicer.GetPrivacyBudget,
@@ -584,7 +585,7 @@ class AuditorService(object):
             target,
             '/monoculture.v1.AuditorService/GetRoundResult',
             monoculture_dot_v1_dot_monoculture__pb2.RoundRef.SerializeToString,
-            monoculture_dot_v1_dot_monoculture__pb2.RoundResult.FromString,
+            monoculture_dot_v1_dot_monoculture__pb2.GetRoundResultResponse.FromString,
             options,
             channel_credentials,
             insecure,

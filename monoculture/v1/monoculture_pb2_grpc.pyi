@@ -229,8 +229,9 @@ class AuditorServiceStub:
 
     GetRoundResult: grpc.UnaryUnaryMultiCallable[
         monoculture.v1.monoculture_pb2.RoundRef,
-        monoculture.v1.monoculture_pb2.RoundResult,
+        monoculture.v1.monoculture_pb2.GetRoundResultResponse,
     ]
+    """The released result of a COMPLETE round: as JSON for people, and typed (`RoundResult`)."""
 
     GetPrivacyBudget: grpc.UnaryUnaryMultiCallable[
         monoculture.v1.monoculture_pb2.PrivacyBudgetRequest,
@@ -271,8 +272,9 @@ class AuditorServiceAsyncStub:
 
     GetRoundResult: grpc.aio.UnaryUnaryMultiCallable[
         monoculture.v1.monoculture_pb2.RoundRef,
-        monoculture.v1.monoculture_pb2.RoundResult,
+        monoculture.v1.monoculture_pb2.GetRoundResultResponse,
     ]
+    """The released result of a COMPLETE round: as JSON for people, and typed (`RoundResult`)."""
 
     GetPrivacyBudget: grpc.aio.UnaryUnaryMultiCallable[
         monoculture.v1.monoculture_pb2.PrivacyBudgetRequest,
@@ -320,7 +322,8 @@ class AuditorServiceServicer(metaclass=abc.ABCMeta):
         self,
         request: monoculture.v1.monoculture_pb2.RoundRef,
         context: _ServicerContext,
-    ) -> typing.Union[monoculture.v1.monoculture_pb2.RoundResult, collections.abc.Awaitable[monoculture.v1.monoculture_pb2.RoundResult]]: ...
+    ) -> typing.Union[monoculture.v1.monoculture_pb2.GetRoundResultResponse, collections.abc.Awaitable[monoculture.v1.monoculture_pb2.GetRoundResultResponse]]:
+        """The released result of a COMPLETE round: as JSON for people, and typed (`RoundResult`)."""
 
     @abc.abstractmethod
     def GetPrivacyBudget(

@@ -30,6 +30,7 @@ from monoculture.auditor import AuditorClient
 from monoculture.core.dataset import InputSpec
 from monoculture.core.errors import RoundFailed
 from monoculture.core.identity import Identity, Role
+from monoculture.core.messages import Status
 from monoculture.core.wire import sealed_size
 from monoculture.pki import init_ca, issue_certificate, tls_files
 from monoculture.research.simulate import CompanyInput, start_company, start_coordinator
@@ -108,7 +109,7 @@ def honest_alive(world: dict) -> None:
     assert "Traceback" not in (world["folder"] / "coordinator.log").read_text()
 
 
-def failure(world: dict, round_id: str, timeout: float = 60) -> pb.RoundStatus:
+def failure(world: dict, round_id: str, timeout: float = 60) -> Status:
     with pytest.raises(RoundFailed):
         world["auditor"].wait(round_id, timeout=timeout)
     return world["auditor"].status(round_id)

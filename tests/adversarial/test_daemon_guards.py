@@ -50,7 +50,7 @@ def test_a_malformed_round_id_from_the_coordinator_is_ignored(harness: Harness, 
     for work in (
         pb.PollWorkResponse(join_round=pb.JoinRound(round_id=round_id, roster=["alpha", "beta"])),
         pb.PollWorkResponse(blind_list=pb.BlindList(round_id=round_id, list_owner="alpha")),
-        pb.PollWorkResponse(round_ended=pb.RoundEnded(round_id=round_id, phase="FAILED")),
+        pb.PollWorkResponse(round_ended=pb.RoundEnded(round_id=round_id, phase=pb.ROUND_PHASE_FAILED)),
     ):
         daemon._handle(work)  # logs and ignores; raises nothing
     state = harness.configs["alpha"].state_dir

@@ -134,7 +134,7 @@ def _observe(
         with shifted_values(NAMES.index(ATTACKER), shifts):
             round_id = harness.open_round(rerandomise=rerandomise)
             phase = harness.run(round_id)
-        status = harness.status(round_id)
+        status = harness.status_message(round_id)
         result = harness.result(round_id) if phase == RoundPhase.COMPLETE else {}
     finally:
         harness.close()

@@ -38,6 +38,7 @@ from monoculture.coordinator.rounds import RoundBook
 from monoculture.coordinator.service import AuditorServicer, Authenticator, CompanyServicer
 from monoculture.coordinator.store import RoundStore
 from monoculture.core.dataset import InputSpec
+from monoculture.core.messages import Status
 from monoculture.core.protocol import TERMINAL_PHASES, RoundPhase
 from monoculture.v1 import monoculture_pb2 as pb
 
@@ -299,23 +300,31 @@ class Harness:
         status: pb.RoundStatus = self.auditor_servicer.OpenRound(request, _Context())
         return status.round_id
 
-    def status(self, round_id: str) -> pb.RoundStatus:
+    def status(self, round_id: str) -> Status:
+        return Status.of(self.status_message(round_id))
+
+    def status_message(self, round_id: str) -> pb.RoundStatus:
+        """The auditor's GetRoundStatus answer as it travels (every field of the message)."""
         status: pb.RoundStatus = self.auditor_servicer.GetRoundStatus(
             pb.RoundRef(round_id=round_id), _Context()
         )
         return status
 
     def phase(self, round_id: str) -> RoundPhase:
-        return RoundPhase(self.status(round_id).phase)
+        return self.status(round_id).phase
 
     def result(self, round_id: str) -> dict[str, Any]:
         import json
 
-        reply: pb.RoundResult = self.auditor_servicer.GetRoundResult(
+        result: dict[str, Any] = json.loads(self.result_reply(round_id).result_json)
+        return result
+
+    def result_reply(self, round_id: str) -> pb.GetRoundResultResponse:
+        """The auditor's whole GetRoundResult answer: the result JSON and the typed result."""
+        reply: pb.GetRoundResultResponse = self.auditor_servicer.GetRoundResult(
             pb.RoundRef(round_id=round_id), _Context()
         )
-        result: dict[str, Any] = json.loads(reply.result_json)
-        return result
+        return reply
 
     def budget(self, companies: list[str] | None = None) -> pb.PrivacyBudget:
         """The auditor's view of a roster's privacy ledger (default: every company)."""
