@@ -366,6 +366,7 @@ def revocation_targets(
 ) -> list[IssuedCertificate]:
     """The certificates one `revoke` names: every unexpired one of `identity` or of the key
     `fingerprint_` in the CA's record, the one with `serial`, or the one in `certificate`."""
+    _read_ca(folder)
     if certificate is not None:
         return [_certificate_target(folder, certificate)]
     recorded = issued_certificates(folder)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import logging
-import os
 import socket
 import ssl
 import threading
@@ -138,16 +138,16 @@ def named_retry_delay(error: Exception) -> float | None:
 # ------------------------------------------------ revocation and renewal, while running
 
 
-def file_stamp(*paths: Path) -> tuple[tuple[int, int, int] | None, ...]:
-    """What changes when any of `paths` is written or replaced (inode, mtime, size; None if missing)."""
-    stamps: list[tuple[int, int, int] | None] = []
+def file_stamp(*paths: Path) -> tuple[bytes | None, ...]:
+    """What changes when any of `paths` is written or replaced: a digest of each one's bytes
+    (None if it cannot be read). Not the modification time: two writes within one tick of the
+    file system's clock, of the same size, would look alike."""
+    stamps: list[bytes | None] = []
     for path in paths:
         try:
-            stat = os.stat(path)
+            stamps.append(hashlib.sha256(path.read_bytes()).digest())
         except OSError:
             stamps.append(None)
-            continue
-        stamps.append((stat.st_ino, stat.st_mtime_ns, stat.st_size))
     return tuple(stamps)
 
 
