@@ -409,10 +409,10 @@ class CompanyDaemon:
             log.warning("%s: %s", self.company, warning)
         self._reconnect()
 
-    def _coordinator_refusal(self) -> str:
+    def _coordinator_refusal(self, unreachable_ok: bool = False) -> str:
         """Why this daemon will not talk to the coordinator now ("" = it will): the CRL cannot
-        be used, or it revokes the certificate the coordinator presents. Unreachable: "" (the
-        call that follows fails and is retried as before)."""
+        be used, it revokes the certificate the coordinator presents, or (unless `unreachable_ok`,
+        a retry whose own call will fail and be retried) that certificate could not be fetched."""
         if self._revocations is None or self.config.tls is None:
             return ""
         try:
@@ -424,8 +424,10 @@ class CompanyDaemon:
                 return ""
             presented = presented_certificate(self.config.coordinator, self.config.tls)
             crl.check(presented, f"the coordinator at {self.config.coordinator}")
-        except OSError:
-            return ""
+        except OSError as exc:  # ssl.SSLError too
+            if unreachable_ok:
+                return ""
+            return f"{self.company}: cannot check the coordinator's certificate, so sends nothing ({exc})"
         except MonocultureError as exc:
             return f"{self.company} will not talk to the coordinator: {exc.diagnostics()}"
         self._coordinator_checked = (version, now)
@@ -791,7 +793,7 @@ class CompanyDaemon:
         def on_retry(attempt: int, error: Exception, delay: float) -> None:
             if attempt >= 2:
                 self._reconnect()
-                refusal = self._coordinator_refusal()
+                refusal = self._coordinator_refusal(unreachable_ok=True)
                 if refusal:
                     raise MonocultureError(refusal)
             assert isinstance(error, grpc.RpcError)

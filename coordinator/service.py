@@ -123,6 +123,19 @@ class Revocations(Protocol):
     def check(self, certificate_pem: bytes, who: str = "") -> None: ...
 
 
+def _check_revocation(revocations: Revocations, certificate_pem: bytes, identity: Identity) -> None:
+    """CertificateRevoked (PERMISSION_DENIED) for a revoked caller; while the list cannot be used,
+    RevocationListUnusable (UNAVAILABLE) telling the caller less than the log tells the operator."""
+    try:
+        revocations.check(certificate_pem, str(identity))
+    except RevocationListUnusable:  # logged, with the file and the reason, by the watch
+        raise RevocationListUnusable(
+            "the coordinator cannot check certificates now: its certificate revocation list is "
+            "missing, not the CA's, or past its next update",
+            hint="retry later; the coordinator's operator installs the CA's current list",
+        ) from None
+
+
 class Authenticator:
     """Who is calling: from the TLS client certificate, or (insecure) from the request. With a
     CRL, every call's certificate is checked against it: a revoked one is refused
@@ -142,19 +155,9 @@ class Authenticator:
             raise NotPermitted("no client certificate")
         identity = identity_of(certificates[0])
         if self._revocations is not None:
-            self._check_revocation(certificates[0], identity)
+            _check_revocation(self._revocations, certificates[0], identity)
         self._note_renewal(identity, certificates[0])
         return identity
-
-    def _check_revocation(self, certificate_pem: bytes, identity: Identity) -> None:
-        try:
-            self._revocations.check(certificate_pem, str(identity))  # type: ignore[union-attr]
-        except RevocationListUnusable:  # logged, with the file, by the watch; the caller learns less
-            raise RevocationListUnusable(
-                "the coordinator cannot check certificates now: its certificate revocation list is "
-                "missing, not the CA's, or past its next update",
-                hint="retry later; the coordinator's operator installs the CA's current list",
-            ) from None
 
     def _note_renewal(self, identity: Identity, certificate_pem: bytes) -> None:
         """Log when a party starts presenting another certificate (a renewal, or a rotation)."""

@@ -269,7 +269,7 @@ class ServerCertificates:
                 return None
             try:
                 configuration = self._load()
-            except MonocultureError as exc:
+            except (MonocultureError, ValueError, TypeError) as exc:  # e.g. a key file half written
                 log.warning("not serving the changed certificate files yet: %s", exc)
                 return None
             self._stamp = stamp
@@ -335,7 +335,7 @@ class RenewalWatch:
             return False
         try:
             cert_pem, key_pem = matching_pair(self._tls, self._identity.role, self._identity.name)
-        except MonocultureError as exc:
+        except (MonocultureError, ValueError, TypeError) as exc:  # e.g. a key file half written
             if self._told != stamp:  # once per state of the files
                 log.warning("%s: not using the changed certificate files yet: %s", self._identity, exc)
                 self._told = stamp
