@@ -121,6 +121,13 @@ def test_a_company_revoked_while_the_coordinator_runs_is_refused_and_cannot_join
         deployment.crl.write_bytes(good)
         poll("google")()
 
+        deployment.revoke(Identity(Role.AUDITOR, "auditor"))  # the auditor's credential, as a company's
+        auditor_stub = pb_grpc.AuditorServiceStub(
+            stack.enter_context(channel(address, deployment.pki.auditor()))
+        )
+        code, details = refusal(lambda: auditor_stub.GetRoundStatus(pb.RoundRef(round_id=opened.round_id)))
+        assert code == grpc.StatusCode.PERMISSION_DENIED and "certificate of auditor auditor" in details
+
 
 def test_a_daemon_refuses_a_coordinator_whose_certificate_is_revoked(tmp_path: Path) -> None:
     deployment = Deployment(tmp_path, ["google", "microsoft"])
