@@ -391,9 +391,8 @@ class CompanyDaemon:
     def _take_up_renewal(self, cert_pem: bytes, key_pem: bytes) -> None:
         """A renewed certificate (the files changed): sign with it and reconnect with it, no
         restart; rounds in progress go on (their enrolled certificate, of the same key, stays)."""
-        if self._key_pem is not None and private_key_fingerprint(key_pem) != private_key_fingerprint(
-            self._key_pem
-        ):
+        held = private_key_fingerprint(self._key_pem) if self._key_pem else None
+        if held is not None and held != private_key_fingerprint(key_pem):
             log.warning(
                 "%s: the new certificate holds another key (a rotation): rounds in progress will fail, "
                 "and peers must pin the new fingerprint", self.company,
@@ -417,11 +416,11 @@ class CompanyDaemon:
             return ""
         try:
             crl = self._revocations.current()
-            checked, now = self._coordinator_checked, self._clock.monotonic()
-            version = self._revocations.version
-            fresh = checked is not None and now - checked[1] < COORDINATOR_RECHECK_SECONDS
-            if fresh and checked is not None and checked[0] == version:
-                return ""
+            version, now = self._revocations.version, self._clock.monotonic()
+            if self._coordinator_checked is not None:
+                checked_version, checked_at = self._coordinator_checked
+                if checked_version == version and now - checked_at < COORDINATOR_RECHECK_SECONDS:
+                    return ""
             presented = presented_certificate(self.config.coordinator, self.config.tls)
             crl.check(presented, f"the coordinator at {self.config.coordinator}")
         except OSError as exc:  # ssl.SSLError too
