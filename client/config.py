@@ -444,7 +444,7 @@ def _sql_query(path: Path, data: DataSection) -> SqlQuery | None:
 def _tls_section(tls: TlsFiles | None) -> TlsSection:
     if tls is None:
         return TlsSection()
-    return TlsSection(str(tls.ca_file), str(tls.cert_file), str(tls.key_file))
+    return TlsSection(str(tls.ca_file), str(tls.cert_file), str(tls.key_file), path_value(tls.crl_file))
 
 
 def client_sections(config: ClientConfig) -> dict[str, object]:

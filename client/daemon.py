@@ -65,6 +65,7 @@ from monoculture.core.dummies import (
     round_padding_level,
 )
 from monoculture.core.errors import ConfigError, InputError, MonocultureError, ProtocolError
+from monoculture.core.identity import Identity, Role, expiry_warning, private_key_fingerprint
 from monoculture.core.masks import confirmation_matches, key_confirmation, transcript_digest
 from monoculture.core.masks import pair_keys as derive_pair_keys
 from monoculture.core.messages import phase_of
@@ -78,12 +79,20 @@ from monoculture.core.protocol import (
 from monoculture.core.psi_crypto import BlindingKey, InvalidPoint, TagSealer, check_x25519_public_key
 from monoculture.core.relay import ChunkOpener, ChunkSigner, ChunkVerifier, RelayKeys, RelayPeer
 from monoculture.core.rerandomise import check_public_key as check_rerandomise_key
+from monoculture.core.revocation import CertificateRevoked, RevocationListUnusable, certificate_serial
 from monoculture.core.timing import POLL_BACKOFF, SYSTEM_CLOCK, Clock, retry
 from monoculture.core.wire import ListAddress, round_tag_size
 from monoculture.memory import peak_rss_bytes
 from monoculture.observe import Metrics
 from monoculture.progress import PROGRESS_FILE, StepProgress, stderr_is_terminal
-from monoculture.transport import channel, named_retry_delay, warn_insecure
+from monoculture.transport import (
+    RenewalWatch,
+    channel,
+    named_retry_delay,
+    presented_certificate,
+    revocation_watch,
+    warn_insecure,
+)
 from monoculture.v1 import monoculture_pb2 as pb
 from monoculture.v1 import monoculture_pb2_grpc as pb_grpc
 
@@ -91,6 +100,9 @@ log = logging.getLogger("monoculture.client")
 
 _RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
 T = TypeVar("T")
+# The coordinator's certificate is checked against the CRL on every new connection, whenever the
+# CRL changes, and at least this often (gRPC may reconnect under the hood).
+COORDINATOR_RECHECK_SECONDS = 60.0
 RegionSeeds = Mapping[tuple[str, ...], bytes]  # region -> its seed, from its leader's envelope
 
 
@@ -326,6 +338,13 @@ class CompanyDaemon:
         self._cert_pem = config.tls.cert_pem() if config.tls else b""
         self._key_pem = config.tls.key_pem() if config.tls else None
         self._signer = ChunkSigner(self._key_pem) if self._key_pem else None
+        self._revocations = revocation_watch(config.tls)  # the CA's CRL; None: not checked
+        self._coordinator_checked: tuple[int, float] | None = None  # (CRL version, monotonic time)
+        self._renewals = (
+            RenewalWatch(config.tls, Identity(Role.COMPANY, config.company), self._take_up_renewal)
+            if config.tls
+            else None
+        )
         self._connect = connect
         self._link = connect(config)
         self._reconnects = 0
@@ -354,6 +373,51 @@ class CompanyDaemon:
         self._link.close()
         self._link = self._connect(self.config)
         self._reconnects += 1
+        self._coordinator_checked = None  # a new connection: check its certificate again
+
+    def _take_up_renewal(self, cert_pem: bytes, key_pem: bytes) -> None:
+        """A renewed certificate (the files changed): sign with it and reconnect with it, no
+        restart; rounds in progress go on (their enrolled certificate, of the same key, stays)."""
+        held = private_key_fingerprint(self._key_pem) if self._key_pem else None
+        if held is not None and held != private_key_fingerprint(key_pem):
+            log.warning(
+                "%s: the new certificate holds another key (a rotation): rounds in progress will fail, "
+                "and peers must pin the new fingerprint", self.company,
+            )  # fmt: skip
+        self._cert_pem, self._key_pem = cert_pem, key_pem
+        self._signer = ChunkSigner(key_pem)
+        log.info(
+            "%s: renewed certificate taken up (serial %x); reconnecting with it",
+            self.company, certificate_serial(cert_pem),
+        )  # fmt: skip
+        warning = expiry_warning(cert_pem)
+        if warning is not None:
+            log.warning("%s: %s", self.company, warning)
+        self._reconnect()
+
+    def _coordinator_refusal(self, unreachable_ok: bool = False) -> str:
+        """Why this daemon will not talk to the coordinator now ("" = it will): the CRL cannot
+        be used, it revokes the certificate the coordinator presents, or (unless `unreachable_ok`,
+        a retry whose own call will fail and be retried) that certificate could not be fetched."""
+        if self._revocations is None or self.config.tls is None:
+            return ""
+        try:
+            crl = self._revocations.current()
+            version, now = self._revocations.version, self._clock.monotonic()
+            if self._coordinator_checked is not None:
+                checked_version, checked_at = self._coordinator_checked
+                if checked_version == version and now - checked_at < COORDINATOR_RECHECK_SECONDS:
+                    return ""
+            presented = presented_certificate(self.config.coordinator, self.config.tls)
+            crl.check(presented, f"the coordinator at {self.config.coordinator}")
+        except OSError as exc:  # ssl.SSLError too
+            if unreachable_ok:
+                return ""
+            return f"{self.company}: cannot check the coordinator's certificate, so sends nothing ({exc})"
+        except MonocultureError as exc:
+            return f"{self.company} will not talk to the coordinator: {exc.diagnostics()}"
+        self._coordinator_checked = (version, now)
+        return ""
 
     @property
     def _stub(self) -> Any:
@@ -377,7 +441,18 @@ class CompanyDaemon:
 
     def step(self) -> bool:
         """Ask for work once and do what came; False when the coordinator was unreachable
-        (then this waits by the poll backoff before returning)."""
+        (then this waits by the poll backoff before returning). Before it asks, a renewed
+        certificate is taken up, and the coordinator's certificate checked against the CRL:
+        while the CRL cannot be used or revokes it, this daemon sends nothing and waits."""
+        if self._renewals is not None:
+            self._renewals.poll()
+        refusal = self._coordinator_refusal()
+        if refusal:
+            self._poll_failures += 1
+            delay = POLL_BACKOFF.delay(self._poll_failures)
+            log.error("%s\n  (checked again in %.1f s)", refusal, delay)
+            self._clock.sleep(delay, self._stop)
+            return False
         try:
             response = self._stub.PollWork(
                 pb.PollWorkRequest(company=self.company, wait_seconds=self.config.poll_seconds),
@@ -621,6 +696,8 @@ class CompanyDaemon:
         allowed by allow_unpinned), this round and the roster as this company signed it."""
         pinned = self.config.peers.get(peer.company)
         peer.verify(company_round.round_id, peer.company, self._ca_pem, company_round.secrets.roster, pinned)
+        if self._revocations is not None:
+            self._revocations.check(peer.certificate_pem, f"company {peer.company}")
         return peer
 
     def _accept_release(self, join: pb.JoinRound) -> RoundCost | None:
@@ -702,6 +779,9 @@ class CompanyDaemon:
         def on_retry(attempt: int, error: Exception, delay: float) -> None:
             if attempt >= 2:
                 self._reconnect()
+                refusal = self._coordinator_refusal(unreachable_ok=True)
+                if refusal:
+                    raise MonocultureError(refusal)
             assert isinstance(error, grpc.RpcError)
             log.warning("%s: %s failed (%s: %s); retry %d in %.1f s", self.company, what, error.code().name,
                         error.details(), attempt, delay)  # fmt: skip
@@ -770,6 +850,9 @@ class CompanyDaemon:
             return
         try:
             peers = self._checked_peers(company_round, work)
+        except (CertificateRevoked, RevocationListUnusable) as exc:  # no one tampered: no blame
+            self._withdraw(work.round_id, f"the peers' keys are refused: {exc.message}")
+            return
         except MonocultureError as exc:
             # The coordinator checked every key when it was enrolled: a key that does not hold here
             # was changed on its way, so the claim is against the coordinator.

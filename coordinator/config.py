@@ -320,7 +320,7 @@ def load_coordinator_config(path: Path, *, insecure: bool = False) -> Coordinato
 def _tls_section(tls: TlsFiles | None) -> TlsSection:
     if tls is None:
         return TlsSection()
-    return TlsSection(str(tls.ca_file), str(tls.cert_file), str(tls.key_file))
+    return TlsSection(str(tls.ca_file), str(tls.cert_file), str(tls.key_file), path_value(tls.crl_file))
 
 
 def coordinator_sections(config: CoordinatorConfig) -> dict[str, object]:

@@ -30,6 +30,7 @@ from monoculture.transport import (
     MESSAGE_OPTIONS,
     quiet_undecodable_messages,
     require_loopback,
+    revocation_watch,
     server_credentials,
     warn_insecure,
 )
@@ -160,7 +161,7 @@ def start_server(
         options=server_options(config.limits),
         maximum_concurrent_rpcs=concurrent_calls(config.max_workers, config.limits),
     )
-    auth = Authenticator(secure=config.tls is not None)
+    auth = Authenticator(secure=config.tls is not None, revocations=revocation_watch(config.tls))
     gates = admission_gates(config.limits)
     pb_grpc.add_CompanyServiceServicer_to_server(CompanyServicer(book, auth, gates.companies), server)
     pb_grpc.add_AuditorServiceServicer_to_server(AuditorServicer(book, auth, gates.auditor), server)

@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import grpc
 
@@ -37,6 +37,7 @@ from monoculture.core.identity import Identity, Role, identity_of
 from monoculture.core.messages import phase_message, result_message
 from monoculture.core.protocol import RETRY_AFTER_METADATA, RoundPhase
 from monoculture.core.psi_crypto import InvalidPoint
+from monoculture.core.revocation import RevocationListUnusable, certificate_serial
 from monoculture.core.wire import ListAddress
 from monoculture.v1 import monoculture_pb2 as pb
 from monoculture.v1 import monoculture_pb2_grpc as pb_grpc
@@ -52,6 +53,7 @@ _CODES: list[tuple[type[MonocultureError], grpc.StatusCode]] = [
     (LimitExceeded, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (InvalidPoint, grpc.StatusCode.INVALID_ARGUMENT),
     (MalformedRequest, grpc.StatusCode.INVALID_ARGUMENT),
+    (RevocationListUnusable, grpc.StatusCode.UNAVAILABLE),
 ]
 
 Method = TypeVar("Method", bound=Callable[..., Any])
@@ -117,11 +119,35 @@ def answers_errors(
     return decorate
 
 
-class Authenticator:
-    """Who is calling: from the TLS client certificate, or (insecure) from the request."""
+class Revocations(Protocol):
+    """The CA's revocation list as the coordinator holds it (transport.RevocationWatch)."""
 
-    def __init__(self, secure: bool) -> None:
+    def check(self, certificate_pem: bytes, who: str = "") -> None: ...
+
+
+def _check_revocation(revocations: Revocations, certificate_pem: bytes, identity: Identity) -> None:
+    """CertificateRevoked (PERMISSION_DENIED) for a revoked caller; while the list cannot be used,
+    RevocationListUnusable (UNAVAILABLE) telling the caller less than the log tells the operator."""
+    try:
+        revocations.check(certificate_pem, str(identity))
+    except RevocationListUnusable:  # logged, with the file and the reason, by the watch
+        raise RevocationListUnusable(
+            "the coordinator cannot check certificates now: its certificate revocation list is "
+            "missing, not the CA's, or past its next update",
+            hint="retry later; the coordinator's operator installs the CA's current list",
+        ) from None
+
+
+class Authenticator:
+    """Who is calling: from the TLS client certificate, or (insecure) from the request. With a
+    CRL, every call's certificate is checked against it: a revoked one is refused
+    (PERMISSION_DENIED, naming the revocation), and no call is served while the list is unusable
+    (UNAVAILABLE: revocations cannot be known)."""
+
+    def __init__(self, secure: bool, revocations: Revocations | None = None) -> None:
         self.secure = secure
+        self._revocations = revocations
+        self._serials: dict[Identity, int] = {}  # the certificate each party presented last
 
     def peer(self, context: grpc.ServicerContext) -> Identity | None:
         if not self.secure:
@@ -129,7 +155,20 @@ class Authenticator:
         certificates = context.auth_context().get("x509_pem_cert") or []
         if not certificates:
             raise NotPermitted("no client certificate")
-        return identity_of(certificates[0])
+        identity = identity_of(certificates[0])
+        if self._revocations is not None:
+            _check_revocation(self._revocations, certificates[0], identity)
+        self._note_renewal(identity, certificates[0])
+        return identity
+
+    def _note_renewal(self, identity: Identity, certificate_pem: bytes) -> None:
+        """Log when a party starts presenting another certificate (a renewal, or a rotation)."""
+        serial = certificate_serial(certificate_pem)
+        before = self._serials.get(identity)
+        if before != serial:
+            self._serials[identity] = serial
+            if before is not None:
+                log.info("%s now presents the certificate with serial %x (was %x)", identity, serial, before)
 
     def certified_company(self, context: grpc.ServicerContext) -> str | None:
         """The calling company's name from its certificate, before any message is read;

@@ -238,15 +238,24 @@ class TlsPaths:
     ca_file: str = dataclasses.field(default="", metadata={"doc": "The deployment's CA certificate."})
     cert_file: str = dataclasses.field(default="", metadata={"doc": "This party's certificate."})
     key_file: str = dataclasses.field(default="", metadata={"doc": "This party's private key."})
+    crl_file: str = dataclasses.field(
+        default="",
+        metadata={
+            "doc": 'The CA\'s certificate revocation list ("" = none), as `monoculture certs revoke` and\n'
+            "`certs crl` publish it. When set, it must verify against the CA and not be past its next\n"
+            "update, or this party refuses to go on; re-read when the file changes (docs/USAGE.md)."
+        },
+    )
 
     def given(self) -> list[str]:
-        """The keys that name a file."""
-        return [spec.name for spec in dataclasses.fields(self) if getattr(self, spec.name)]
+        """The keys of the three PEM files (ca, cert, key) that name a file."""
+        return [name for name in ("ca_file", "cert_file", "key_file") if getattr(self, name)]
 
-    def resolved(self, config_path: Path) -> tuple[Path, Path, Path]:
-        """The three files, relative to the config file's folder."""
+    def resolved(self, config_path: Path) -> tuple[Path, Path, Path, Path | None]:
+        """The files, relative to the config file's folder (the CRL: None when not set)."""
         return (
             resolve_path(config_path, self.ca_file),
             resolve_path(config_path, self.cert_file),
             resolve_path(config_path, self.key_file),
+            optional_path(config_path, self.crl_file),
         )

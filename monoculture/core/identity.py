@@ -63,6 +63,13 @@ def _key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
+def _read_key(private_key_pem: bytes) -> ec.EllipticCurvePrivateKey:
+    key = serialization.load_pem_private_key(private_key_pem, password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ConfigError("the private key is not an EC key")
+    return key
+
+
 def _private_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -185,13 +192,13 @@ class CertificateRequest:
     private_key_pem: bytes
 
 
-def create_request(identity: Identity) -> CertificateRequest:
-    """A new key and a request, signed by it, for a certificate naming `identity`
-    (the company's side: the key never leaves it; the CA checks the request with
-    `requested_identity` and answers with `certify`)."""
+def create_request(identity: Identity, private_key_pem: bytes | None = None) -> CertificateRequest:
+    """A new key (or the key in `private_key_pem`: a renewal) and a request, signed by it, for a
+    certificate naming `identity` (the company's side: the key never leaves it; the CA checks
+    the request with `requested_identity` and answers with `certify`)."""
     if identity.role == Role.COMPANY:
         check_company_name(identity.name)
-    key = _key()
+    key = _key() if private_key_pem is None else _read_key(private_key_pem)
     request = (
         x509.CertificateSigningRequestBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, identity.name)]))
