@@ -1,10 +1,10 @@
 """deploy/systemd/: the units pass `systemd-analyze verify` without a warning and score "OK" in
 `systemd-analyze security --offline=yes`; their configs load and keep every path the daemons
 write inside the unit's StateDirectory and every key file in its LoadCredential directory;
-and a real round runs inside the units' sandbox, emulated without systemd (namespaces, setpriv,
-prctl and the units' own seccomp filter).
+and, inside the units' sandbox emulated without systemd (namespaces, setpriv, prctl and the
+units' own seccomp filter), a real round runs and the coordinator serves from its unit's layout.
 
-About 1 s, and the sandboxed round: 3 s of CPU, 10 to 25 s on 2 cores shared with other work.
+About 1 s, and the two sandboxed runs: 10 s of CPU, 20 to 45 s on 2 cores shared with other work.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 UNITS = ROOT / "deploy" / "systemd"
 INSTALLED_SCRIPT = "/opt/monoculture/bin/monoculture"  # ExecStart in the units as shipped
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
+CONSOLE_SCRIPT = Path(sys.executable).parent / "monoculture"
 COORDINATOR_UNIT = "monoculture-coordinator.service"
 COMPANY_TEMPLATE = "monoculture-company@.service"
 COMPANY_INSTANCE = "monoculture-company@google.service"
@@ -286,24 +287,54 @@ os.execve(spec["command"][0], spec["command"], spec["environment"])
 """
 
 # Inside new mount and PID namespaces, as root: /proc as ProcSubset=pid and ProtectProc=invisible
-# leave it, the state directory (the test's folder) at /srv, empty /root and /home
-# (ProtectHome), a private /tmp, and everything else read-only (ProtectSystem=strict); then the
-# unprivileged user, without new privileges or capabilities (DynamicUser, NoNewPrivileges,
+# leave it, the test's folder at /srv, [the unit's layout,] empty /root and /home (ProtectHome), a
+# private /tmp, and everything else read-only (ProtectSystem=strict); then the unprivileged
+# user, without new privileges or capabilities (DynamicUser, NoNewPrivileges,
 # CapabilityBoundingSet=). PY_PREFIX: the Python installation of this test's venv when it lives
 # in a home directory (pyenv), shown alone there, as if installed elsewhere as the docs require.
-_NAMESPACES = """set -e
+_PROC_AND_SRV = """set -e
 mount --make-rprivate /
 mount -t proc -o subset=pid,hidepid=invisible proc /proc
+test ! -e /proc/meminfo || { echo "/proc subset=pid not in effect" >&2; exit 1; }
 mount --bind "$0" /srv
-[ -z "$PY_PREFIX" ] || mount --bind "$PY_PREFIX" "$0/prefix"
+"""
+_HOMES_TMP_READ_ONLY = """[ -z "$PY_PREFIX" ] || mount --bind "$PY_PREFIX" "$0/prefix"
 for home in /root /home; do mount -t tmpfs -o mode=0755 tmpfs "$home"; done
 [ -z "$PY_PREFIX" ] || { mkdir -p "$PY_PREFIX" && mount --move "$0/prefix" "$PY_PREFIX"; }
 mount -t tmpfs -o mode=1777 tmpfs /tmp
 mount -o remount,bind,ro /
-test ! -e /proc/meminfo || { echo "/proc subset=pid not in effect" >&2; exit 1; }
 cd /srv
-exec setpriv --reuid=65534 --regid=65534 --clear-groups --no-new-privs --inh-caps=-all \\
-  --bounding-set=-all "$@"
+"""
+_UNPRIVILEGED = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--no-new-privs"]
+_UNPRIVILEGED += ["--inh-caps=-all", "--bounding-set=-all"]
+_NAMESPACES = _PROC_AND_SRV + _HOMES_TMP_READ_ONLY + 'exec "$@"\n'
+
+# The coordinator unit's layout: its StateDirectory, its credentials (read-only) and, in a
+# network namespace of its own, the host name its certificate names. Then the auditor, outside
+# the sandbox, lists the rounds until the coordinator answers, and stops it.
+_COORDINATOR_LAYOUT = """ip link set lo up
+mount --bind "$0/hosts" /etc/hosts
+mount -t tmpfs -o mode=0755 tmpfs /var/lib
+mkdir /var/lib/monoculture-coordinator
+mount --bind "$0/state" /var/lib/monoculture-coordinator
+mount -t tmpfs -o mode=0755 tmpfs /run
+mkdir -p /run/credentials/monoculture-coordinator.service
+mount --bind "$0/credentials" /run/credentials/monoculture-coordinator.service
+mount -o remount,bind,ro /run/credentials/monoculture-coordinator.service
+"""
+_SERVE_AND_ASK = """"$@" &
+server=$!
+up=""
+for attempt in $(seq 240); do
+  if "$MONOCULTURE" round list --coordinator coordinator.example.org:50051 --certs /srv/auditor \\
+      >/srv/rounds.txt 2>/srv/list.err; then up=1; break; fi
+  kill -0 "$server" 2>/dev/null || break
+  sleep 0.25
+done
+kill -TERM "$server" 2>/dev/null || true
+status=0; wait "$server" || status=$?
+echo "coordinator exit status $status"
+[ -n "$up" ] || { echo "the coordinator never answered:" >&2; cat /srv/list.err >&2; exit 1; }
 """
 
 
@@ -317,47 +348,109 @@ def test_both_units_have_the_same_sandbox() -> None:
     assert sandbox_section(COORDINATOR_UNIT) == sandbox_section(COMPANY_TEMPLATE)
 
 
-@pytest.mark.e2e
-def test_a_round_runs_in_the_units_sandbox(tmp_path: Path) -> None:
-    """`simulate` (a coordinator and three daemons with blinding workers, real gRPC between
-    processes) completes inside the unit's sandbox, emulated without systemd: its seccomp
-    filter and address families, read from the unit, MemoryDenyWriteExecute, ProcSubset=pid,
-    ProtectSystem=strict with the state directory writable, PrivateTmp, an unprivileged user
-    without capabilities or new privileges, and its Environment=. Not emulated: the other
-    Protect*/Private* settings (which take things the daemons do not use) and LoadCredential."""
-    reason = _can_sandbox()
-    if reason:
-        pytest.skip(f"sandboxed round not run: {reason}")
+def _sandbox_spec(command: list[str]) -> str:
+    """What sandbox.py applies, from the coordinator unit (both units' sandboxes are the same)."""
     settings = unit_settings(UNITS / COORDINATOR_UNIT)
-    script = Path(sys.executable).parent / "monoculture"
-    command = [str(script), "simulate", "--parties", "3", "--individuals", "300", "--timeout", "120"]
-    command += ["--workdir", "/srv/w", "--out", "/srv/result.json"]
     environment = dict(word.split("=", 1) for word in settings["Environment"][0].split())
     environment["PATH"] = "/usr/bin:/bin"
     (errno_name,) = settings["SystemCallErrorNumber"]
-    spec = {
-        "syscalls": sorted(unit_syscalls(settings)),
-        "families": [getattr(socket, name) for name in settings["RestrictAddressFamilies"][0].split()],
-        "errno": getattr(errno, errno_name),
-        "command": command,
-        "environment": environment,
-    }
-    (tmp_path / "sandbox.py").write_text(_SANDBOX, encoding="utf-8")
-    (tmp_path / "prefix").mkdir()
+    families = settings["RestrictAddressFamilies"][0].split()
+    return json.dumps(
+        {
+            "syscalls": sorted(unit_syscalls(settings)),
+            "families": [getattr(socket, name) for name in families],
+            "errno": getattr(errno, errno_name),
+            "command": command,
+            "environment": environment,
+        }
+    )
+
+
+def _run_sandboxed(folder: Path, script: str, command: list[str], unshare: list[str]) -> str:
+    """Run `script` in new namespaces with `folder` at /srv and `command` sandboxed; its stdout."""
+    reason = _can_sandbox()
+    if reason:
+        pytest.skip(f"sandboxed run skipped: {reason}")
+    (folder / "sandbox.py").write_text(_SANDBOX, encoding="utf-8")
+    (folder / "prefix").mkdir()
     prefix = Path(sys.base_prefix).resolve()
     in_home = any(prefix.is_relative_to(home) for home in ("/root", "/home"))
-    os.chown(tmp_path, NOBODY, NOBODY)
-    tmp_path.chmod(0o700)
-    namespaces = ["unshare", "--mount", "--pid", "--fork", "sh", "-c", _NAMESPACES, str(tmp_path)]
+    os.chown(folder, NOBODY, NOBODY)
+    folder.chmod(0o700)
+    sandboxed = [*_UNPRIVILEGED, SYSTEM_PYTHON, "/srv/sandbox.py", _sandbox_spec(command)]
     done = subprocess.run(
-        [*namespaces, SYSTEM_PYTHON, "/srv/sandbox.py", json.dumps(spec)],
+        ["unshare", *unshare, "--fork", "sh", "-c", script, str(folder), *sandboxed],
         capture_output=True,
         text=True,
         timeout=180,
-        env={**os.environ, "PY_PREFIX": str(prefix) if in_home else ""},
+        env={
+            **os.environ,
+            "PY_PREFIX": str(prefix) if in_home else "",
+            "MONOCULTURE": str(CONSOLE_SCRIPT),
+        },
     )
     if done.returncode != 0 and "SKIP:" in done.stderr:
         pytest.skip(done.stderr.strip().split("SKIP: ", 1)[1])
     assert done.returncode == 0, f"{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
-    assert "pattern table identical: yes" in done.stdout
+    return done.stdout
+
+
+@pytest.mark.e2e
+def test_a_round_runs_in_the_units_sandbox(tmp_path: Path) -> None:
+    """`simulate` (a coordinator and three daemons with blinding workers, real gRPC between
+    processes) completes inside the units' sandbox, emulated without systemd: their seccomp
+    filter and address families, read from the unit, MemoryDenyWriteExecute, ProcSubset=pid,
+    ProtectSystem=strict with one folder writable, PrivateTmp, ProtectHome, an unprivileged user
+    without capabilities or new privileges, and their Environment=. Not emulated: PrivateUsers,
+    PrivateDevices and the Protect* settings on kernel interfaces, which the daemons do not use."""
+    command = [str(CONSOLE_SCRIPT), "simulate", "--parties", "3", "--individuals", "300"]
+    command += ["--timeout", "120", "--workdir", "/srv/w", "--out", "/srv/result.json"]
+    stdout = _run_sandboxed(tmp_path, _NAMESPACES, command, ["--mount", "--pid"])
+    assert "pattern table identical: yes" in stdout
     assert json.loads((tmp_path / "result.json").read_text(encoding="utf-8"))
+
+
+def _coordinator_files(folder: Path) -> None:
+    """The CA's files as the unit's credentials and the auditor's folder; the host name."""
+    ca = folder / "ca"
+    for role in (["--coordinator", "coordinator.example.org"], ["--auditor"]):
+        subprocess.run([str(CONSOLE_SCRIPT), "certs", "issue", "--dir", str(ca), *role], check=True)
+    for name, files in (
+        ("credentials", ["ca.pem", "coordinator.pem", "coordinator.key"]),
+        ("auditor", ["ca.pem", "auditor.pem", "auditor.key"]),
+    ):
+        (folder / name).mkdir()
+        for file in files:
+            shutil.copyfile(ca / file, folder / name / file)
+    for file in (folder / "credentials").iterdir():  # as LoadCredential leaves them
+        os.chown(file, NOBODY, NOBODY)
+        file.chmod(0o400)
+    (folder / "state").mkdir(mode=0o700)
+    os.chown(folder / "state", NOBODY, NOBODY)
+    (folder / "hosts").write_text("127.0.0.1 localhost coordinator.example.org\n", encoding="utf-8")
+
+
+@pytest.mark.e2e
+def test_the_coordinator_serves_from_its_units_layout(tmp_path: Path) -> None:
+    """deploy/systemd/coordinator.toml, started as the unit's ExecStart starts it, in its sandbox,
+    with its state directory and credentials where systemd puts them: it answers the auditor
+    over mTLS, writes its database and sealing key in the state directory (the key 0600), and
+    stops cleanly on SIGTERM."""
+    if _can_sandbox():
+        pytest.skip(f"sandboxed run skipped: {_can_sandbox()}")
+    subprocess.run([str(CONSOLE_SCRIPT), "certs", "init", "--dir", str(tmp_path / "ca")], check=True)
+    _coordinator_files(tmp_path)
+    shutil.copyfile(UNITS / "coordinator.toml", tmp_path / "coordinator.toml")
+    (exec_start,) = unit_settings(UNITS / COORDINATOR_UNIT)["ExecStart"]
+    command = [str(CONSOLE_SCRIPT), *exec_start.split()[1:]]
+    command[command.index("--config") + 1] = "/srv/coordinator.toml"
+    script = _PROC_AND_SRV + _COORDINATOR_LAYOUT + _HOMES_TMP_READ_ONLY + _SERVE_AND_ASK
+    stdout = _run_sandboxed(tmp_path, script, command, ["--mount", "--pid", "--net"])
+    assert "coordinator exit status 0" in stdout
+    state = tmp_path / "state"
+    assert sorted(p.name for p in state.iterdir() if not p.name.endswith(("-wal", "-shm"))) == [
+        "coordinator.sqlite",
+        "coordinator.sqlite.key",
+    ]
+    assert (state / "coordinator.sqlite.key").stat().st_mode & 0o777 == 0o600
+    assert (state / "coordinator.sqlite").stat().st_uid == NOBODY
