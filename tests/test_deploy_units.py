@@ -194,6 +194,28 @@ SYSTEM_PYTHON = "/usr/bin/python3"  # has libseccomp's bindings (Debian package 
 NOBODY = 65534
 
 
+def test_a_state_dir_the_daemon_cannot_create_is_a_clear_error(tmp_path: Path) -> None:
+    """A state_dir outside the unit's writable places (found running the units) is exit 2 naming
+    the folder, not a traceback."""
+    (tmp_path / "a-file").touch()
+    config = tmp_path / "company.toml"
+    data = ROOT / "examples" / "api-predictions" / "digit" / "google.csv"
+    config.write_text(
+        f'[client]\ncompany = "google"\ncoordinator = "127.0.0.1:9"\nstate_dir = "a-file/state"\n'
+        f'[data]\npath = "{data}"\n',
+        encoding="utf-8",
+    )
+    done = subprocess.run(
+        [str(CONSOLE_SCRIPT), "client", "run", "--config", str(config), "--insecure"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert f"{tmp_path / 'a-file' / 'state'}: cannot create the state folder" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def _can_sandbox() -> str:
     """Why the sandbox emulation cannot run here ("" when it can)."""
     if sys.platform != "linux" or os.geteuid() != 0:
