@@ -165,7 +165,7 @@ def test_coordinator_unit_and_config_agree() -> None:
     assert config.port_file is None and config.record_dir is None
 
 
-def test_company_unit_and_config_agree(caplog: pytest.LogCaptureFixture) -> None:
+def test_company_unit_and_config_agree() -> None:
     """Instance google starts deploy/systemd/company-google.toml, whose state_dir (sealed round
     keys, privacy ledger) and data are in the instance's state directory and whose TLS files
     are its credentials, loaded from the files `certs request` names company-google.*."""
