@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from monoculture.analysis.budget import Ledger, RoundCost
+from monoculture.client.state import make_state_folder
 from monoculture.core.errors import ConfigError
 from monoculture.core.sealing import write_secret_file
 
@@ -32,7 +33,7 @@ class PrivacyLedger:
         """Reads the ledger in `folder` (none yet: empty); `cap` is [release_floor]
         max_epsilon_per_roster, `total_cap` max_epsilon_total. A file that cannot be read is a
         ConfigError: a daemon that lost count must not go on spending."""
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_state_folder(folder)
         self.path = folder / LEDGER_FILE
         self._cap = cap
         self._total_cap = total_cap

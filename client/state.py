@@ -116,9 +116,22 @@ class RoundSecrets:
         )  # fmt: skip
 
 
+def make_state_folder(folder: Path) -> None:
+    """Create [client] state_dir (mode 0700) if it is missing; a ConfigError naming it if it cannot be."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create the state folder ({exc.strerror})",
+            where=str(folder),
+            hint="[client] state_dir must be a folder this daemon can write "
+            "(under systemd, inside the unit's StateDirectory)",
+        ) from None
+
+
 class SecretStore:
     def __init__(self, folder: Path, company: str) -> None:
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_state_folder(folder)
         self._folder = folder
         self._company = company
         self._sealer = LocalSealer(folder / "state.key")
