@@ -82,34 +82,15 @@ def _checked(command: Sequence[str], env: dict[str, str], timeout: float = 900, 
     return done.stdout
 
 
-def _build_base(env: dict[str, str], folder: Path) -> None:
-    """Python 3.11 from Debian bookworm, imported as BASE (about 2 minutes, once per machine)."""
-    rootfs = folder / "rootfs"
-    _checked(
-        ["debootstrap", "--variant=minbase", "--include=python3,python3-venv,python3-pip,ca-certificates",
-         "bookworm", str(rootfs), "http://deb.debian.org/debian"],
-        env,
-    )  # fmt: skip
-    tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-    _checked(["podman", "import", "-", BASE], env, stdin=tar.stdout)
-    tar.wait()
-    shutil.rmtree(rootfs, ignore_errors=True)
-
-
 @pytest.fixture(scope="module")
 def image(podman_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The image, built once at a time on this machine (xdist workers wait on a lock; a second
-    build is all cache). Layers and the pip cache persist in podman's storage across runs."""
+    """The image, by deploy/build-image.sh (the debootstrap base unless BASE exists), one build
+    at a time on this machine (xdist workers wait on a lock; a second build is all cache).
+    Layers and the pip cache persist in podman's storage across runs."""
     with open("/tmp/monoculture-image-build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if _run(["podman", "image", "exists", BASE], podman_env).returncode != 0:
-            _build_base(podman_env, tmp_path_factory.mktemp("base"))
-        _checked(
-            ["podman", "build", "--format", "docker", "--network", "host",
-             "-v", "/etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro",
-             "--build-arg", f"BASE={BASE}", "-f", "deploy/Dockerfile", "-t", IMAGE, "."],
-            podman_env, cwd=ROOT,
-        )  # fmt: skip
+        env = {**podman_env, "TMPDIR": str(tmp_path_factory.mktemp("base")), "MONOCULTURE_BASE": BASE}
+        _checked(["sh", "deploy/build-image.sh", IMAGE], env, cwd=ROOT)
     return IMAGE
 
 
@@ -129,8 +110,7 @@ def _plaintext() -> dict:
 
 @pytest.fixture
 def deployment(image: str, podman_env: dict, tmp_path: Path) -> Iterator[tuple[list[str], dict, Path]]:
-    out = tmp_path / "out"
-    out.mkdir()
+    out = tmp_path / "out"  # not made here: compose makes it, as in a fresh clone
     project = f"monoculture-test-{os.getpid()}"
     env = {**podman_env, "MONOCULTURE_IMAGE": image, "MONOCULTURE_OUT": str(out)}
     compose = [*(_compose_command() or []), "-f", str(ROOT / "deploy" / "compose.yaml"), "-p", project]

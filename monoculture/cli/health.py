@@ -26,11 +26,13 @@ import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from monoculture.cli.common import Commands, add_insecure
 from monoculture.core.errors import ConfigError
-from monoculture.transport import TlsFiles
+
+if TYPE_CHECKING:
+    from monoculture.transport import TlsFiles
 
 EXIT_UNHEALTHY = 1
 WILDCARD_HOSTS = ("0.0.0.0", "::", "[::]", "")  # noqa: S104 (names a wildcard, binds nothing)
