@@ -159,4 +159,4 @@ def test_one_compose_command_runs_a_round_equal_to_plaintext(deployment, podman_
         assert config["HostConfig"]["ReadonlyRootfs"] is True, service
     for service in ("ca", "auditor"):
         state = _state(env, _container(compose, service))["State"]
-        assert (state["Status"], state["ExitCode"]) == ("exited", 0), service
+        assert (state["Status"], state["ExitCode"]) == ("exited", 0), f"{service}:\n{_logs(env, compose)}"
