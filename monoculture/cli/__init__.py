@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from monoculture import __version__
-from monoculture.cli import bench, certs, daemons, plaintext, report, research, round, simulate
+from monoculture.cli import bench, certs, daemons, health, plaintext, report, research, round, simulate
 from monoculture.cli.common import EXIT_ERROR
 from monoculture.core.errors import MonocultureError
 
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     plaintext.add_parser(commands)
     report.add_parser(commands)
     research.add_parsers(commands)
+    health.add_parser(commands)
     return parser
 
 

@@ -128,7 +128,8 @@ def certify(
 ) -> bytes:
     """The certificate (PEM), signed by the CA, that gives `public_key` to `identity`:
     BasicConstraints ca=False, the `monoculture:<role>:<name>` URI SAN (plus `host` and
-    `more_hosts`, each a DNS or IP name), EKU serverAuth for the coordinator and clientAuth otherwise."""
+    `more_hosts`, each a DNS or IP name), EKU serverAuth and clientAuth for the coordinator,
+    clientAuth otherwise."""
     if identity.role == Role.COMPANY:
         check_company_name(identity.name)
     ca_cert = x509.load_pem_x509_certificate(ca.certificate_pem)
@@ -141,10 +142,11 @@ def certify(
     ]
     hosts = ([host] if host is not None else []) + list(more_hosts)
     names += dict.fromkeys(host_name(h) for h in hosts)  # each name once, in order
+    # The coordinator serves, and calls its own health service as a client (`monoculture health`).
     usage = (
-        ExtendedKeyUsageOID.SERVER_AUTH
+        [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
         if identity.role == Role.COORDINATOR
-        else ExtendedKeyUsageOID.CLIENT_AUTH
+        else [ExtendedKeyUsageOID.CLIENT_AUTH]
     )
     certificate = (
         x509.CertificateBuilder()
@@ -156,7 +158,7 @@ def certify(
         .not_valid_after(start + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(usage), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     return certificate.public_bytes(serialization.Encoding.PEM)
