@@ -45,10 +45,12 @@ _BLOCK = 16
 # enough (thousands of rows) to cost little per row, for a few MiB held.
 FLUSH_ROWS = 1 << 17
 MAX_BUCKETS = 1024
-# Bytes counting holds per token in memory: the in-memory path (measured; issue 20: 198 B a
-# final token), and one bucket being counted (the rows read and decrypted, their tokens sorted,
-# their tags opened; measured with scripts/bench-counting.py, docs/USAGE.md).
-MEMORY_BYTES_PER_TOKEN = 250
+# Bytes counting holds per token in memory, measured with scripts/bench-counting.py (docs/USAGE.md,
+# "Counting benchmark"): the in-memory path, 114 B per final token above the idle process (every
+# list sorted, its tags opened); one bucket being counted, 238 B per row (the rows read and
+# decrypted, their tokens sorted, their tags opened), taken as 400 for the buckets' spread and
+# the write buffers of the first pass.
+MEMORY_BYTES_PER_TOKEN = 128
 BUCKET_BYTES_PER_ROW = 400
 
 U8 = npt.NDArray[np.uint8]

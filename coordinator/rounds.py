@@ -67,7 +67,7 @@ log = logging.getLogger("monoculture.coordinator")
 
 
 # Bytes counting may hold before it counts in bucket files (coordinator/buckets.py): a round of
-# up to about a million final tokens is counted in memory, larger ones in flat memory.
+# up to about two million final tokens in all is counted in memory, larger ones in bounded memory.
 COUNTING_MEMORY = 256 * 1024 * 1024
 
 
