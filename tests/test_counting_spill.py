@@ -159,7 +159,10 @@ def _masked(built: Built, spill: SpillPlan | None, part: int = 0) -> tuple[str, 
 def _tiny(folder: Path, built_sizes: list[int], buckets_wanted: int = 8) -> SpillPlan:
     """A budget that sends these lists to about `buckets_wanted` buckets."""
     total = sum(built_sizes)
-    return SpillPlan(folder, max(1, total * buckets.BUCKET_BYTES_PER_ROW // buckets_wanted), SpillStats())
+    memory = min(
+        total * buckets.BUCKET_BYTES_PER_ROW // buckets_wanted, total * buckets.MEMORY_BYTES_PER_TOKEN - 1
+    )
+    return SpillPlan(folder, max(1, memory), SpillStats())
 
 
 def _leftovers(folder: Path) -> list[Path]:

@@ -33,7 +33,7 @@ from monoculture.analysis.release import ReleasePolicy
 from monoculture.client.config import ClientConfig
 from monoculture.client.daemon import CompanyDaemon
 from monoculture.coordinator.config import Limits
-from monoculture.coordinator.counting import FinalList
+from monoculture.coordinator.counting import FinalList, whole
 from monoculture.coordinator.rounds import RoundBook
 from monoculture.coordinator.service import AuditorServicer, Authenticator, CompanyServicer
 from monoculture.coordinator.store import RoundStore
@@ -377,7 +377,7 @@ def keep_final_lists(monkeypatch: Any) -> dict[str, FinalList]:
     original = RoundBook._final_list
 
     def keep(self: RoundBook, round_id: str, owner: str, hop: int) -> FinalList:
-        finals[owner] = original(self, round_id, owner, hop)
+        finals[owner] = whole(original(self, round_id, owner, hop))  # the store's chunks, in one piece
         return finals[owner]
 
     monkeypatch.setattr(RoundBook, "_final_list", keep)
