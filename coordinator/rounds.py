@@ -32,6 +32,7 @@ from monoculture.analysis.budget import (
 )
 from monoculture.analysis.groups import group_round_cost, with_groups
 from monoculture.analysis.release import ReleasePolicy, release
+from monoculture.coordinator.buckets import SpillPlan, remove_leftovers
 from monoculture.coordinator.config import Limits
 from monoculture.coordinator.counting import (
     FinalList,
@@ -64,6 +65,32 @@ from monoculture.observe import CoordinatorSnapshot, Metrics, roster_epsilons
 from monoculture.v1 import monoculture_pb2 as pb
 
 log = logging.getLogger("monoculture.coordinator")
+
+
+# Bytes counting may hold before it counts in bucket files (coordinator/buckets.py): a round of
+# up to about two million final tokens in all is counted in memory, larger ones in bounded memory.
+COUNTING_MEMORY = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class StoredFinal:
+    """A final list in the store, read chunk by chunk (coordinator/counting.py's FinalSource)."""
+
+    store: RoundStore
+    address: ListAddress
+    size: int
+    tag_size: int
+
+    @property
+    def owner(self) -> str:
+        return self.address.list_owner
+
+    def blocks(self) -> Iterator[FinalList]:
+        address = self.address
+        for chunk in self.store.chunks(address.round_id, address.list_owner, address.hop):
+            tokens = b"".join(chunk_content(chunk, self.tag_size))
+            tags = np.frombuffer(chunk.tags, dtype=np.uint8).reshape(-1, self.tag_size)
+            yield FinalList(address.list_owner, tokens, tags)
 
 
 @dataclass
@@ -165,11 +192,15 @@ class RoundBook:
         in_background: Callable[[Callable[[], None]], None] | None = None,
         max_epsilon_per_roster: float = DEFAULT_MAX_EPSILON_PER_ROSTER,
         dummies: tuple[float, float] = (0.0, 1e-6),
+        counting_memory: int = COUNTING_MEMORY,
     ) -> None:
         """`clock` gives every time the rounds record (deadlines); `in_background` runs the
         counting of rounds resumed in COUNTING (default: a daemon thread each);
-        `max_epsilon_per_roster` caps the privacy ledger of each roster ([release])."""
+        `max_epsilon_per_roster` caps the privacy ledger of each roster ([release]);
+        `counting_memory`: bytes counting may hold; larger rounds are counted in bucket files
+        in the store's folder (coordinator/buckets.py)."""
         self._store = store
+        self._spill = SpillPlan(store.path.parent, counting_memory)
         self._clock = clock
         self._in_background = in_background or _daemon_thread
         self._rounds: dict[str, RoundRecord] = {}
@@ -185,6 +216,7 @@ class RoundBook:
         self._resume()
 
     def _resume(self) -> None:
+        remove_leftovers(self._store.path.parent)
         for stored in self._store.load():
             record = RoundRecord(
                 stored.state, TagOpener(stored.tag_private_key), peers=stored.peers,
@@ -693,17 +725,18 @@ class RoundBook:
             record.counting = True
             state = record.state
         try:
-            finals = (self._final_list(round_id, owner, state.ring.final_hop) for owner in state.ring.roster)
+            roster, spill = state.ring.roster, self._spill
+            finals = [self._final_list(round_id, owner, state.ring.final_hop) for owner in roster]
             if state.rerandomise:
                 counted = count_rerandomised(
-                    state.ring.roster, finals, record.elgamal_key, state.groups_from, state.group_labels
+                    roster, finals, record.elgamal_key, state.groups_from, state.group_labels, spill
                 )
             elif state.group_labels:
                 counted = count_group_patterns(
-                    state.ring.roster, finals, record.company_tags, state.groups_from, state.group_labels
+                    roster, finals, record.company_tags, state.groups_from, state.group_labels, spill
                 )
             else:
-                counted = count_patterns(state.ring.roster, finals, record.company_tags)
+                counted = count_patterns(roster, finals, record.company_tags, spill)
         except ProtocolError as exc:
             self._fail_round(round_id, f"counting failed: {exc}", exc.where)
             return
@@ -742,15 +775,10 @@ class RoundBook:
             result["list_sizes"] = dict(state.list_sizes)
         return json.dumps(result, indent=2)
 
-    def _final_list(self, round_id: str, owner: str, hop: int) -> FinalList:
-        tokens, tags = [], []
-        tag_size = self._record(round_id).state.tag_size
-        for chunk in self._store.chunks(round_id, owner, hop):
-            tokens.append(b"".join(chunk_content(chunk, tag_size)))
-            tags.append(chunk.tags)
-        tag_blob = b"".join(tags)
-        return FinalList(
-            owner, b"".join(tokens), np.frombuffer(tag_blob, dtype=np.uint8).reshape(-1, tag_size)
+    def _final_list(self, round_id: str, owner: str, hop: int) -> StoredFinal:
+        size = self._store.progress(round_id, owner, hop).elements
+        return StoredFinal(
+            self._store, ListAddress(round_id, owner, hop), size, self._record(round_id).state.tag_size
         )
 
     # ------------------------------------------------------------ budget

@@ -51,7 +51,7 @@ from monoculture.analysis.table import PatternTable, plaintext_table
 from monoculture.cli import main as cli_main
 from monoculture.client.config import load_client_config
 from monoculture.coordinator import rounds as coordinator_rounds
-from monoculture.coordinator.counting import FinalList, count_group_patterns
+from monoculture.coordinator.counting import FinalList, count_group_patterns, whole
 from monoculture.coordinator.state import RoundState
 from monoculture.core import masks
 from monoculture.core.dataset import GroupLabelError, InputSpec, load_records
@@ -721,11 +721,11 @@ def test_the_group_code_travels_only_in_the_groups_company_tags(tmp_path: Path, 
     secrets: dict[str, Any] = {}
     original = coordinator_rounds.count_group_patterns
 
-    def keep(roster, lists, openers, groups_from, group_labels):  # type: ignore[no-untyped-def]
-        lists = list(lists)
+    def keep(roster, lists, openers, groups_from, group_labels, spill=None):  # type: ignore[no-untyped-def]
+        lists = [whole(final) for final in lists]  # the coordinator hands lists read chunk by chunk
         finals.update({final.owner: final for final in lists})
         secrets.update({name: daemon._rounds[round_id].secrets for name, daemon in harness.daemons.items()})
-        return original(roster, lists, openers, groups_from, group_labels)
+        return original(roster, lists, openers, groups_from, group_labels, spill)
 
     monkeypatch.setattr(coordinator_rounds, "count_group_patterns", keep)
     round_id = harness.open_round(groups_from="beta", group_labels=labels)

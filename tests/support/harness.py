@@ -33,7 +33,7 @@ from monoculture.analysis.release import ReleasePolicy
 from monoculture.client.config import ClientConfig
 from monoculture.client.daemon import CompanyDaemon
 from monoculture.coordinator.config import Limits
-from monoculture.coordinator.counting import FinalList
+from monoculture.coordinator.counting import FinalList, whole
 from monoculture.coordinator.rounds import RoundBook
 from monoculture.coordinator.service import AuditorServicer, Authenticator, CompanyServicer
 from monoculture.coordinator.store import RoundStore
@@ -201,8 +201,10 @@ class Harness:
         max_epsilon_per_roster: float = DEFAULT_MAX_EPSILON_PER_ROSTER,
         group_labels: dict[str, dict[str, str]] | None = None,
         dummies: tuple[float, float] = (0.0, 1e-6),
+        counting_memory: int | None = None,
     ) -> None:
-        """`floors`: a company's [release_floor] (default: accepts anything);
+        """`counting_memory`: the coordinator's counting budget in bytes (None: its default);
+        `floors`: a company's [release_floor] (default: accepts anything);
         `max_epsilon_per_roster`: the coordinator's [release] cap;
         `group_labels`: per company, {id: group label}, written as its file's column "group"
         ([data] group_column = "group"; an id without a label gets none)."""
@@ -214,6 +216,7 @@ class Harness:
         self._release = release_policy or ReleasePolicy()
         self._max_epsilon_per_roster = max_epsilon_per_roster
         self._dummies = dummies  # the coordinator's [release] dummy_epsilon, dummy_delta
+        self._counting_memory = counting_memory
         self.configs = {
             name: self._client_config(
                 name, rows, retry_seconds, chunk_elements, (group_labels or {}).get(name)
@@ -258,6 +261,7 @@ class Harness:
             self.store, limits=self._limits, release_policy=self._release, clock=self.clock,
             in_background=lambda work: work(), max_epsilon_per_roster=self._max_epsilon_per_roster,
             dummies=self._dummies,
+            **({} if self._counting_memory is None else {"counting_memory": self._counting_memory}),
         )  # fmt: skip
         auth = Authenticator(secure=False)
         self.company_servicer = CompanyServicer(self.book, auth)
@@ -382,7 +386,7 @@ def keep_final_lists(monkeypatch: Any) -> dict[str, FinalList]:
     original = RoundBook._final_list
 
     def keep(self: RoundBook, round_id: str, owner: str, hop: int) -> FinalList:
-        finals[owner] = original(self, round_id, owner, hop)
+        finals[owner] = whole(original(self, round_id, owner, hop))  # the store's chunks, in one piece
         return finals[owner]
 
     monkeypatch.setattr(RoundBook, "_final_list", keep)
