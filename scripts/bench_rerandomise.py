@@ -13,9 +13,11 @@ line per operation; nothing is written.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import time
 from collections.abc import Callable
+from typing import Any
 
 import nacl.bindings as sodium
 import numpy as np
@@ -141,33 +143,112 @@ def whole_steps(count: int, repeats: int) -> None:
     )
 
 
+def _ristretto() -> Any:
+    """pysodium (ctypes over the system's libsodium) or rbcl (a libsodium bundled in the wheel),
+    whichever is installed; None if neither is."""
+    for name in ("pysodium", "rbcl"):
+        try:
+            return importlib.import_module(name)
+        except (ImportError, OSError):
+            continue
+    return None
+
+
 def ristretto_operations(count: int, repeats: int) -> None:
-    try:
-        import rbcl  # type: ignore[import-not-found]
-    except ImportError:
-        print("ristretto255: rbcl not installed (pip install rbcl), not measured")
+    lib = _ristretto()
+    if lib is None:
+        print("ristretto255: neither pysodium nor rbcl installed, not measured")
         return
     ks = _scalars(count)
-    points = [rbcl.crypto_scalarmult_ristretto255_base(k) for k in ks]
+    points = [lib.crypto_scalarmult_ristretto255_base(k) for k in ks]
     key = points[0]
     pairs = list(zip(points, points[1:] + points[:1], strict=True))
-    print("ristretto255 through rbcl (libsodium), one call each:")
+    print(f"ristretto255 through {lib.__name__} (libsodium), one call each:")
     _print(
         "s*B  crypto_scalarmult_ristretto255_base",
-        _best(lambda: [rbcl.crypto_scalarmult_ristretto255_base(k) for k in ks], count, repeats),
+        _best(lambda: [lib.crypto_scalarmult_ristretto255_base(k) for k in ks], count, repeats),
     )
     _print(
         "s*Y  crypto_scalarmult_ristretto255",
-        _best(lambda: [rbcl.crypto_scalarmult_ristretto255(k, key) for k in ks], count, repeats),
+        _best(lambda: [lib.crypto_scalarmult_ristretto255(k, key) for k in ks], count, repeats),
     )
     _print(
         "P+Q  crypto_core_ristretto255_add (decodes, so checks, both)",
-        _best(lambda: [rbcl.crypto_core_ristretto255_add(p, q) for p, q in pairs], count, repeats),
+        _best(lambda: [lib.crypto_core_ristretto255_add(p, q) for p, q in pairs], count, repeats),
     )
     _print(
         "point check  crypto_core_ristretto255_is_valid_point",
-        _best(lambda: [rbcl.crypto_core_ristretto255_is_valid_point(p) for p in points], count, repeats),
+        _best(lambda: [lib.crypto_core_ristretto255_is_valid_point(p) for p in points], count, repeats),
     )
+    ristretto_steps(lib, count, repeats)
+
+
+def ristretto_steps(lib: Any, count: int, repeats: int) -> None:
+    """The steps of core/rerandomise.py written for ristretto255 (a prototype, checked to decrypt
+    right): no separate point check, as decoding a ristretto255 encoding is the check."""
+    secret = _scalars(1)[0]
+    key = lib.crypto_scalarmult_ristretto255_base(secret)
+    values, randomness, shifts = _scalars(count), _scalars(count), _scalars(count)
+    base, times, add = (lib.crypto_scalarmult_ristretto255_base, lib.crypto_scalarmult_ristretto255,
+                        lib.crypto_core_ristretto255_add)  # fmt: skip
+
+    def encrypt() -> list[bytes]:
+        return [base(r) + add(base(e), times(r, key)) for e, r in zip(values, randomness, strict=True)]
+
+    def rerandomise(tags: list[bytes], shifted: bool) -> list[bytes]:
+        out = []
+        for tag, s, t in zip(tags, randomness, shifts, strict=True):
+            c2 = add(tag[32:], times(s, key))
+            out.append(add(tag[:32], base(s)) + (add(c2, base(t)) if shifted else c2))
+        return out
+
+    def decrypt(columns: list[list[bytes]]) -> list[bytes]:
+        out = []
+        for row in zip(*columns, strict=True):
+            c1, c2 = row[0][:32], row[0][32:]
+            for tag in row[1:]:
+                c1, c2 = add(c1, tag[:32]), add(c2, tag[32:])
+            out.append(lib.crypto_core_ristretto255_sub(c2, times(secret, c1)))
+        return out
+
+    tags = encrypt()
+    relayed = rerandomise(tags, shifted=False)
+    expected = [base(e) for e in values]
+    if decrypt([relayed]) != expected:  # C2 - y*C1 = e*B after a relay: the prototype is right
+        raise RuntimeError("the ristretto255 prototype does not decrypt what it encrypted")
+    print("ristretto255 steps, a prototype of core/rerandomise.py (per tag):")
+    _print("encrypt (hop 0)", _best(encrypt, count, repeats))
+    _print("rerandomise (relay)", _best(lambda: rerandomise(tags, False), count, repeats))
+    _print("rerandomise with shifts (last relay)", _best(lambda: rerandomise(tags, True), count, repeats))
+    _print(
+        "check every point of a tag (coordinator, per tag)",
+        _best(
+            lambda: [
+                lib.crypto_core_ristretto255_is_valid_point(t[:32])
+                and lib.crypto_core_ristretto255_is_valid_point(t[32:])
+                for t in tags
+            ],
+            count,
+            repeats,
+        ),
+    )
+    _print(
+        "decrypt, k = 3 (per shared individual)", _best(lambda: decrypt([tags, tags, tags]), count, repeats)
+    )
+
+
+def p256_reference(count: int, repeats: int) -> None:
+    """The masked round's own work per record, for scale: openmined-psi's P-256 steps."""
+    from monoculture.core.psi_crypto import BlindingKey
+
+    key = BlindingKey.fresh()
+    ids = [os.urandom(8).hex() for _ in range(count)]
+    points = key.hash_and_blind(ids)
+    print(
+        "P-256 blinding (openmined-psi), for scale (a record costs one of the first and k - 1 of the second):"
+    )
+    _print("hash-to-curve + multiply (hop 0)", _best(lambda: key.hash_and_blind(ids), count, repeats))
+    _print("multiply (a relay)", _best(lambda: key.reblind(points), count, repeats))
 
 
 def main() -> None:
@@ -176,6 +257,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="measurements; the best counts")
     args = parser.parse_args()
     print(f"microseconds of CPU per tag, one core, best of {args.repeats} x {args.count} (table route: 200)")
+    p256_reference(args.count, args.repeats)
     ed25519_operations(args.count, args.repeats)
     ristretto_operations(args.count, args.repeats)
     derivations(args.count, args.repeats)
