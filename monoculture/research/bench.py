@@ -106,14 +106,19 @@ def run_bench(
     cost_sample: int = _SAMPLE,
     pool_ids: int = 16 * 2048,
     rerandomise: bool = False,
+    compare_tags: bool = False,
 ) -> int:
-    """Print every figure of docs/USAGE.md, "monoculture bench"; exit status 1 if the result is not exact.
+    """Print every figure of docs/USAGE.md, "monoculture bench"; exit status 1 if a result is not exact.
 
     `cost_sample`: ids per measurement of one operation's cost; `pool_ids`: ids blinded to
-    show what the worker pool gives one company (smaller is quicker and noisier)."""
+    show what the worker pool gives one company (smaller is quicker and noisier).
+    `compare_tags`: a round with masked tags, then one with re-randomised tags on the same
+    files, back to back, and the ratio of their wall times (what the option costs, measured
+    in one run on a shared machine)."""
     cores = os.cpu_count() or 1
     transport = "plaintext (--insecure)" if insecure else "mTLS + sealed relays"
-    tags = "re-randomised tags" if rerandomise else "masked tags"
+    modes = [False, True] if compare_tags else [rerandomise]
+    tags = " then ".join(_TAGS[mode] for mode in modes)
     print(f"monoculture bench: {parties} parties x {records} records, {cores} cores, {transport}, {tags}")
     before = measure_operation_costs(cost_sample)
     _print_costs("before the round", before)
@@ -124,6 +129,7 @@ def run_bench(
             f"{spread:.2f} s over the workers (speed-up {one / spread:.2f}; "
             "simulated companies use one each, as they share this machine)"
         )
+    runs: list[tuple[bool, SimulationRun, float]] = []
     with tempfile.TemporaryDirectory(prefix="monoculture-bench-") as tmp:
         workdir = Path(tmp)
         spec = SyntheticSpec(parties, records, seed, overlap=1.0 if overlap >= 1 else overlap)
@@ -131,37 +137,31 @@ def run_bench(
         companies = [
             CompanyInput(n, InputSpec(p)) for n, p in zip(population.companies, population.files, strict=True)
         ]
-        started = time.perf_counter()
-        run = run_round(companies, workdir, insecure=insecure, rerandomise=rerandomise)
-        total = time.perf_counter() - started
+        for mode in modes:
+            started = time.perf_counter()
+            run = run_round(companies, workdir / _TAGS[mode].replace(" ", "-"), insecure=insecure,
+                            rerandomise=mode)  # fmt: skip
+            runs.append((mode, run, time.perf_counter() - started))
         psi_run = psi_cardinality_seconds(*population.files) if parties == 2 else None
     after = measure_operation_costs(cost_sample)
     _print_costs("after the round", after)
     # The machine's cost is the lower of the two: a neighbour slowing one measurement
     # down must not lower the floor's bar (seen here: 85 and 117 us in one session).
-    create_cost, multiply_cost = min(before[0], after[0]), min(before[1], after[1])
-    floor = 0.0
-    print("EC operations per company:")
-    for counts in sorted(run.operation_counts, key=lambda c: c["company"]):
-        own = counts["hash_to_curve"]
-        relayed = counts["multiplications"] - own
-        floor += own * create_cost + relayed * multiply_cost
+    costs = (min(before[0], after[0]), min(before[1], after[1]))
+    truth = result_dict(population.truth)["pattern_counts"]
+    exact = True
+    for mode, run, total in runs:
+        if compare_tags:
+            print(f"round with {_TAGS[mode]}:")
+        _print_round(run, total, costs, cores)
+        exact = exact and run.result["pattern_counts"] == truth
+    if compare_tags:
+        masked, rerandomised = runs[0][1].wall_seconds, runs[1][1].wall_seconds
         print(
-            f"  {counts['company']}: {own} hash-to-curve + multiply, {relayed} multiply "
-            f"({counts['blind_seconds']:.1f} s blinding)"
+            f"ratio of the re-randomised round's wall time to the masked round's: "
+            f"{rerandomised / masked:.3f} ({rerandomised:.2f} s / {masked:.2f} s, one run)"
         )
-    floor /= cores
-    exact = run.result["pattern_counts"] == result_dict(population.truth)["pattern_counts"]
-    print(f"wall time, round open to result: {run.wall_seconds:.2f} s (with process start-up: {total:.2f} s)")
-    print(f"EC floor (operations x the lower cost / {cores} cores): {floor:.2f} s")
-    print(f"ratio of wall time to EC floor: {run.wall_seconds / floor:.3f}")
-    _print_memory(run)
-    sent = sum(c["bytes_uploaded"] for c in run.operation_counts)
-    elements = sum(c["elements_uploaded"] for c in run.operation_counts)
-    print(
-        f"bytes on the wire per record per hop: {sent / elements:.1f} "
-        f"(serialized upload chunks; each is downloaded once more, except the last hop)"
-    )
+    run = runs[-1][1]
     if psi_run is not None:
         seconds, size = psi_run
         same = size == run.result["shared_individuals"]
@@ -175,3 +175,31 @@ def run_bench(
         f"(H = {run.result['homogenization']})"
     )
     return 0 if exact else 1
+
+
+_TAGS = {False: "masked tags", True: "re-randomised tags"}
+
+
+def _print_round(run: SimulationRun, total: float, costs: tuple[float, float], cores: int) -> None:
+    """One round's EC operations, wall time, floor and ratio, memory and bytes on the wire."""
+    floor = 0.0
+    print("EC operations per company:")
+    for counts in sorted(run.operation_counts, key=lambda c: c["company"]):
+        own = counts["hash_to_curve"]
+        relayed = counts["multiplications"] - own
+        floor += own * costs[0] + relayed * costs[1]
+        print(
+            f"  {counts['company']}: {own} hash-to-curve + multiply, {relayed} multiply "
+            f"({counts['blind_seconds']:.1f} s blinding)"
+        )
+    floor /= cores
+    print(f"wall time, round open to result: {run.wall_seconds:.2f} s (with process start-up: {total:.2f} s)")
+    print(f"EC floor (operations x the lower cost / {cores} cores): {floor:.2f} s")
+    print(f"ratio of wall time to EC floor: {run.wall_seconds / floor:.3f}")
+    _print_memory(run)
+    sent = sum(c["bytes_uploaded"] for c in run.operation_counts)
+    elements = sum(c["elements_uploaded"] for c in run.operation_counts)
+    print(
+        f"bytes on the wire per record per hop: {sent / elements:.1f} "
+        f"(serialized upload chunks; each is downloaded once more, except the last hop)"
+    )
