@@ -111,6 +111,33 @@ def test_bench_prints_every_figure() -> None:
         assert re.search(r"worker processes: [\d.]+ s in one process, [\d.]+ s over the workers", done.stdout)
 
 
+@pytest.mark.e2e
+def test_bench_compares_masked_and_rerandomised_tags_in_one_run() -> None:
+    """Issue 20: what re-randomised tags cost is the ratio of two rounds run back to back."""
+    done = monoculture(
+        "--log-level", "WARNING", "bench", "--parties", "3", "--records", "200",
+        "--cost-sample", "300", "--pool-ids", "1024", "--compare-tags",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "masked tags then re-randomised tags" in out
+    masked, rerandomised = out.index("round with masked tags:"), out.index("round with re-randomised tags:")
+    assert masked < rerandomised
+    walls = [float(w) for w in re.findall(r"wall time, round open to result: ([\d.]+) s", out)]
+    assert len(walls) == 2
+    assert out[masked:rerandomised].count("200 hash-to-curve + multiply, 400 multiply") == 3
+    ratio = re.search(
+        r"re-randomised round's wall time to the masked round's: ([\d.]+) \(([\d.]+) s / ([\d.]+) s", out
+    )
+    assert ratio is not None
+    assert float(ratio[2]) == walls[1] and float(ratio[3]) == walls[0]
+    assert abs(float(ratio[1]) - walls[1] / walls[0]) < 0.002
+    # 44-byte masked tags, then 64-byte ElGamal tags: 20 bytes more per record per hop
+    sizes = [float(b) for b in re.findall(r"bytes on the wire per record per hop: ([\d.]+)", out)]
+    assert len(sizes) == 2 and sizes[1] - sizes[0] == pytest.approx(20, abs=1)
+    assert "result equals plaintext ground truth: yes" in out
+
+
 def test_deploy_configs_are_valid() -> None:
     coordinator = load_coordinator_config(ROOT / "deploy" / "coordinator.toml")
     assert coordinator.listen == "127.0.0.1:50051"

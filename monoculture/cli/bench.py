@@ -26,6 +26,10 @@ def add_parser(commands: Commands) -> None:
         "--rerandomise", action="store_true",
         help="re-randomised failure tags (to measure what they cost against masked tags)",
     )  # fmt: skip
+    bench.add_argument(
+        "--compare-tags", action="store_true",
+        help="a round with masked tags, then one with re-randomised tags, and the ratio of their wall times",
+    )  # fmt: skip
     bench.set_defaults(handler=run)
 
 
@@ -35,4 +39,5 @@ def run(args: argparse.Namespace) -> int:
     return run_bench(
         args.parties, args.records, args.overlap, args.seed, insecure=args.insecure,
         cost_sample=args.cost_sample, pool_ids=args.pool_ids, rerandomise=args.rerandomise,
+        compare_tags=args.compare_tags,
     )  # fmt: skip

@@ -185,14 +185,19 @@ def run_bench(
     cost_sample: int = _SAMPLE,
     pool_ids: int = 16 * 2048,
     rerandomise: bool = False,
+    compare_tags: bool = False,
 ) -> int:
-    """Print every figure of docs/USAGE.md, "monoculture bench"; exit status 1 if the result is not exact.
+    """Print every figure of docs/USAGE.md, "monoculture bench"; exit status 1 if a result is not exact.
 
     `cost_sample`: ids per measurement of one operation's cost; `pool_ids`: ids blinded to
-    show what the worker pool gives one company (smaller is quicker and noisier)."""
+    show what the worker pool gives one company (smaller is quicker and noisier).
+    `compare_tags`: a round with masked tags, then one with re-randomised tags on the same
+    files, back to back, and the ratio of their wall times (what the option costs, measured
+    in one run on a shared machine)."""
     cores = os.cpu_count() or 1
     transport = "plaintext (--insecure)" if insecure else "mTLS + sealed relays"
-    tags = "re-randomised tags" if rerandomise else "masked tags"
+    modes = [False, True] if compare_tags else [rerandomise]
+    tags = " then ".join(_TAGS[mode] for mode in modes)
     print(f"monoculture bench: {parties} parties x {records} records, {cores} cores, {transport}, {tags}")
     before = measure_operation_costs(cost_sample)
     _print_costs("before the round", before)
@@ -203,6 +208,7 @@ def run_bench(
             f"{spread:.2f} s over the workers (speed-up {one / spread:.2f}; "
             "simulated companies use one each, as they share this machine)"
         )
+    runs: list[tuple[bool, SimulationRun, float]] = []
     with tempfile.TemporaryDirectory(prefix="monoculture-bench-") as tmp:
         workdir = Path(tmp)
         spec = SyntheticSpec(parties, records, seed, overlap=1.0 if overlap >= 1 else overlap)
@@ -210,14 +216,45 @@ def run_bench(
         companies = [
             CompanyInput(n, InputSpec(p)) for n, p in zip(population.companies, population.files, strict=True)
         ]
-        started = time.perf_counter()
         with CostProbes() as probes:
-            run = run_round(companies, workdir, insecure=insecure, rerandomise=rerandomise)
-        total = time.perf_counter() - started
+            for mode in modes:
+                started = time.perf_counter()
+                run = run_round(companies, workdir / _TAGS[mode].replace(" ", "-"), insecure=insecure,
+                                rerandomise=mode)  # fmt: skip
+                runs.append((mode, run, time.perf_counter() - started))
         psi_run = run_two_processes(*population.files) if parties == 2 else None
     after = measure_operation_costs(cost_sample)
     _print_costs("after the round", after)
+    truth = result_dict(population.truth)["pattern_counts"]
+    exact = True
+    for mode, run, total in runs:
+        if compare_tags:
+            print(f"round with {_TAGS[mode]}:")
+        _print_round(run, total, probes, cores)
+        exact = exact and run.result["pattern_counts"] == truth
+    if compare_tags:
+        masked, rerandomised = runs[0][1].wall_seconds, runs[1][1].wall_seconds
+        print(
+            f"ratio of the re-randomised round's wall time to the masked round's: "
+            f"{rerandomised / masked:.3f} ({rerandomised:.2f} s / {masked:.2f} s, one run)"
+        )
+    run = runs[-1][1]
     create_cost, multiply_cost = probes.costs("median")
+    if psi_run is not None:
+        _print_peer_comparison(run, psi_run, (create_cost, multiply_cost))
+    print(
+        f"result equals plaintext ground truth: {'yes' if exact else 'NO'} "
+        f"(H = {run.result['homogenization']})"
+    )
+    return 0 if exact else 1
+
+
+_TAGS = {False: "masked tags", True: "re-randomised tags"}
+
+
+def _print_round(run: SimulationRun, total: float, probes: CostProbes, cores: int) -> None:
+    """One round's EC operations, wall time, floor and ratio (with its spread over the cost
+    probes), memory and bytes on the wire."""
     print("EC operations per company:")
     for counts in sorted(run.operation_counts, key=lambda c: c["company"]):
         own = counts["hash_to_curve"]
@@ -226,14 +263,12 @@ def run_bench(
             f"multiply ({counts['blind_seconds']:.1f} s blinding)"
         )
     floors = {pick: _floor(run, probes.costs(pick)) / cores for pick in ("median", "low", "high")}
-    exact = run.result["pattern_counts"] == result_dict(population.truth)["pattern_counts"]
     print(f"wall time, round open to result: {run.wall_seconds:.2f} s (with process start-up: {total:.2f} s)")
-    low, high = probes.costs("low"), probes.costs("high")
+    (create, multiply), low, high = probes.costs("median"), probes.costs("low"), probes.costs("high")
     print(
-        f"cost probes ({len(probes.samples)}, CPU time, before, during and after the round): "
-        f"hash-to-curve + multiply {low[0] * 1e6:.1f}-{high[0] * 1e6:.1f} us "
-        f"(median {create_cost * 1e6:.1f}), "
-        f"multiply {low[1] * 1e6:.1f}-{high[1] * 1e6:.1f} us (median {multiply_cost * 1e6:.1f})"
+        f"cost probes ({len(probes.samples)}, CPU time, before, during and after the rounds): "
+        f"hash-to-curve + multiply {low[0] * 1e6:.1f}-{high[0] * 1e6:.1f} us (median {create * 1e6:.1f}), "
+        f"multiply {low[1] * 1e6:.1f}-{high[1] * 1e6:.1f} us (median {multiply * 1e6:.1f})"
     )
     print(f"EC floor (operations x the median probed cost / {cores} cores): {floors['median']:.2f} s")
     print(
@@ -248,10 +283,3 @@ def run_bench(
         f"bytes on the wire per record per hop: {sent / elements:.1f} "
         f"(serialized upload chunks; each is downloaded once more, except the last hop)"
     )
-    if psi_run is not None:
-        _print_peer_comparison(run, psi_run, (create_cost, multiply_cost))
-    print(
-        f"result equals plaintext ground truth: {'yes' if exact else 'NO'} "
-        f"(H = {run.result['homogenization']})"
-    )
-    return 0 if exact else 1
