@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from monoculture.cli.common import Commands, add_insecure
 from monoculture.memory import return_freed_buffers
-from monoculture.transport import TlsFiles
+
+if TYPE_CHECKING:  # gRPC is imported when a daemon starts, not for --help
+    from monoculture.transport import TlsFiles
 
 
 def add_parsers(commands: Commands) -> None:

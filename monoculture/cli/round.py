@@ -8,8 +8,8 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from monoculture.auditor import AuditorClient
 from monoculture.cli.common import (
     Commands,
     add_certs_folder,
@@ -19,7 +19,9 @@ from monoculture.cli.common import (
     write_result,
 )
 from monoculture.core.errors import ConfigError
-from monoculture.report import format_summary
+
+if TYPE_CHECKING:  # gRPC is imported when a command calls the coordinator, not for --help
+    from monoculture.auditor import AuditorClient
 
 
 def add_parser(commands: Commands) -> None:
@@ -108,6 +110,8 @@ def _with_auditor(
         from monoculture.pki import tls_files
 
         tls = None if args.insecure else tls_files(args.certs, Identity(Role.AUDITOR, "auditor"))
+        from monoculture.auditor import AuditorClient
+
         with AuditorClient(args.coordinator, tls) as auditor:
             return handler(auditor, args)
 
@@ -165,6 +169,8 @@ def _result(auditor: AuditorClient, args: argparse.Namespace) -> int:
     if args.out is None:
         print(json.dumps(result, indent=2))
     else:
+        from monoculture.report import format_summary
+
         print(format_summary(result))
         write_result(result, args.out)
     return 0
