@@ -312,18 +312,25 @@ os.execve(spec["command"][0], spec["command"], spec["environment"])
 # leave it, the test's folder at /srv, [the unit's layout,] empty /root and /home (ProtectHome), a
 # private /tmp, and everything else read-only (ProtectSystem=strict); then the unprivileged
 # user, without new privileges or capabilities (DynamicUser, NoNewPrivileges,
-# CapabilityBoundingSet=). PY_PREFIX: the Python installation of this test's venv when it lives
-# in a home directory (pyenv), shown alone there, as if installed elsewhere as the docs require.
+# CapabilityBoundingSet=). KEEP: the folders of this test's Python, venv and checkout that lie in a
+# home directory (pyenv) or in /tmp (a clone there), shown alone there, as if installed elsewhere
+# as the docs require; one per line.
 _PROC_AND_SRV = """set -e
 mount --make-rprivate /
 mount -t proc -o subset=pid,hidepid=invisible proc /proc
 test ! -e /proc/meminfo || { echo "/proc subset=pid not in effect" >&2; exit 1; }
 mount --bind "$0" /srv
 """
-_HOMES_TMP_READ_ONLY = """[ -z "$PY_PREFIX" ] || mount --bind "$PY_PREFIX" "$0/prefix"
+_HOMES_TMP_READ_ONLY = """spaces=$IFS
+IFS='
+'
+i=0
+for keep in $KEEP; do i=$((i + 1)); mkdir "/srv/prefix/$i"; mount --bind "$keep" "/srv/prefix/$i"; done
 for home in /root /home; do mount -t tmpfs -o mode=0755 tmpfs "$home"; done
-[ -z "$PY_PREFIX" ] || { mkdir -p "$PY_PREFIX" && mount --move "$0/prefix" "$PY_PREFIX"; }
 mount -t tmpfs -o mode=1777 tmpfs /tmp
+i=0
+for keep in $KEEP; do i=$((i + 1)); mkdir -p "$keep"; mount --move "/srv/prefix/$i" "$keep"; done
+IFS=$spaces
 mount -o remount,bind,ro /
 cd /srv
 """
@@ -359,13 +366,21 @@ def _sandbox_spec(command: list[str]) -> str:
     )
 
 
+def _hidden_folders(folders: list[Path]) -> list[Path]:
+    """Those of `folders` the sandbox's empty /root, /home and /tmp would hide, outermost only."""
+    hidden = [
+        f.resolve() for f in folders
+        if any(f.resolve().is_relative_to(top) for top in ("/root", "/home", "/tmp"))
+    ]  # fmt: skip
+    return sorted({f for f in hidden if not any(f != o and f.is_relative_to(o) for o in hidden)})
+
+
 def _run_sandboxed(folder: Path, script: str, unshare: list[str], environment: dict[str, str]) -> str:
     """Run `script` as root in new namespaces with `folder` at /srv, its "$@" the sandbox (which
     takes a spec of _sandbox_spec); its stdout."""
     (folder / "sandbox.py").write_text(_SANDBOX, encoding="utf-8")
     (folder / "prefix").mkdir()
-    prefix = Path(sys.base_prefix).resolve()
-    in_home = any(prefix.is_relative_to(home) for home in ("/root", "/home"))
+    keep = _hidden_folders([Path(sys.base_prefix), Path(sys.prefix), ROOT])
     os.chown(folder, NOBODY, NOBODY)
     folder.chmod(0o700)
     sandbox = [*_UNPRIVILEGED, SYSTEM_PYTHON, "/srv/sandbox.py"]
@@ -374,7 +389,7 @@ def _run_sandboxed(folder: Path, script: str, unshare: list[str], environment: d
         capture_output=True,
         text=True,
         timeout=240,
-        env={**os.environ, "PY_PREFIX": str(prefix) if in_home else "", **environment},
+        env={**os.environ, "KEEP": "\n".join(map(str, keep)), **environment},
     )
     if done.returncode != 0 and "SKIP:" in done.stderr:
         pytest.skip(done.stderr.strip().split("SKIP: ", 1)[1])
