@@ -241,20 +241,21 @@ class ServerCertificates:
     """The coordinator's certificate, key and CA, re-read when their files change. gRPC asks
     `fetch` before every new connection's handshake (grpc.dynamic_ssl_server_credentials), so
     a renewed certificate is served to new connections at once; open connections keep theirs.
-    A pair that does not match yet (a renewal half copied) is skipped until it does."""
+    A pair that does not match yet (a renewal half copied) is skipped until it does (the daemons'
+    RenewalWatch, below, watches the files)."""
 
     def __init__(self, tls: TlsFiles) -> None:
         self._tls = tls
         self._lock = threading.Lock()
-        self._stamp = self._files_stamp()
-        self._configuration = self._load()
+        self._renewed: grpc.ServerCertificateConfiguration | None = None
+        self._watch = RenewalWatch(tls, Identity(Role.COORDINATOR, ""), self._take_up)
+        self._configuration = self._configured(*matching_pair(tls, Role.COORDINATOR))
 
-    def _files_stamp(self) -> object:
-        return file_stamp(self._tls.ca_file, self._tls.cert_file, self._tls.key_file)
-
-    def _load(self) -> grpc.ServerCertificateConfiguration:
-        cert_pem, key_pem = matching_pair(self._tls, Role.COORDINATOR)
+    def _configured(self, cert_pem: bytes, key_pem: bytes) -> grpc.ServerCertificateConfiguration:
         return grpc.ssl_server_certificate_configuration([(key_pem, cert_pem)], self._tls.ca_pem())
+
+    def _take_up(self, cert_pem: bytes, key_pem: bytes) -> None:
+        self._renewed = self._configured(cert_pem, key_pem)
 
     def credentials(self) -> grpc.ServerCredentials:
         return grpc.dynamic_ssl_server_credentials(
@@ -264,17 +265,11 @@ class ServerCertificates:
     def fetch(self) -> grpc.ServerCertificateConfiguration | None:
         """A new configuration when the files changed and hold a good pair; None: keep serving."""
         with self._lock:
-            stamp = self._files_stamp()
-            if stamp == self._stamp:
+            if not self._watch.poll():
                 return None
-            try:
-                configuration = self._load()
-            except (MonocultureError, ValueError, TypeError) as exc:  # e.g. a key file half written
-                log.warning("not serving the changed certificate files yet: %s", exc)
-                return None
-            self._stamp = stamp
+            renewed, self._renewed = self._renewed, None
         log.info("serving the renewed certificate %s to new connections", self._tls.cert_file)
-        return configuration
+        return renewed
 
 
 def address_host_port(address: str) -> tuple[str, int]:
@@ -329,7 +324,8 @@ class RenewalWatch:
         return file_stamp(self._tls.ca_file, self._tls.cert_file, self._tls.key_file)
 
     def poll(self) -> bool:
-        """True when a renewal was taken up now."""
+        """True when a renewal was taken up now (a coordinator's identity names no one: any
+        coordinator certificate of the CA is its own)."""
         stamp = self._files_stamp()
         if stamp == self._stamp:
             return False
