@@ -76,11 +76,12 @@ def _spawn(args: list[str], log_path: Path, stack: ExitStack) -> subprocess.Pope
         stderr=subprocess.STDOUT,
         env=env,
     )
-    stack.callback(_stop_process, process)
+    stack.callback(stop_process, process)
     return process
 
 
-def _stop_process(process: subprocess.Popen[bytes]) -> None:
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """Terminate a daemon, and kill it if it has not exited within 10 s."""
     if process.poll() is None:
         process.terminate()
         try:

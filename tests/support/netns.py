@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from monoculture.research.simulate import stop_process
+
 DOMAIN = "monoculture.test"
 NETNS_ETC = Path("/etc/netns")
 
@@ -140,7 +142,7 @@ class Lan:
 
     def close(self) -> None:
         for process in reversed(self._processes):
-            _stop(process)
+            stop_process(process)
         self._processes.clear()
         for log_file in self._logs:
             log_file.close()
@@ -149,13 +151,3 @@ class Lan:
             subprocess.run(["ip", "netns", "del", name], capture_output=True)
             shutil.rmtree(NETNS_ETC / name, ignore_errors=True)
         self._made.clear()
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
