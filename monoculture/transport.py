@@ -103,15 +103,17 @@ def warn_insecure() -> None:
     log.warning(INSECURE_WARNING)
 
 
-def channel(address: str, tls: TlsFiles | None) -> grpc.Channel:
-    """A channel to the coordinator: mTLS with `tls`, else plaintext (loopback only)."""
+def channel(address: str, tls: TlsFiles | None, server_name: str | None = None) -> grpc.Channel:
+    """A channel to the coordinator: mTLS with `tls`, else plaintext (loopback only).
+    `server_name`: the name its certificate must hold, when it is dialled by another."""
     if tls is None:
         require_loopback(address)
         return grpc.insecure_channel(address, options=MESSAGE_OPTIONS)
     credentials = grpc.ssl_channel_credentials(
         root_certificates=tls.ca_pem(), private_key=tls.key_pem(), certificate_chain=tls.cert_pem()
     )
-    return grpc.secure_channel(address, credentials, options=MESSAGE_OPTIONS)
+    options = [*MESSAGE_OPTIONS, *([("grpc.ssl_target_name_override", server_name)] if server_name else [])]
+    return grpc.secure_channel(address, credentials, options=options)
 
 
 def server_credentials(tls: TlsFiles) -> grpc.ServerCredentials:

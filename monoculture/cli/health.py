@@ -139,7 +139,9 @@ def ask(probe: Probe, timeout: float) -> str | None:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    with _channel(probe) as channel:
+    from monoculture.transport import channel as open_channel
+
+    with open_channel(probe.address, probe.tls, probe.server_name) as channel:
         try:
             answer = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(), timeout=timeout
@@ -149,23 +151,6 @@ def ask(probe: Probe, timeout: float) -> str | None:
     if answer.status == health_pb2.HealthCheckResponse.SERVING:
         return None
     return f"answers {health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)}"
-
-
-def _channel(probe: Probe) -> Any:
-    import grpc
-
-    if probe.tls is None:
-        from monoculture.transport import require_loopback
-
-        require_loopback(probe.address)
-        return grpc.insecure_channel(probe.address)
-    credentials = grpc.ssl_channel_credentials(
-        root_certificates=probe.tls.ca_pem(),
-        private_key=probe.tls.key_pem(),
-        certificate_chain=probe.tls.cert_pem(),
-    )
-    options = [("grpc.ssl_target_name_override", probe.server_name)] if probe.server_name else []
-    return grpc.secure_channel(probe.address, credentials, options=options)
 
 
 def _why(error: Any, timeout: float) -> str:
